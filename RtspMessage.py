@@ -1,0 +1,941 @@
+"""RTSP 1.0 messages as bytes <-> objects (RFC 2326 sections 4, 6, 7, 10.12).
+
+No sockets here.  :class:`RtspParser` is fed whatever bytes a TCP read returned and
+hands back complete :class:`Request`, :class:`Response`, :class:`InterleavedFrame`
+objects, or :class:`MessageError` for a message it had to skip (the connection
+survives: the parser resynchronises at the end of the bad header block and skips
+its body).  ``Request.serialize()`` / ``Response.serialize()`` write the wire form.
+
+The classic course-lab client ("lab dialect") ends its lines with a bare LF and
+sends each request in one ``send()`` with neither a final newline nor a blank
+line.  Such a request can never be framed by the byte stream alone; the server
+asks :meth:`RtspParser.has_unterminated_lf` after a read and, when no more data
+follows, calls :meth:`RtspParser.finish_unterminated` to get the request.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import re
+import struct
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Mapping, Union
+
+log = logging.getLogger(__name__)
+
+RTSP_VERSION = "RTSP/1.0"
+
+
+class Method(str, enum.Enum):
+    """RTSP methods (RFC 2326 section 10)."""
+
+    OPTIONS = "OPTIONS"
+    DESCRIBE = "DESCRIBE"
+    ANNOUNCE = "ANNOUNCE"
+    SETUP = "SETUP"
+    PLAY = "PLAY"
+    PAUSE = "PAUSE"
+    TEARDOWN = "TEARDOWN"
+    GET_PARAMETER = "GET_PARAMETER"
+    SET_PARAMETER = "SET_PARAMETER"
+    REDIRECT = "REDIRECT"
+    RECORD = "RECORD"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_PHRASES: dict[int, str] = {
+    100: "Continue",
+    200: "OK",
+    201: "Created",
+    250: "Low on Storage Space",
+    300: "Multiple Choices",
+    301: "Moved Permanently",
+    302: "Moved Temporarily",
+    303: "See Other",
+    304: "Not Modified",
+    305: "Use Proxy",
+    400: "Bad Request",
+    401: "Unauthorized",
+    402: "Payment Required",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    407: "Proxy Authentication Required",
+    408: "Request Time-out",
+    410: "Gone",
+    411: "Length Required",
+    412: "Precondition Failed",
+    413: "Request Entity Too Large",
+    414: "Request-URI Too Large",
+    415: "Unsupported Media Type",
+    451: "Parameter Not Understood",
+    452: "Conference Not Found",
+    453: "Not Enough Bandwidth",
+    454: "Session Not Found",
+    455: "Method Not Valid in This State",
+    456: "Header Field Not Valid for Resource",
+    457: "Invalid Range",
+    458: "Parameter Is Read-Only",
+    459: "Aggregate operation not allowed",
+    460: "Only aggregate operation allowed",
+    461: "Unsupported transport",
+    462: "Destination unreachable",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Time-out",
+    505: "RTSP Version not supported",
+    551: "Option not supported",
+}
+
+
+class Status(enum.IntEnum):
+    """RTSP status codes (RFC 2326 section 7.1.1); ``.phrase`` is the reason phrase."""
+
+    CONTINUE = 100
+    OK = 200
+    CREATED = 201
+    LOW_ON_STORAGE_SPACE = 250
+    MULTIPLE_CHOICES = 300
+    MOVED_PERMANENTLY = 301
+    MOVED_TEMPORARILY = 302
+    SEE_OTHER = 303
+    NOT_MODIFIED = 304
+    USE_PROXY = 305
+    BAD_REQUEST = 400
+    UNAUTHORIZED = 401
+    PAYMENT_REQUIRED = 402
+    FORBIDDEN = 403
+    NOT_FOUND = 404
+    METHOD_NOT_ALLOWED = 405
+    NOT_ACCEPTABLE = 406
+    PROXY_AUTHENTICATION_REQUIRED = 407
+    REQUEST_TIMEOUT = 408
+    GONE = 410
+    LENGTH_REQUIRED = 411
+    PRECONDITION_FAILED = 412
+    REQUEST_ENTITY_TOO_LARGE = 413
+    REQUEST_URI_TOO_LARGE = 414
+    UNSUPPORTED_MEDIA_TYPE = 415
+    PARAMETER_NOT_UNDERSTOOD = 451
+    CONFERENCE_NOT_FOUND = 452
+    NOT_ENOUGH_BANDWIDTH = 453
+    SESSION_NOT_FOUND = 454
+    METHOD_NOT_VALID_IN_THIS_STATE = 455
+    HEADER_FIELD_NOT_VALID = 456
+    INVALID_RANGE = 457
+    PARAMETER_IS_READ_ONLY = 458
+    AGGREGATE_OPERATION_NOT_ALLOWED = 459
+    ONLY_AGGREGATE_OPERATION_ALLOWED = 460
+    UNSUPPORTED_TRANSPORT = 461
+    DESTINATION_UNREACHABLE = 462
+    INTERNAL_SERVER_ERROR = 500
+    NOT_IMPLEMENTED = 501
+    BAD_GATEWAY = 502
+    SERVICE_UNAVAILABLE = 503
+    GATEWAY_TIMEOUT = 504
+    RTSP_VERSION_NOT_SUPPORTED = 505
+    OPTION_NOT_SUPPORTED = 551
+
+    @property
+    def phrase(self) -> str:
+        return _PHRASES[self.value]
+
+
+def reason_phrase(status: int) -> str:
+    """The RFC 2326 reason phrase for ``status`` (a generic one for unknown codes)."""
+    phrase = _PHRASES.get(int(status))
+    if phrase is not None:
+        return phrase
+    return {1: "Informational", 2: "Success", 3: "Redirection", 4: "Client Error",
+            5: "Server Error"}.get(int(status) // 100, "Unknown")
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class RtspError(Exception):
+    """An error that already knows its RTSP status code (turned into a reply in one place).
+
+    ``headers`` are extra headers the reply should carry (e.g. ``Public`` with a 501,
+    ``Allow`` with a 405).
+    """
+
+    default_status: Status = Status.INTERNAL_SERVER_ERROR
+
+    def __init__(self, status: int | None = None, message: str = "",
+                 headers: Mapping[str, str] | None = None) -> None:
+        if status is None:
+            status = self.default_status
+        try:
+            status = Status(status)
+        except ValueError:
+            status = int(status)
+        self.status: Status | int = status
+        self.message = message or reason_phrase(status)
+        self.headers: dict[str, str] = dict(headers or {})
+        super().__init__(f"{int(status)} {reason_phrase(status)}: {self.message}")
+
+    def __reduce__(self):  # keep pickling/copying working with the custom __init__
+        return (_rebuild_error, (type(self), self.status, self.message, self.headers))
+
+
+def _rebuild_error(cls, status, message, headers):
+    err = RtspError.__new__(cls)
+    RtspError.__init__(err, status, message, headers)
+    return err
+
+
+class _FixedStatusError(RtspError):
+    """Base for the per-code subclasses: ``BadRequest("why")``."""
+
+    def __init__(self, message: str = "", headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(self.default_status, message, headers)
+
+
+class BadRequest(_FixedStatusError):
+    default_status = Status.BAD_REQUEST
+
+
+class NotFound(_FixedStatusError):
+    default_status = Status.NOT_FOUND
+
+
+class MethodNotAllowed(_FixedStatusError):
+    default_status = Status.METHOD_NOT_ALLOWED
+
+
+class RequestEntityTooLarge(_FixedStatusError):
+    default_status = Status.REQUEST_ENTITY_TOO_LARGE
+
+
+class RequestUriTooLarge(_FixedStatusError):
+    default_status = Status.REQUEST_URI_TOO_LARGE
+
+
+class SessionNotFound(_FixedStatusError):
+    default_status = Status.SESSION_NOT_FOUND
+
+
+class MethodNotValidInThisState(_FixedStatusError):
+    default_status = Status.METHOD_NOT_VALID_IN_THIS_STATE
+
+
+class HeaderFieldNotValid(_FixedStatusError):
+    default_status = Status.HEADER_FIELD_NOT_VALID
+
+
+class InvalidRange(_FixedStatusError):
+    default_status = Status.INVALID_RANGE
+
+
+class UnsupportedTransport(_FixedStatusError):
+    default_status = Status.UNSUPPORTED_TRANSPORT
+
+
+class InternalServerError(_FixedStatusError):
+    default_status = Status.INTERNAL_SERVER_ERROR
+
+
+class NotImplementedMethod(_FixedStatusError):
+    default_status = Status.NOT_IMPLEMENTED
+
+
+class ServiceUnavailable(_FixedStatusError):
+    default_status = Status.SERVICE_UNAVAILABLE
+
+
+class VersionNotSupported(_FixedStatusError):
+    default_status = Status.RTSP_VERSION_NOT_SUPPORTED
+
+
+# --------------------------------------------------------------------------- headers
+
+_TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_ENC = "utf-8"
+_ERRORS = "surrogateescape"  # header bytes -> str -> bytes round-trips exactly
+
+
+class Headers:
+    """Case-insensitive, ordered, multi-valued header fields (RFC 2326 section 4.2).
+
+    Names keep the spelling they were given (so a message re-serializes byte-exact);
+    lookups ignore case.  Values are ``str`` (ints are accepted and converted).
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, object] | Iterable[tuple[str, object]] | None = None
+                 ) -> None:
+        self._items: list[tuple[str, str]] = []
+        if items is None:
+            return
+        pairs = items.items() if isinstance(items, Mapping) else items
+        for name, value in pairs:
+            self.add(name, value)
+
+    @staticmethod
+    def _check(name: str, value: object) -> tuple[str, str]:
+        if not isinstance(name, str) or not _TOKEN_RE.match(name):
+            raise ValueError(f"invalid header name {name!r}")
+        text = str(value)
+        if "\r" in text or "\n" in text or "\0" in text:
+            # a CR/LF in a value would let a peer inject headers into our replies
+            raise ValueError(f"header {name} value contains a line break or NUL: {text!r}")
+        return name, text
+
+    def add(self, name: str, value: object) -> None:
+        """Append a field (keeps any existing field of the same name)."""
+        self._items.append(self._check(name, value))
+
+    def set(self, name: str, value: object) -> None:
+        """Replace every field called ``name`` by one, at the first one's position."""
+        name, text = self._check(name, value)
+        key = name.lower()
+        for i, (n, _) in enumerate(self._items):
+            if n.lower() == key:
+                self._items[i] = (name, text)
+                self._items[i + 1:] = [p for p in self._items[i + 1:] if p[0].lower() != key]
+                return
+        self._items.append((name, text))
+
+    def setdefault(self, name: str, value: object) -> str:
+        if name not in self:
+            self.add(name, value)
+        return self[name]
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The first value of ``name`` (case-insensitive), or ``default``."""
+        key = name.lower()
+        for n, v in self._items:
+            if n.lower() == key:
+                return v
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        key = name.lower()
+        return [v for n, v in self._items if n.lower() == key]
+
+    def remove(self, name: str) -> None:
+        """Drop every field called ``name`` (no error if there is none)."""
+        key = name.lower()
+        self._items = [p for p in self._items if p[0].lower() != key]
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __setitem__(self, name: str, value: object) -> None:
+        self.set(name, value)
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self:
+            raise KeyError(name)
+        self.remove(name)
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        key = name.lower()
+        return any(n.lower() == key for n, _ in self._items)
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._items)
+
+    def keys(self) -> list[str]:
+        return [n for n, _ in self._items]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Headers):
+            return [(n.lower(), v) for n, v in self._items] == \
+                   [(n.lower(), v) for n, v in other._items]
+        return NotImplemented
+
+    def copy(self) -> "Headers":
+        new = Headers()
+        new._items = list(self._items)
+        return new
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+    def _write(self, out: list[bytes], eol: bytes, body_len: int) -> None:
+        wrote_length = False
+        for name, value in self._items:
+            if name.lower() == "content-length":
+                if wrote_length:
+                    continue
+                value = str(body_len)  # always the truth, whatever the caller put there
+                wrote_length = True
+            out.append(name.encode("ascii") + b": " + value.encode(_ENC, _ERRORS) + eol)
+        if body_len and not wrote_length:
+            out.append(b"Content-Length: " + str(body_len).encode("ascii") + eol)
+
+
+def _cseq_of(headers: Headers) -> int | None:
+    value = headers.get("CSeq")
+    if value is None:
+        return None
+    value = value.strip()
+    if not value.isdigit() or len(value) > 10:
+        return None
+    return int(value)
+
+
+# --------------------------------------------------------------------------- messages
+
+
+@dataclass
+class Request:
+    """An RTSP request (RFC 2326 section 6).
+
+    ``method`` is the method token as sent (compare with :class:`Method`, which is a str
+    enum); unknown methods are kept so the server can answer 501.  ``lf_only`` is True when
+    the request line ended in a bare LF (the lab dialect); ``serialize`` then writes LF too.
+    """
+
+    method: str
+    uri: str
+    headers: Headers = field(default_factory=Headers)
+    body: bytes = b""
+    version: str = RTSP_VERSION
+    lf_only: bool = False
+
+    @property
+    def cseq(self) -> int | None:
+        """The CSeq header as an int, or None when it is missing or not a number."""
+        return _cseq_of(self.headers)
+
+    @property
+    def known_method(self) -> Method | None:
+        """The method as a :class:`Method`, or None for an extension/unknown method."""
+        try:
+            return Method(self.method)
+        except ValueError:
+            return None
+
+    def serialize(self) -> bytes:
+        """The wire form: CRLF line ends (bare LF when ``lf_only``), Content-Length if a body."""
+        eol = b"\n" if self.lf_only else b"\r\n"
+        for part in (self.method, self.uri, self.version):
+            if not part or any(c in part for c in " \t\r\n\0"):
+                raise ValueError(f"invalid request line element {part!r}")
+        out = [f"{self.method} {self.uri} {self.version}".encode(_ENC, _ERRORS) + eol]
+        self.headers._write(out, eol, len(self.body))
+        out.append(eol)
+        out.append(bytes(self.body))
+        return b"".join(out)
+
+
+@dataclass
+class Response:
+    """An RTSP response (RFC 2326 section 7).  ``reason`` None means the standard phrase."""
+
+    status: int
+    headers: Headers = field(default_factory=Headers)
+    body: bytes = b""
+    reason: str | None = None
+    version: str = RTSP_VERSION
+
+    @property
+    def cseq(self) -> int | None:
+        return _cseq_of(self.headers)
+
+    @property
+    def phrase(self) -> str:
+        return self.reason if self.reason is not None else reason_phrase(self.status)
+
+    def serialize(self, lf_only: bool = False) -> bytes:
+        """The wire form, headers in insertion order; CRLF, or bare LF for lab clients."""
+        eol = b"\n" if lf_only else b"\r\n"
+        status = int(self.status)
+        if not 100 <= status <= 999:
+            raise ValueError(f"status code {status} is not three digits")
+        phrase = self.phrase
+        if "\r" in phrase or "\n" in phrase:
+            raise ValueError(f"reason phrase contains a line break: {phrase!r}")
+        out = [f"{self.version} {status} {phrase}".encode(_ENC, _ERRORS) + eol]
+        self.headers._write(out, eol, len(self.body))
+        out.append(eol)
+        out.append(bytes(self.body))
+        return b"".join(out)
+
+    @classmethod
+    def from_error(cls, error: RtspError, cseq: int | None = None) -> "Response":
+        """The reply for ``error``: its status, CSeq (if known) and its extra headers."""
+        headers = Headers()
+        if cseq is not None:
+            headers.add("CSeq", cseq)
+        for name, value in error.headers.items():
+            headers.set(name, value)
+        return cls(int(error.status), headers)
+
+
+_INTERLEAVED = struct.Struct("!cBH")
+
+
+@dataclass
+class InterleavedFrame:
+    """Binary data interleaved on the RTSP connection: '$', channel, 16-bit length
+    (RFC 2326 section 10.12)."""
+
+    channel: int
+    data: bytes
+
+    def serialize(self) -> bytes:
+        if not 0 <= self.channel <= 255:
+            raise ValueError(f"interleaved channel {self.channel} outside 0..255")
+        if len(self.data) > 0xFFFF:
+            raise ValueError(f"interleaved frame of {len(self.data)} bytes exceeds 65535")
+        return _INTERLEAVED.pack(b"$", self.channel, len(self.data)) + bytes(self.data)
+
+
+@dataclass
+class MessageError:
+    """A malformed message the parser skipped; answer ``error.status`` with ``cseq``.
+
+    ``fatal`` means the peer sent more unparseable data than the parser will skip: the
+    connection should be closed (the parser ignores everything fed after that).
+    ``lf_only`` tells whether the bad request used the lab dialect's bare-LF lines.
+    """
+
+    error: RtspError
+    cseq: int | None = None
+    fatal: bool = False
+    lf_only: bool = False
+
+    @property
+    def status(self) -> int:
+        return int(self.error.status)
+
+
+Message = Union[Request, Response, InterleavedFrame, MessageError]
+
+
+# --------------------------------------------------------------------------- parser
+
+
+class _State(enum.Enum):
+    START = "start"              # between messages
+    HEADERS = "headers"          # start line read, reading header lines
+    BODY = "body"                # waiting for Content-Length bytes
+    SKIP_BODY = "skip_body"      # discarding the body of a rejected message
+    DISCARD_LINE = "discard"     # discarding the rest of an over-long or binary line
+    CLOSED = "closed"            # fatal error reported; everything is ignored
+
+
+_REQUEST_LINE_RE = re.compile(r"^([!#$%&'*+\-.^_`|~0-9A-Za-z]+)[ \t]+(\S+)[ \t]+(\S+)$")
+_STATUS_LINE_RE = re.compile(r"^(RTSP/\d+\.\d+)[ \t]+(\d{3})(?:[ \t]+(.*))?$")
+_VERSION_RE = re.compile(r"^[A-Za-z]+/\d+\.\d+$")
+_REQUEST_PREFIX_RE = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+[ \t]")
+_CSEQ_LINE_RE = re.compile(rb"^[ \t]*cseq[ \t]*:[ \t]*(\d{1,10})[ \t]*\r?$", re.IGNORECASE)
+# A start line must be printable ASCII: anything else is garbage that can never
+# become a message (TLS hellos, stray RTP, a client speaking some other protocol).
+_BAD_START_BYTE_RE = re.compile(rb"[^\t\x20-\x7e\r]|\r(?!\n|$)")
+
+
+class RtspParser:
+    """Incremental RTSP framer (RFC 2326 sections 4, 6, 7, 10.12).
+
+    ``feed(data)`` returns every message completed by ``data``.  Limits: ``max_line``
+    bytes per line (a longer request line -> 414, other lines -> 400), ``max_headers``
+    header fields (-> 400), ``max_body`` bytes of Content-Length body (-> 413; the body is
+    skipped as it arrives).  A rejected message is returned as :class:`MessageError` once
+    its header block has ended, so the connection survives.  A start line holding bytes
+    that are not printable ASCII is garbage: :class:`MessageError` 400 at once, and the
+    rest of that line is dropped.  When more than ``max_junk`` bytes have been dropped
+    without a good message in between, a ``fatal`` MessageError is returned and the
+    parser stops (the server should close the connection).
+
+    ``role`` is "server" or "client"; both roles parse requests, responses and '$' frames
+    (a server can receive RTCP over interleaved channels, a client can receive requests
+    such as GET_PARAMETER or ANNOUNCE from the server).  Only the server role reports
+    lab-dialect unterminated requests.
+    """
+
+    def __init__(self, max_line: int = 4096, max_headers: int = 64, max_body: int = 65536,
+                 role: str = "server", max_junk: int | None = None) -> None:
+        if role not in ("server", "client"):
+            raise ValueError(f"role must be 'server' or 'client', not {role!r}")
+        if max_line < 16 or max_headers < 1 or max_body < 0:
+            raise ValueError("parser limits too small")
+        self.max_line = max_line
+        self.max_headers = max_headers
+        self.max_body = max_body
+        self.role = role
+        self.max_junk = max_junk if max_junk is not None else max(16 * max_line, 65536)
+        self._buf = bytearray()
+        self._state = _State.START
+        self._scan = 0              # bytes of _buf already searched for a line break
+        self._junk = 0              # bytes dropped since the last good message
+        self._reset_message()
+
+    # -- per-message state
+
+    def _reset_message(self) -> None:
+        self._start: Request | Response | None = None
+        self._headers = Headers()
+        self._header_count = 0
+        self._error: RtspError | None = None
+        self._cseq: int | None = None
+        self._lf_only = False
+        self._all_lf = True
+        self._remaining = 0          # BODY / SKIP_BODY byte count
+        self._after_discard = _State.START
+        self._discarded = 0
+
+    @property
+    def closed(self) -> bool:
+        """True after a fatal MessageError: everything fed since is ignored."""
+        return self._state is _State.CLOSED
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for an incomplete message (bounded by the limits)."""
+        return len(self._buf)
+
+    # -- public API
+
+    def feed(self, data: bytes) -> list[Message]:
+        """Add received bytes; return every message (or error) they complete, in order."""
+        if self._state is _State.CLOSED:
+            return []
+        self._buf += data
+        out: list[Message] = []
+        while self._step(out):
+            if self._state is _State.CLOSED:
+                self._buf.clear()
+                break
+        return out
+
+    def has_unterminated_lf(self) -> bool:
+        """True when the buffer ends in a lab-dialect request with no blank line.
+
+        That is: a well-formed request line ended by a bare LF, at least one header line,
+        every line so far ended by a bare LF, no Content-Length, and nothing after it but
+        possibly one last header line without its newline.  A CRLF client is never
+        affected (its request line ends in CRLF).
+        """
+        wanted = (Request,) if self.role == "server" else (Request, Response)
+        if (self._state is not _State.HEADERS
+                or not isinstance(self._start, wanted) or self._error is not None
+                or not self._lf_only or not self._all_lf or "Content-Length" in self._headers):
+            return False
+        tail = bytes(self._buf)
+        if not tail:
+            return self._header_count > 0
+        if b"\r" in tail or b"\n" in tail:
+            return False
+        parsed = self._parse_header_line(tail, dry_run=True)
+        return parsed is not None and parsed[0].lower() != "content-length"
+
+    def finish_unterminated(self) -> Request | None:
+        """Complete the lab-dialect request :meth:`has_unterminated_lf` found, or None.
+
+        In the client role this can also return a :class:`Response` (a classic lab
+        server's reply has no blank line either).
+        """
+        if not self.has_unterminated_lf():
+            return None
+        if self._buf:
+            self._parse_header_line(bytes(self._buf))
+            self._buf.clear()
+            self._scan = 0
+        message = self._start
+        assert message is not None
+        message.headers = self._headers
+        if isinstance(message, Request):
+            message.lf_only = True
+        self._message_done()
+        return message  # type: ignore[return-value]
+
+    # -- the machine
+
+    def _message_done(self) -> None:
+        self._reset_message()
+        self._state = _State.START
+        self._junk = 0
+
+    def _drop(self, n: int) -> None:
+        del self._buf[:n]
+        self._scan = 0
+
+    def _next_line(self) -> tuple[bytes, bool] | None:
+        """Pop one line (without its ending) and whether it ended in bare LF."""
+        idx = self._buf.find(b"\n", self._scan)
+        if idx < 0:
+            self._scan = len(self._buf)
+            return None
+        line = bytes(self._buf[:idx])
+        self._drop(idx + 1)
+        if line.endswith(b"\r"):
+            return line[:-1], False
+        return line, True
+
+    def _add_junk(self, n: int, out: list[Message]) -> bool:
+        """Count dropped bytes; report fatal and close when over the limit."""
+        self._junk += n
+        if self._junk > self.max_junk:
+            log.warning("closing parser: %d bytes of unparseable data", self._junk)
+            out.append(MessageError(BadRequest("too much unparseable data"), self._cseq,
+                                    fatal=True, lf_only=self._lf_only))
+            self._state = _State.CLOSED
+            return False
+        return True
+
+    def _step(self, out: list[Message]) -> bool:
+        """Make one unit of progress; False when more data is needed."""
+        state = self._state
+        if state is _State.START:
+            return self._step_start(out)
+        if state is _State.HEADERS:
+            return self._step_headers(out)
+        if state is _State.BODY:
+            if len(self._buf) < self._remaining:
+                return False
+            body = bytes(self._buf[:self._remaining])
+            self._drop(self._remaining)
+            self._emit(out, body)
+            return True
+        if state is _State.SKIP_BODY:
+            n = min(self._remaining, len(self._buf))
+            self._drop(n)
+            self._remaining -= n
+            if self._remaining:
+                return False
+            self._message_done()
+            return True
+        if state is _State.DISCARD_LINE:
+            idx = self._buf.find(b"\n")
+            if idx < 0:
+                n = len(self._buf)
+                self._drop(n)
+                self._discarded += n
+                return self._add_junk(n, out) and False
+            self._drop(idx + 1)
+            self._discarded += idx + 1
+            if not self._add_junk(idx + 1, out):
+                return False
+            self._state = self._after_discard
+            return True
+        return False
+
+    def _step_start(self, out: list[Message]) -> bool:
+        buf = self._buf
+        if not buf:
+            return False
+        if buf[0] == 0x24:  # '$': RFC 2326 10.12 interleaved binary data
+            if len(buf) < 4:
+                return False
+            _, channel, length = _INTERLEAVED.unpack_from(buf)
+            if len(buf) < 4 + length:
+                return False
+            data = bytes(buf[4:4 + length])
+            self._drop(4 + length)
+            out.append(InterleavedFrame(channel, data))
+            self._junk = 0
+            return True
+        # Empty lines between messages are allowed (and used as keepalives).
+        if buf[0] == 0x0A:
+            self._drop(1)
+            return True
+        if buf[0] == 0x0D:
+            if len(buf) < 2:
+                return False
+            if buf[1] == 0x0A:
+                self._drop(2)
+                return True
+        checked = max(0, self._scan - 1)  # bytes before this were clean already
+        end = buf.find(b"\n", self._scan)
+        head = bytes(buf[checked:end if end >= 0 else min(len(buf), self.max_line + 1)])
+        if _BAD_START_BYTE_RE.search(head):
+            out.append(MessageError(BadRequest("binary data where a request line was expected")))
+            return self._begin_discard(_State.START, out)
+        if end < 0:
+            self._scan = len(buf)
+            if len(buf) > self.max_line:
+                self._start_line_too_long()
+                return self._begin_discard(_State.HEADERS, out)
+            return False
+        if end - (1 if end and buf[end - 1] == 0x0D else 0) > self.max_line:
+            self._start_line_too_long()
+            self._after_discard = _State.HEADERS
+            self._state = _State.DISCARD_LINE
+            return True
+        line, lf = self._next_line()  # type: ignore[misc]
+        self._lf_only = lf
+        self._all_lf = lf
+        self._parse_start_line(line.decode("ascii").strip(" \t"))
+        self._state = _State.HEADERS
+        return True
+
+    def _start_line_too_long(self) -> None:
+        self._lf_only = self._all_lf = False
+        if _REQUEST_PREFIX_RE.match(self._buf) and not self._buf.startswith(b"RTSP/"):
+            self._error = RequestUriTooLarge(f"request line longer than {self.max_line} bytes")
+        else:
+            self._error = BadRequest(f"start line longer than {self.max_line} bytes")
+
+    def _begin_discard(self, then: _State, out: list[Message]) -> bool:
+        self._after_discard = then
+        self._state = _State.DISCARD_LINE
+        return True
+
+    def _parse_start_line(self, line: str) -> None:
+        m = _STATUS_LINE_RE.match(line)
+        if m:
+            self._start = Response(int(m.group(2)), Headers(), reason=m.group(3) or "",
+                                   version=m.group(1))
+            return
+        m = _REQUEST_LINE_RE.match(line)
+        if not m:
+            self._error = BadRequest(f"malformed request line {line[:80]!r}")
+            return
+        method, uri, version = m.groups()
+        if version != RTSP_VERSION:
+            if _VERSION_RE.match(version):
+                self._error = VersionNotSupported(f"version {version} is not supported")
+            else:
+                self._error = BadRequest(f"malformed protocol version {version[:40]!r}")
+            return
+        self._start = Request(method, uri, Headers(), version=version)
+
+    def _step_headers(self, out: list[Message]) -> bool:
+        buf = self._buf
+        end = buf.find(b"\n", self._scan)
+        if end < 0:
+            self._scan = len(buf)
+            if len(buf) > self.max_line:
+                self._fail(BadRequest(f"header line longer than {self.max_line} bytes"))
+                self._all_lf = False
+                return self._begin_discard(_State.HEADERS, out)
+            return False
+        if end - (1 if end and buf[end - 1] == 0x0D else 0) > self.max_line:
+            self._fail(BadRequest(f"header line longer than {self.max_line} bytes"))
+            self._all_lf = False
+            return self._begin_discard(_State.HEADERS, out)
+        line, lf = self._next_line()  # type: ignore[misc]
+        self._all_lf = self._all_lf and lf
+        if line:
+            self._parse_header_line(line)
+            # an endless header block of a message already rejected is unbounded junk
+            return self._error is None or self._add_junk(len(line) + 1, out)
+        return self._end_of_headers(out)
+
+    def _fail(self, error: RtspError) -> None:
+        if self._error is None:
+            self._error = error
+
+    def _parse_header_line(self, line: bytes, dry_run: bool = False) -> tuple[str, str] | None:
+        """Parse one header line into ``self._headers``; record an error if malformed."""
+        m = _CSEQ_LINE_RE.match(line)
+        if m and not dry_run and self._cseq is None:
+            self._cseq = int(m.group(1))  # remembered even if the message is rejected
+        if line[:1] in (b" ", b"\t"):
+            # continuation line (RFC 2326 4.2 / RFC 2616 2.2 LWS): fold into the last value
+            if dry_run:
+                return ("continuation", "")
+            if not len(self._headers):
+                self._fail(BadRequest("continuation line before any header"))
+                return None
+            name, value = self._headers._items[-1]
+            extra = line.strip().decode(_ENC, _ERRORS)
+            self._headers._items[-1] = (name, f"{value} {extra}" if value else extra)
+            return name, value
+        name_b, sep, value_b = line.partition(b":")
+        name = name_b.strip().decode("ascii", "replace")
+        if not sep or not _TOKEN_RE.match(name):
+            if not dry_run:
+                self._fail(BadRequest(f"malformed header line {line[:60]!r}"))
+            return None
+        value = value_b.strip(b" \t\r").decode(_ENC, _ERRORS)
+        if "\0" in value:
+            if not dry_run:
+                self._fail(BadRequest(f"NUL byte in header {name}"))
+            return None
+        if dry_run:
+            return name, value
+        self._header_count += 1
+        if self._header_count > self.max_headers:
+            self._fail(BadRequest(f"more than {self.max_headers} header fields"))
+            return None
+        if self._error is None:
+            self._headers._items.append((name, value))
+        return name, value
+
+    def _end_of_headers(self, out: list[Message]) -> bool:
+        length = 0
+        values = {v.strip() for v in self._headers.get_all("Content-Length")}
+        if len(values) > 1:
+            self._fail(BadRequest("conflicting Content-Length headers"))
+        elif values:
+            text = values.pop()
+            if not text.isdigit() or len(text) > 15:
+                self._fail(BadRequest(f"invalid Content-Length {text[:20]!r}"))
+            else:
+                length = int(text)
+                if length > self.max_body:
+                    self._fail(RequestEntityTooLarge(
+                        f"body of {length} bytes exceeds the limit of {self.max_body}"))
+        if self._error is not None or self._start is None:
+            error = self._error or BadRequest("malformed message")
+            log.debug("rejecting message: %s", error)
+            out.append(MessageError(error, self._cseq, lf_only=self._lf_only))
+            if length:
+                # keep the framing: the body that follows is not a message
+                self._state = _State.SKIP_BODY
+                self._remaining = length
+            else:
+                self._message_done()
+            return True
+        if length:
+            self._state = _State.BODY
+            self._remaining = length
+            return True
+        self._emit(out, b"")
+        return True
+
+    def _emit(self, out: list[Message], body: bytes) -> None:
+        msg = self._start
+        assert msg is not None
+        msg.headers = self._headers
+        msg.body = body
+        if isinstance(msg, Request):
+            msg.lf_only = self._lf_only
+        out.append(msg)
+        self._message_done()
+
+
+def parse_message(data: bytes, role: str = "server") -> Request | Response:
+    """Parse exactly one complete message (convenience for tests and tools).
+
+    Raises the message's :class:`RtspError` when it is malformed, and :class:`BadRequest`
+    when ``data`` is not exactly one message.
+    """
+    parser = RtspParser(role=role)
+    messages = parser.feed(data)
+    if not messages and parser.has_unterminated_lf():
+        finished = parser.finish_unterminated()
+        if finished is not None:
+            messages = [finished]
+    if len(messages) != 1 or parser.buffered:
+        raise BadRequest(f"expected one complete message, got {len(messages)}")
+    msg = messages[0]
+    if isinstance(msg, MessageError):
+        raise msg.error
+    if isinstance(msg, InterleavedFrame):
+        raise BadRequest("interleaved frame, not a message")
+    return msg
