@@ -1,0 +1,550 @@
+"""Receiver-side RTP statistics and reordering, pure (no I/O; time is passed in).
+
+* :class:`SequenceTracker` -- RFC 3550 Appendix A.1 source validation (probation, MAX_DROPOUT,
+  MAX_MISORDER, resynchronisation after a large jump), the extended highest sequence number
+  with a cycle count, A.3 expected / lost / fraction lost per reporting interval, A.8
+  interarrival jitter, plus duplicate and out-of-order counts.
+* :class:`ReorderBuffer` -- releases packets in extended-sequence order, holding a gap open for
+  at most ``window`` seconds (RFC 3550 §2 expects reordering; a bounded wait keeps latency low).
+* :class:`RtpReceiver` -- the two together: packets in, in-order packets out, each flagged when
+  packets are missing before it (what an RFC 2435 depacketizer needs to drop a broken frame).
+* :class:`RateMeter`, :class:`PlaybackStats` -- frame/byte rates and the snapshot the player shows.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any, Deque, Generic, Iterable, TypeVar
+
+logger = logging.getLogger(__name__)
+
+RTP_SEQ_MOD = 1 << 16        # RFC 3550 §5.1: 16-bit sequence number
+RTP_TS_MOD = 1 << 32         # 32-bit timestamp
+MAX_DROPOUT = 3000           # RFC 3550 A.1 suggested values
+MAX_MISORDER = 100
+MIN_SEQUENTIAL = 2
+DUPLICATE_HISTORY = 4096     # extended sequence numbers remembered for duplicate detection
+
+T = TypeVar("T")
+
+
+class Verdict(enum.Enum):
+    """What :meth:`SequenceTracker.update` decided about one packet."""
+
+    PROBATION = "probation"        # source not yet validated (A.1); caller may hold the packet
+    VALIDATED = "validated"        # this packet completed probation: held packets are valid too
+    IN_ORDER = "in-order"          # newer than every packet so far (possibly after a gap)
+    OUT_OF_ORDER = "out-of-order"  # older than the highest so far, first copy
+    DUPLICATE = "duplicate"        # already received
+    INVALID = "invalid"            # large jump, not (yet) believed (A.1 bad_seq)
+    RESTARTED = "restarted"        # two packets confirmed a large jump: sender restarted (A.1)
+
+    @property
+    def accepted(self) -> bool:
+        """True when the packet counts as received and should go on to the depacketizer."""
+        return self in (Verdict.VALIDATED, Verdict.IN_ORDER, Verdict.OUT_OF_ORDER, Verdict.RESTARTED)
+
+
+@dataclass(frozen=True)
+class IntervalReport:
+    """RFC 3550 A.3 numbers for one reporting interval."""
+
+    expected: int
+    received: int
+    lost: int
+    fraction_lost: int   # 8-bit fixed point, lost/expected * 256, 0 when nothing was lost
+
+
+def seq_delta(a: int, b: int) -> int:
+    """Forward distance from 16-bit sequence number ``b`` to ``a`` (0..65535)."""
+    return (a - b) % RTP_SEQ_MOD
+
+
+def ts_signed_diff(a: int, b: int) -> int:
+    """Signed difference ``a - b`` of two 32-bit timestamps, wrap-around aware."""
+    d = (a - b) % RTP_TS_MOD
+    return d - RTP_TS_MOD if d >= RTP_TS_MOD // 2 else d
+
+
+class SequenceTracker:
+    """Per-source receive statistics (RFC 3550 A.1, A.3, A.8).
+
+    ``update(seq, rtp_timestamp, arrival)`` takes the 16-bit sequence number, the 32-bit RTP
+    timestamp and the arrival time in seconds (any monotonic clock). It returns
+    ``(verdict, extended_seq)``; ``extended_seq`` is None for INVALID packets.
+
+    Unlike the A.1 sample code, the packets seen during probation are counted as received once
+    the source is validated (the RFC allows buffering them), so the first frame is not lost, and
+    duplicates are *not* counted as received, so ``lost`` never goes negative.
+    """
+
+    def __init__(self, clock_rate: int = 90000, *, min_sequential: int = MIN_SEQUENTIAL,
+                 max_dropout: int = MAX_DROPOUT, max_misorder: int = MAX_MISORDER) -> None:
+        if clock_rate <= 0:
+            raise ValueError(f"clock rate must be positive, got {clock_rate}")
+        self.clock_rate = clock_rate
+        self.min_sequential = min_sequential
+        self.max_dropout = max_dropout
+        self.max_misorder = max_misorder
+        self.max_seq = 0            # highest 16-bit sequence number seen
+        self.cycles = 0             # count of wraps, shifted (multiple of 65536)
+        self.base_seq = 0           # extended sequence number of the first valid packet
+        self.bad_seq = RTP_SEQ_MOD + 1   # last 'bad' seq + 1 (A.1); impossible value to start
+        self.probation = min_sequential
+        self.validated = False
+        self.received = 0           # unique valid packets
+        self.duplicates = 0
+        self.out_of_order = 0
+        self.invalid = 0
+        self.restarts = 0
+        self.expected_prior = 0
+        self.received_prior = 0
+        self.jitter = 0.0           # A.8, in timestamp units
+        self._transit: float | None = None
+        self._min_transit: float | None = None
+        self.delay_above_min = 0.0  # seconds: last transit minus the smallest transit seen
+        self._probation_ext: list[tuple[int, int, float]] = []   # (ext seq, timestamp, arrival)
+        self._last_ts = 0
+        self._last_arrival_units = 0.0
+        self._seen: set[int] = set()
+        self._seen_order: Deque[int] = collections.deque()
+
+    # -- A.1 -----------------------------------------------------------------------------
+    @property
+    def extended_max(self) -> int:
+        """Extended highest sequence number received (A.3: cycles + max_seq)."""
+        return self.cycles + self.max_seq
+
+    def _init_seq(self, seq: int) -> None:
+        self.base_seq = seq
+        self.max_seq = seq
+        self.cycles = 0
+        self.bad_seq = RTP_SEQ_MOD + 1
+        self.received = 0
+        self.expected_prior = 0
+        self.received_prior = 0
+        self._seen.clear()
+        self._seen_order.clear()
+        self._transit = None
+
+    def _remember(self, ext: int) -> None:
+        self._seen.add(ext)
+        self._seen_order.append(ext)
+        if len(self._seen_order) > DUPLICATE_HISTORY:
+            self._seen.discard(self._seen_order.popleft())
+
+    def update(self, seq: int, rtp_timestamp: int, arrival: float) -> tuple[Verdict, int | None]:
+        """Account for one arriving packet (RFC 3550 A.1 update_seq + A.8 jitter)."""
+        if not 0 <= seq < RTP_SEQ_MOD:
+            raise ValueError(f"sequence number {seq} out of 16-bit range")
+        if not self.validated:
+            return self._update_probation(seq, rtp_timestamp, arrival)
+        udelta = seq_delta(seq, self.max_seq)
+        if udelta == 0:
+            self.duplicates += 1
+            return Verdict.DUPLICATE, self.extended_max
+        if udelta < self.max_dropout:
+            if seq < self.max_seq:       # wrapped: one more cycle
+                self.cycles += RTP_SEQ_MOD
+            self.max_seq = seq
+            ext = self.extended_max
+            verdict = Verdict.IN_ORDER
+        elif udelta <= RTP_SEQ_MOD - self.max_misorder:
+            # A very large jump: believe it only when the next packet follows it (A.1).
+            if seq == self.bad_seq:
+                logger.info("RTP sequence jumped to %d: sender restarted, resynchronising", seq)
+                self._init_seq(seq)
+                self.restarts += 1
+                self._count(seq, rtp_timestamp, arrival)
+                return Verdict.RESTARTED, seq
+            self.bad_seq = (seq + 1) % RTP_SEQ_MOD
+            self.invalid += 1
+            return Verdict.INVALID, None
+        else:
+            # Behind the highest: a late (reordered) packet or a duplicate.
+            ext = self.extended_max - (RTP_SEQ_MOD - udelta)
+            if ext in self._seen or ext < 0:
+                self.duplicates += 1
+                return Verdict.DUPLICATE, ext
+            if ext < self.base_seq:
+                self.base_seq = ext   # older than the first packet: widen 'expected' to include it
+            self.out_of_order += 1
+            verdict = Verdict.OUT_OF_ORDER
+        if ext in self._seen:
+            self.duplicates += 1
+            return Verdict.DUPLICATE, ext
+        self._count(ext, rtp_timestamp, arrival)
+        return verdict, ext
+
+    def _update_probation(self, seq: int, rtp_timestamp: int, arrival: float) -> tuple[Verdict, int | None]:
+        if self._probation_ext and seq == (self.max_seq + 1) % RTP_SEQ_MOD:
+            self.probation -= 1
+            ext = self._probation_ext[-1][0] + 1
+        else:
+            if self._probation_ext and seq == self.max_seq:
+                self.duplicates += 1
+                return Verdict.DUPLICATE, self._probation_ext[-1][0]
+            # First packet, or not sequential: start probation over with this one.
+            self.probation = self.min_sequential - 1
+            self._probation_ext = []
+            ext = seq
+        self.max_seq = seq
+        self._probation_ext.append((ext, rtp_timestamp, arrival))
+        if self.probation > 0:
+            return Verdict.PROBATION, ext
+        # Validated: the run of sequential packets becomes the start of the stream.
+        first = self._probation_ext[0][0]
+        self._init_seq(first % RTP_SEQ_MOD)
+        self.base_seq = first
+        self.cycles = ext - seq
+        self.max_seq = seq
+        self.validated = True
+        for e, ts, at in self._probation_ext:
+            self._count(e, ts, at)
+        self._probation_ext = []
+        return Verdict.VALIDATED, ext
+
+    def _count(self, ext: int, rtp_timestamp: int, arrival: float) -> None:
+        self.received += 1
+        self._remember(ext)
+        self._jitter(rtp_timestamp, arrival)
+
+    # -- A.8 -----------------------------------------------------------------------------
+    def _jitter(self, rtp_timestamp: int, arrival: float) -> None:
+        arrival_units = arrival * self.clock_rate
+        if self._transit is None:
+            transit = arrival_units - rtp_timestamp
+        else:
+            # Keep transit continuous across the 32-bit timestamp wrap.
+            prev_ts = self._last_ts
+            transit = self._transit + (arrival_units - self._last_arrival_units) - ts_signed_diff(rtp_timestamp, prev_ts)
+            d = transit - self._transit
+            self.jitter += (abs(d) - self.jitter) / 16.0
+        self._transit = transit
+        self._last_ts = rtp_timestamp
+        self._last_arrival_units = arrival_units
+        if self._min_transit is None or transit < self._min_transit:
+            self._min_transit = transit
+        self.delay_above_min = (transit - self._min_transit) / self.clock_rate
+
+    @property
+    def jitter_seconds(self) -> float:
+        """Interarrival jitter (A.8) in seconds."""
+        return self.jitter / self.clock_rate
+
+    # -- A.3 -----------------------------------------------------------------------------
+    @property
+    def expected(self) -> int:
+        """Packets expected: extended highest - base + 1 (A.3); 0 before validation."""
+        if not self.validated:
+            return 0
+        return self.extended_max - self.base_seq + 1
+
+    @property
+    def lost(self) -> int:
+        """Cumulative packets lost (A.3), never negative since duplicates are not counted."""
+        return max(0, self.expected - self.received)
+
+    @property
+    def loss_fraction(self) -> float:
+        """Cumulative lost / expected, 0.0 .. 1.0."""
+        expected = self.expected
+        return self.lost / expected if expected > 0 else 0.0
+
+    def interval_report(self) -> IntervalReport:
+        """Expected/lost/fraction lost since the previous call (A.3), and start a new interval."""
+        expected = self.expected
+        expected_interval = expected - self.expected_prior
+        self.expected_prior = expected
+        received_interval = self.received - self.received_prior
+        self.received_prior = self.received
+        lost_interval = expected_interval - received_interval
+        if expected_interval == 0 or lost_interval <= 0:
+            fraction = 0
+        else:
+            fraction = (lost_interval << 8) // expected_interval
+        return IntervalReport(expected_interval, received_interval, lost_interval, min(fraction, 255))
+
+
+@dataclass
+class Released(Generic[T]):
+    """A packet leaving the reorder buffer in sequence order."""
+
+    ext_seq: int
+    item: T
+    missing_before: bool   # packets before this one were given up as lost
+
+
+class ReorderBuffer(Generic[T]):
+    """Put packets back in extended-sequence order, waiting at most ``window`` s for a gap.
+
+    ``push(ext_seq, item, now)`` and ``poll(now)`` return the packets that can leave now.
+    A packet older than the next expected one (it arrived after its gap was given up) is
+    counted in ``late`` and dropped.
+    """
+
+    def __init__(self, window: float = 0.05, capacity: int = 4096) -> None:
+        self.window = window
+        self.capacity = capacity
+        self.next_seq: int | None = None
+        self.late = 0
+        self.gaps = 0                  # number of times a gap was skipped
+        self.skipped = 0               # packets given up as lost
+        self._held: dict[int, tuple[T, float]] = {}
+        self._missing = False
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def push(self, ext_seq: int, item: T, now: float) -> list[Released[T]]:
+        """Add one packet; return what is now in order (plus anything whose wait expired)."""
+        if self.next_seq is None:
+            self.next_seq = ext_seq
+        if ext_seq < self.next_seq or ext_seq in self._held:
+            self.late += 1
+            return []
+        self._held[ext_seq] = (item, now)
+        out = self._drain()
+        out.extend(self.poll(now))
+        return out
+
+    def poll(self, now: float) -> list[Released[T]]:
+        """Give up on gaps that have been open for ``window`` seconds or overflow capacity."""
+        out: list[Released[T]] = []
+        while self._held:
+            oldest_arrival = min(t for _, t in self._held.values())
+            if now - oldest_arrival < self.window and len(self._held) <= self.capacity:
+                break
+            self._skip_to(min(self._held))
+            out.extend(self._drain())
+        return out
+
+    def flush(self) -> list[Released[T]]:
+        """Release everything held, in order (end of stream, seek, restart)."""
+        out: list[Released[T]] = []
+        while self._held:
+            self._skip_to(min(self._held))
+            out.extend(self._drain())
+        return out
+
+    def reset(self) -> None:
+        """Forget the expected sequence number (after a sender restart); held packets are dropped."""
+        self._held.clear()
+        self.next_seq = None
+        self._missing = False
+
+    def next_deadline(self) -> float | None:
+        """Time at which :meth:`poll` would release something, None when nothing is held."""
+        if not self._held:
+            return None
+        return min(t for _, t in self._held.values()) + self.window
+
+    def _skip_to(self, ext_seq: int) -> None:
+        assert self.next_seq is not None
+        if ext_seq > self.next_seq:
+            self.gaps += 1
+            self.skipped += ext_seq - self.next_seq
+            self._missing = True
+        self.next_seq = ext_seq
+
+    def _drain(self) -> list[Released[T]]:
+        out: list[Released[T]] = []
+        while self.next_seq in self._held:
+            item, _ = self._held.pop(self.next_seq)
+            out.append(Released(self.next_seq, item, self._missing))
+            self._missing = False
+            self.next_seq += 1
+        return out
+
+
+class RtpReceiver(Generic[T]):
+    """One RTP source: statistics (:class:`SequenceTracker`) then reordering (:class:`ReorderBuffer`).
+
+    ``push(seq, rtp_timestamp, arrival, item)`` returns the packets that leave in order. Packets
+    held during probation are released once the source is validated; duplicates and
+    not-yet-believed jumps are dropped.
+    """
+
+    def __init__(self, clock_rate: int = 90000, reorder_window: float = 0.05) -> None:
+        self.tracker = SequenceTracker(clock_rate)
+        self.reorder: ReorderBuffer[T] = ReorderBuffer(reorder_window)
+        self._probation: list[tuple[int, T]] = []
+
+    def push(self, seq: int, rtp_timestamp: int, arrival: float, item: T) -> list[Released[T]]:
+        verdict, ext = self.tracker.update(seq, rtp_timestamp, arrival)
+        if verdict is Verdict.PROBATION:
+            assert ext is not None
+            if self._probation and ext != self._probation[-1][0] + 1:
+                self._probation = []      # probation restarted
+            self._probation.append((ext, item))
+            return []
+        if verdict is Verdict.VALIDATED:
+            assert ext is not None
+            out: list[Released[T]] = []
+            held, self._probation = self._probation, []
+            for e, it in held:
+                out.extend(self.reorder.push(e, it, arrival))
+            out.extend(self.reorder.push(ext, item, arrival))
+            return out
+        if verdict is Verdict.RESTARTED:
+            assert ext is not None
+            out = self.reorder.flush()
+            self.reorder.reset()
+            out.extend(self.reorder.push(ext, item, arrival))
+            return out
+        if verdict.accepted:
+            assert ext is not None
+            return self.reorder.push(ext, item, arrival)
+        return []
+
+    def poll(self, now: float) -> list[Released[T]]:
+        return self.reorder.poll(now)
+
+    def flush(self) -> list[Released[T]]:
+        return self.reorder.flush()
+
+
+class RateMeter:
+    """Sum of amounts added over the last ``window`` seconds (for instantaneous rates)."""
+
+    def __init__(self, window: float = 1.0) -> None:
+        self.window = window
+        self._events: Deque[tuple[float, float]] = collections.deque()
+        self._sum = 0.0
+
+    def add(self, now: float, amount: float = 1.0) -> None:
+        self._events.append((now, amount))
+        self._sum += amount
+        self._expire(now)
+
+    def _expire(self, now: float) -> None:
+        while self._events and self._events[0][0] <= now - self.window:
+            self._sum -= self._events.popleft()[1]
+
+    def rate(self, now: float) -> float:
+        """Amount per second over the last window."""
+        self._expire(now)
+        return max(0.0, self._sum) / self.window
+
+
+@dataclass
+class StatsSnapshot:
+    """Everything the statistics panel and ``--stats-json`` show, at one instant."""
+
+    time: float = 0.0
+    elapsed: float = 0.0            # seconds of playing (wall clock, pauses excluded)
+    frame_index: int = 0            # frame number in the stream (from the RTP timestamp) or count
+    frame_total: int | None = None
+    position: float = 0.0           # media position in seconds
+    duration: float | None = None
+    frames_completed: int = 0
+    frames_dropped: int = 0
+    fps_inst: float = 0.0
+    fps_avg: float = 0.0
+    bytes_received: int = 0         # RTP payload + header bytes
+    kbps_inst: float = 0.0
+    kbps_avg: float = 0.0
+    packets_received: int = 0
+    packets_expected: int = 0
+    packets_lost: int = 0
+    loss_percent: float = 0.0
+    duplicates: int = 0
+    out_of_order: int = 0
+    late_dropped: int = 0
+    jitter_ms: float = 0.0
+    delay_ms: float = 0.0           # one-way delay above the smallest seen (queueing), from transit times
+    history: list[tuple[float, float, float, float]] = field(default_factory=list)  # (t, kbps, fps, loss%)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("history")
+        return d
+
+
+class PlaybackStats:
+    """Frame and byte counters plus a 30 s history, combined with a :class:`SequenceTracker`."""
+
+    def __init__(self, history_span: float = 30.0, sample_every: float = 0.5) -> None:
+        self.history_span = history_span
+        self.sample_every = sample_every
+        self.bytes = 0
+        self.frames_completed = 0
+        self.frames_dropped = 0
+        self.playing_time = 0.0
+        self._playing_since: float | None = None
+        self._frame_rate = RateMeter(1.0)
+        self._byte_rate = RateMeter(1.0)
+        self._history: Deque[tuple[float, float, float, float]] = collections.deque()
+        self._last_sample: float | None = None
+        self._last_lost = 0
+        self._last_expected = 0
+
+    def start(self, now: float) -> None:
+        if self._playing_since is None:
+            self._playing_since = now
+
+    def stop(self, now: float) -> None:
+        if self._playing_since is not None:
+            self.playing_time += now - self._playing_since
+            self._playing_since = None
+
+    def elapsed(self, now: float) -> float:
+        extra = now - self._playing_since if self._playing_since is not None else 0.0
+        return self.playing_time + extra
+
+    def on_packet(self, now: float, size: int) -> None:
+        self.bytes += size
+        self._byte_rate.add(now, size)
+
+    def on_frame(self, now: float, complete: bool = True) -> None:
+        if complete:
+            self.frames_completed += 1
+            self._frame_rate.add(now)
+        else:
+            self.frames_dropped += 1
+
+    def snapshot(self, now: float, tracker: SequenceTracker | None, late: int = 0,
+                 frame_dropped_total: int | None = None) -> StatsSnapshot:
+        elapsed = self.elapsed(now)
+        s = StatsSnapshot(time=now, elapsed=elapsed)
+        s.frames_completed = self.frames_completed
+        s.frames_dropped = self.frames_dropped if frame_dropped_total is None else frame_dropped_total
+        s.fps_inst = self._frame_rate.rate(now)
+        s.fps_avg = self.frames_completed / elapsed if elapsed > 0 else 0.0
+        s.bytes_received = self.bytes
+        s.kbps_inst = self._byte_rate.rate(now) * 8 / 1000
+        s.kbps_avg = self.bytes * 8 / 1000 / elapsed if elapsed > 0 else 0.0
+        s.late_dropped = late
+        if tracker is not None:
+            s.packets_received = tracker.received
+            s.packets_expected = tracker.expected
+            s.packets_lost = tracker.lost
+            s.loss_percent = 100.0 * tracker.loss_fraction
+            s.duplicates = tracker.duplicates
+            s.out_of_order = tracker.out_of_order
+            s.jitter_ms = tracker.jitter_seconds * 1000
+            s.delay_ms = tracker.delay_above_min * 1000
+        if self._last_sample is None or now - self._last_sample >= self.sample_every:
+            self._last_sample = now
+            d_exp = s.packets_expected - self._last_expected
+            d_lost = s.packets_lost - self._last_lost
+            self._last_expected, self._last_lost = s.packets_expected, s.packets_lost
+            loss_pct = 100.0 * d_lost / d_exp if d_exp > 0 and d_lost > 0 else 0.0
+            self._history.append((now, s.kbps_inst, s.fps_inst, loss_pct))
+            while self._history and self._history[0][0] < now - self.history_span:
+                self._history.popleft()
+        s.history = list(self._history)
+        return s
+
+
+def extend_all(seqs: Iterable[int]) -> list[int]:
+    """Extended sequence numbers of an in-order-ish run (test/diagnostic helper, A.1 rules)."""
+    t = SequenceTracker(min_sequential=1)
+    out = []
+    for s in seqs:
+        _, ext = t.update(s, 0, 0.0)
+        out.append(ext if ext is not None else -1)
+    return out
