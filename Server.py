@@ -1,0 +1,186 @@
+"""RTSP/RTP MJPEG server: `python Server.py 2048` serves the .Mjpeg files of a folder.
+
+The accept loop hands each connection to a ServerWorker thread; one Streamer thread
+paces the RTP of every session.  Ctrl-C stops every session, thread and socket.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import socket
+import sys
+import threading
+from typing import List, Optional, Set, Tuple
+
+from MediaLibrary import MediaLibrary
+from ServerWorker import SOCKET_BUFFER, ServerConfig, ServerWorker, SessionRegistry, Streamer
+
+log = logging.getLogger("Server")
+
+
+class UsageError(Exception):
+    """A mistake the user can fix (port in use, folder missing): one line, exit 2."""
+
+
+def _udp_pair(family: int, host: str) -> Tuple[socket.socket, socket.socket]:
+    """Bind an even RTP port and the odd RTCP port above it (RFC 3550 11)."""
+    for _ in range(100):
+        rtp = socket.socket(family, socket.SOCK_DGRAM)
+        rtcp = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            if family == socket.AF_INET6:
+                for sock in (rtp, rtcp):
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            rtp.bind((host, 0))
+            port = rtp.getsockname()[1]
+            if port % 2 == 0:
+                rtcp.bind((host, port + 1))
+                for sock in (rtp, rtcp):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
+                return rtp, rtcp
+        except OSError:
+            pass
+        rtp.close()
+        rtcp.close()
+    raise UsageError("could not bind an even/odd UDP port pair for RTP/RTCP")
+
+
+class RtspServer:
+    """Listens for RTSP connections and owns the Streamer and every worker."""
+
+    def __init__(self, host: str, port: int, config: ServerConfig) -> None:
+        self.config = config
+        if host in ("", "::") and socket.has_dualstack_ipv6():
+            family, bind_host = socket.AF_INET6, "::"
+        elif ":" in host:
+            family, bind_host = socket.AF_INET6, host
+        else:
+            family, bind_host = socket.AF_INET, host or "0.0.0.0"
+        try:
+            self.listener = socket.create_server(
+                (bind_host, port), family=family, reuse_port=False,
+                dualstack_ipv6=(family == socket.AF_INET6 and bind_host == "::"), backlog=128)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UsageError(f"port {port} is already in use (is another server running?)") from None
+            raise UsageError(f"cannot listen on {host or '*'}:{port}: {exc.strerror or exc}") from None
+        self.port = self.listener.getsockname()[1]
+        self.rtp_sock, self.rtcp_sock = _udp_pair(family, "::" if bind_host == "::" else bind_host)
+        self.server_ports = (self.rtp_sock.getsockname()[1], self.rtcp_sock.getsockname()[1])
+        self.streamer = Streamer(self.rtp_sock, self.rtcp_sock, config)
+        self.registry = SessionRegistry()
+        self.workers: Set[ServerWorker] = set()
+        self._threads: List[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    def serve_forever(self) -> None:
+        """Accept connections until shutdown() (from another thread) or Ctrl-C."""
+        self.streamer.start()
+        self.listener.settimeout(0.25)
+        log.info("serving %s on RTSP port %d (RTP/RTCP %d-%d)", self.config.media.folder, self.port,
+                 *self.server_ports)
+        try:
+            while not self._stopping.is_set():
+                try:
+                    conn, addr = self.listener.accept()
+                except socket.timeout:
+                    continue
+                except OSError:
+                    if self._stopping.is_set():
+                        break
+                    raise
+                worker = ServerWorker(conn, addr, self.config, self.streamer, self.server_ports, self.registry)
+                thread = threading.Thread(target=self._run_worker, args=(worker,), name=f"rtsp-{addr[0]}",
+                                          daemon=True)
+                with self._lock:
+                    self.workers.add(worker)
+                    self._threads = [t for t in self._threads if t.is_alive()]
+                    self._threads.append(thread)
+                thread.start()
+        finally:
+            self._close()
+
+    def _run_worker(self, worker: ServerWorker) -> None:
+        try:
+            worker.run()
+        finally:
+            with self._lock:
+                self.workers.discard(worker)
+
+    def shutdown(self) -> None:
+        self._stopping.set()
+
+    def _close(self) -> None:
+        self._stopping.set()
+        self.listener.close()
+        with self._lock:
+            workers = list(self.workers)
+            threads = list(self._threads)
+        for worker in workers:
+            worker.shutdown()
+        for thread in threads:
+            thread.join(timeout=1.0)
+        self.streamer.stop()
+        self.streamer.join(timeout=1.0)
+        self.rtp_sock.close()
+        self.rtcp_sock.close()
+        log.info("server stopped")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Serve the .Mjpeg files of a folder over RTSP 1.0 / RTP (RFC 2435 JPEG).",
+        epilog="example: python Server.py 2048   then   ffplay rtsp://127.0.0.1:2048/movie.Mjpeg",
+    )
+    parser.add_argument("port", type=int, help="RTSP port to listen on (the lab uses 2048; 0 picks a free one)")
+    parser.add_argument("--host", default="", help="address to listen on (default: all interfaces, IPv4 and IPv6)")
+    parser.add_argument("--media-dir", default=".", help="folder whose .Mjpeg files are served (default: .)")
+    parser.add_argument("--fps", type=float, default=None, help="frame rate of the movies (default 20)")
+    parser.add_argument("--payload-size", type=int, default=1400, help="max RTP payload bytes (default 1400)")
+    parser.add_argument("--max-sessions", type=int, default=1000, help="concurrent sessions (default 1000)")
+    parser.add_argument("--session-timeout", type=float, default=60.0,
+                        help="seconds without request or RTCP before a session is torn down (default 60)")
+    parser.add_argument("--loop", action="store_true", help="restart a movie at its end instead of stopping")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if not 0 <= args.port <= 65535:
+            raise UsageError(f"port {args.port} is outside 0-65535")
+        if args.fps is not None and not 0 < args.fps <= 1000:
+            raise UsageError(f"--fps {args.fps} is outside (0, 1000]")
+        if not 200 <= args.payload_size <= 65000:
+            raise UsageError(f"--payload-size {args.payload_size} is outside 200-65000")
+        try:
+            media = MediaLibrary(args.media_dir, fps=args.fps, payload_size=args.payload_size)
+        except OSError as exc:
+            raise UsageError(f"cannot read media folder {args.media_dir}: {exc.strerror or exc}") from None
+        config = ServerConfig(media=media, session_timeout=args.session_timeout,
+                              max_sessions=args.max_sessions, loop=args.loop)
+        server = RtspServer(args.host, args.port, config)
+    except UsageError as exc:
+        print(f"Server.py: error: {exc}", file=sys.stderr)
+        return 2
+    names = media.names()
+    if not names:
+        log.warning("no .Mjpeg files in %s", media.folder)
+    for name in names:
+        log.info("serving rtsp://127.0.0.1:%d/%s", server.port, name)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        log.info("Ctrl-C: stopping")
+        server._close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Shared fixtures: an in-process server on a free loopback port, stopped by its own handle."""
+
+import os
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from MediaLibrary import MediaLibrary  # noqa: E402
+from Server import RtspServer  # noqa: E402
+from ServerWorker import ServerConfig  # noqa: E402
+
+MOVIE = ROOT / "movie.Mjpeg"
+
+
+class RunningServer:
+    """An RtspServer on 127.0.0.1:<free port> in a thread of this process."""
+
+    def __init__(self, media_dir, host="127.0.0.1", **config):
+        media = MediaLibrary(media_dir, fps=config.pop("fps", None), payload_size=config.pop("payload_size", 1400))
+        self.config = ServerConfig(media=media, **config)
+        self.server = RtspServer(host, 0, self.config)
+        self.port = self.server.port
+        self.host = host
+        self.thread = threading.Thread(target=self.server.serve_forever, name="test-server", daemon=True)
+        self.thread.start()
+
+    def url(self, name="movie.Mjpeg"):
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"rtsp://{host}:{self.port}/{name}"
+
+    def stop(self):
+        self.server.shutdown()
+        self.thread.join(timeout=5)
+        assert not self.thread.is_alive(), "server did not stop within 5 s"
+
+
+@pytest.fixture
+def start_server():
+    servers = []
+
+    def start(media_dir=ROOT, **config):
+        server = RunningServer(media_dir, **config)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def server(start_server):
+    return start_server()

@@ -1,0 +1,406 @@
+"""The server end to end on loopback with a scripted RTSP client: state machine, RTP, framing."""
+
+import io
+import re
+import shutil
+import socket
+import time
+
+import pytest
+from PIL import Image
+
+from conftest import MOVIE
+from RtpPacket import RtpPacket
+from RtspHeaders import Transport, parse_rtp_info, parse_session
+from rtsp_tools import RtpReceiver, RtspConn, frames_from_packets
+from VideoStream import VideoStream
+
+SOURCE = VideoStream(MOVIE)
+
+
+def pixels(jpeg):
+    return Image.open(io.BytesIO(jpeg)).convert("RGB").tobytes()
+
+
+def source_index_of(jpeg, candidates):
+    """Which source frame (among `candidates`) decodes to the same pixels as `jpeg`."""
+    got = pixels(jpeg)
+    for index in candidates:
+        if pixels(SOURCE.frame(index)) == got:
+            return index
+    return None
+
+
+def setup_udp(conn, url, receiver):
+    reply = conn.request("SETUP", url + "/trackID=0",
+                         {"Transport": f"RTP/AVP;unicast;client_port={receiver.port}-{receiver.port + 1}"})
+    assert reply.status == 200, reply
+    session_id, timeout = parse_session(reply.headers["Session"])
+    return reply, session_id
+
+
+@pytest.fixture
+def receiver():
+    r = RtpReceiver()
+    yield r
+    r.close()
+
+
+def test_options_lists_methods_and_echoes_cseq(server):
+    conn = RtspConn(server.port)
+    reply = conn.request("OPTIONS", server.url())
+    assert reply.status == 200
+    assert reply.headers["CSeq"] == "1"
+    public = [m.strip() for m in reply.headers["Public"].split(",")]
+    for method in ("OPTIONS", "DESCRIBE", "SETUP", "PLAY", "PAUSE", "TEARDOWN", "GET_PARAMETER"):
+        assert method in public
+    conn.close()
+
+
+def test_describe_gives_sdp_with_range_and_control(server):
+    conn = RtspConn(server.port)
+    reply = conn.request("DESCRIBE", server.url(), {"Accept": "application/sdp"})
+    assert reply.status == 200
+    assert reply.headers["Content-Type"] == "application/sdp"
+    assert reply.headers["Content-Base"] == server.url() + "/"
+    assert int(reply.headers["Content-Length"]) == len(reply.body)
+    sdp = reply.body.decode()
+    assert "m=video 0 RTP/AVP 26" in sdp
+    assert "a=rtpmap:26 JPEG/90000" in sdp
+    assert "a=range:npt=0-25.000" in sdp
+    assert "a=control:trackID=0" in sdp
+    assert re.search(r"a=framerate:20(\.0+)?\r\n", sdp)
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["nothere.Mjpeg", "../movie.Mjpeg", "..%2fmovie.Mjpeg", "/etc/passwd", "~/movie.Mjpeg", "README.md",
+     "movie.Mjpeg%00.txt", "..\\movie.Mjpeg", "x" * 300 + ".Mjpeg", "movie.Mjpeg/trackID=7"],
+)
+def test_describe_refuses_names_outside_the_listing(server, uri):
+    conn = RtspConn(server.port)
+    reply = conn.request("DESCRIBE", f"rtsp://127.0.0.1:{server.port}/{uri}")
+    assert reply.status == 404
+    conn.close()
+
+
+def test_symlink_out_of_the_media_folder_is_not_served(start_server, tmp_path):
+    media = tmp_path / "media"
+    media.mkdir()
+    shutil.copy(MOVIE, media / "inside.Mjpeg")
+    outside = tmp_path / "secret.Mjpeg"
+    shutil.copy(MOVIE, outside)
+    (media / "link.Mjpeg").symlink_to(outside)
+    srv = start_server(media)
+    conn = RtspConn(srv.port)
+    assert conn.request("DESCRIBE", srv.url("inside.Mjpeg")).status == 200
+    assert conn.request("DESCRIBE", srv.url("link.Mjpeg")).status == 404
+    conn.close()
+
+
+def test_unknown_method_is_501_with_public(server):
+    conn = RtspConn(server.port)
+    reply = conn.request("FLY", server.url())
+    assert reply.status == 501
+    assert "DESCRIBE" in reply.headers["Public"]
+    assert conn.request("OPTIONS", server.url()).status == 200  # connection survives
+    conn.close()
+
+
+def test_wrong_version_is_505(server):
+    conn = RtspConn(server.port)
+    conn.send_raw(b"OPTIONS * RTSP/2.0\r\nCSeq: 9\r\n\r\n")
+    reply = conn.read_response()
+    assert reply.status == 505
+    conn.close()
+
+
+def test_setup_udp_reply(server, receiver):
+    conn = RtspConn(server.port)
+    reply, session_id = setup_udp(conn, server.url(), receiver)
+    assert re.fullmatch(r"\d{12,}", session_id)
+    assert parse_session(reply.headers["Session"])[1] == 60
+    transport = Transport.parse_list(reply.headers["Transport"])[0]
+    assert transport.client_port == (receiver.port, receiver.port + 1)
+    low, high = transport.server_port
+    assert low % 2 == 0 and high == low + 1
+    assert transport.ssrc is not None
+    conn.close()
+
+
+def test_play_streams_frames_equal_to_source_with_rtp_info(server, receiver):
+    conn = RtspConn(server.port)
+    _, sid = setup_udp(conn, server.url(), receiver)
+    reply = conn.request("PLAY", server.url() + "/", {"Session": sid, "Range": "npt=0.000-"})
+    assert reply.status == 200
+    assert reply.headers["Range"].startswith("npt=0")
+    info = parse_rtp_info(reply.headers["RTP-Info"])[0]
+    assert info.url == server.url() + "/trackID=0"
+    packets = receiver.receive(lambda p: sum(x.marker for x in p) >= 6, timeout=10)
+    assert packets[0].sequence_number == info.seq
+    assert packets[0].rtp_timestamp == info.rtptime
+    for a, b in zip(packets, packets[1:]):
+        assert b.sequence_number == (a.sequence_number + 1) & 0xFFFF
+        assert b.rtp_timestamp - a.rtp_timestamp in (0, 4500)  # 90 kHz / 20 fps
+        assert all(len(p.payload) <= 1400 for p in packets)
+    frames = frames_from_packets(packets)
+    assert len(frames) >= 6
+    for index, frame in enumerate(frames[:6]):
+        assert pixels(frame) == pixels(SOURCE.frame(index))
+    assert conn.request("TEARDOWN", server.url() + "/", {"Session": sid}).status == 200
+    conn.close()
+
+
+def test_whole_movie_arrives_and_stream_ends(start_server, receiver):
+    srv = start_server(fps=250)  # the same 500 frames, 12.5x faster
+    conn = RtspConn(srv.port)
+    _, sid = setup_udp(conn, srv.url(), receiver)
+    assert conn.request("PLAY", srv.url() + "/", {"Session": sid}).status == 200
+    packets = receiver.receive(lambda p: False, timeout=30, idle=1.0)
+    frames = frames_from_packets(packets)
+    assert len(frames) == SOURCE.frame_count
+    for index in (0, 1, 250, 498, 499):
+        assert pixels(frames[index]) == pixels(SOURCE.frame(index))
+    # After the end the session still works: a Range seeks back.
+    reply = conn.request("PLAY", srv.url() + "/", {"Session": sid, "Range": "npt=1.960-"})
+    assert reply.status == 200
+    frames = frames_from_packets(receiver.receive(lambda p: False, timeout=10, idle=1.0))
+    assert len(frames) == 10
+    assert pixels(frames[0]) == pixels(SOURCE.frame(490))
+    conn.close()
+
+
+def test_pause_keeps_position_and_play_resumes_there(server, receiver):
+    conn = RtspConn(server.port)
+    _, sid = setup_udp(conn, server.url(), receiver)
+    assert conn.request("PLAY", server.url() + "/", {"Session": sid}).status == 200
+    first = receiver.receive(lambda p: sum(x.marker for x in p) >= 5, timeout=10)
+    assert conn.request("PAUSE", server.url() + "/", {"Session": sid}).status == 200
+    first += receiver.drain(quiet=0.3)
+    got = len(frames_from_packets(first))
+    time.sleep(0.5)  # paused: nothing must arrive during this half second
+    assert receiver.drain(quiet=0.2, timeout=0.5) == []
+    reply = conn.request("PLAY", server.url() + "/", {"Session": sid})
+    assert reply.status == 200
+    assert reply.headers["Range"].startswith(f"npt={got / 20:.3f}")
+    resumed = frames_from_packets(receiver.receive(lambda p: sum(x.marker for x in p) >= 2, timeout=10))
+    assert pixels(resumed[0]) == pixels(SOURCE.frame(got))
+    conn.close()
+
+
+def test_range_seek(server, receiver):
+    conn = RtspConn(server.port)
+    _, sid = setup_udp(conn, server.url(), receiver)
+    reply = conn.request("PLAY", server.url() + "/", {"Session": sid, "Range": "npt=10-"})
+    assert reply.status == 200
+    assert reply.headers["Range"] == "npt=10.000-25.000"
+    frames = frames_from_packets(receiver.receive(lambda p: sum(x.marker for x in p) >= 2, timeout=10))
+    assert pixels(frames[0]) == pixels(SOURCE.frame(200))
+    # a seek while playing
+    reply = conn.request("PLAY", server.url() + "/", {"Session": sid, "Range": "npt=20.5-"})
+    assert reply.status == 200
+    info = parse_rtp_info(reply.headers["RTP-Info"])[0]
+    packets = receiver.receive(lambda p: any(x.rtp_timestamp == info.rtptime for x in p)
+                               and sum(x.marker for x in p if x.rtp_timestamp == info.rtptime), timeout=10)
+    tail = [p for p in packets if p.rtp_timestamp == info.rtptime]
+    assert source_index_of(frames_from_packets(tail)[0], [410]) == 410
+    conn.close()
+
+
+@pytest.mark.parametrize("value", ["npt=99-", "npt=abc-", "smpte=0:00:10-", "npt=20-10"])
+def test_bad_range_is_457(server, receiver, value):
+    conn = RtspConn(server.port)
+    _, sid = setup_udp(conn, server.url(), receiver)
+    assert conn.request("PLAY", server.url() + "/", {"Session": sid, "Range": value}).status == 457
+    conn.close()
+
+
+def test_state_machine_errors(server, receiver):
+    conn = RtspConn(server.port)
+    url = server.url()
+    assert conn.request("PLAY", url).status == 455  # no SETUP yet
+    assert conn.request("PAUSE", url).status == 455
+    assert conn.request("PLAY", url, {"Session": "123456789012345678"}).status == 454
+    _, sid = setup_udp(conn, url, receiver)
+    reply = conn.request("PAUSE", url, {"Session": sid})  # READY: PAUSE is not valid
+    assert reply.status == 455
+    assert "PLAY" in reply.headers["Allow"]
+    assert conn.request("GET_PARAMETER", url, {"Session": sid}).status == 200  # keepalive
+    assert conn.request("TEARDOWN", url, {"Session": sid}).status == 200
+    assert conn.request("PLAY", url, {"Session": sid}).status == 454  # gone after TEARDOWN
+    conn.close()
+
+
+def test_other_connections_session_is_454(server, receiver):
+    first = RtspConn(server.port)
+    _, sid = setup_udp(first, server.url(), receiver)
+    second = RtspConn(server.port)
+    assert second.request("PLAY", server.url(), {"Session": sid}).status == 454
+    assert second.request("TEARDOWN", server.url(), {"Session": sid}).status == 454
+    assert first.request("PLAY", server.url(), {"Session": sid}).status == 200
+    first.close()
+    second.close()
+
+
+@pytest.mark.parametrize(
+    "transport",
+    ["RTP/AVP;multicast;port=5000-5001", "RTP/SAVP;unicast;client_port=5000-5001",
+     "RTP/AVP;unicast;client_port=5000-5001;destination=10.1.2.3", "RAW/RAW/UDP;unicast;client_port=5000"],
+)
+def test_unsupported_transport_is_461(server, transport):
+    conn = RtspConn(server.port)
+    assert conn.request("SETUP", server.url(), {"Transport": transport}).status == 461
+    conn.close()
+
+
+def test_transport_alternatives_pick_the_first_servable(server, receiver):
+    conn = RtspConn(server.port)
+    offer = f"RTP/AVP;multicast, RTP/AVP;unicast;client_port={receiver.port}-{receiver.port + 1}"
+    reply = conn.request("SETUP", server.url(), {"Transport": offer})
+    assert reply.status == 200
+    assert Transport.parse_list(reply.headers["Transport"])[0].client_port == (receiver.port, receiver.port + 1)
+    conn.close()
+
+
+def test_idle_session_is_reaped(start_server, receiver):
+    srv = start_server(session_timeout=1.0)
+    conn = RtspConn(srv.port)
+    _, sid = setup_udp(conn, srv.url(), receiver)
+    assert srv.server.registry.count() == 1
+    deadline = time.monotonic() + 6
+    while srv.server.registry.count() and time.monotonic() < deadline:
+        time.sleep(0.1)  # polling the server's own count, bounded by the deadline
+    assert srv.server.registry.count() == 0
+    assert conn.request("PLAY", srv.url(), {"Session": sid}).status == 454
+    conn.close()
+
+
+def test_keepalive_keeps_session(start_server, receiver):
+    srv = start_server(session_timeout=1.0)
+    conn = RtspConn(srv.port)
+    _, sid = setup_udp(conn, srv.url(), receiver)
+    for _ in range(6):
+        time.sleep(0.4)
+        assert conn.request("GET_PARAMETER", srv.url(), {"Session": sid}).status == 200
+    assert conn.request("PLAY", srv.url(), {"Session": sid}).status == 200
+    conn.close()
+
+
+def test_two_sessions_stream_independently(server):
+    receivers = [RtpReceiver(), RtpReceiver()]
+    conns = [RtspConn(server.port), RtspConn(server.port)]
+    sids = [setup_udp(c, server.url(), r)[1] for c, r in zip(conns, receivers)]
+    assert sids[0] != sids[1]
+    for conn, sid in zip(conns, sids):
+        assert conn.request("PLAY", server.url(), {"Session": sid}).status == 200
+    # the first client misbehaves and vanishes: the second keeps streaming
+    conns[0].send_raw(b"\x00\xffgarbage\r\n\r\n")
+    conns[0].close()
+    packets = receivers[1].receive(lambda p: sum(x.marker for x in p) >= 10, timeout=10)
+    frames = frames_from_packets(packets)
+    assert len(frames) >= 10
+    for index, frame in enumerate(frames):
+        assert pixels(frame) == pixels(SOURCE.frame(index))
+    ssrcs = {p.ssrc for p in packets}
+    assert len(ssrcs) == 1
+    conns[1].close()
+    for r in receivers:
+        r.close()
+
+
+def test_dropped_connection_stops_its_stream(server, receiver):
+    conn = RtspConn(server.port)
+    _, sid = setup_udp(conn, server.url(), receiver)
+    assert conn.request("PLAY", server.url(), {"Session": sid}).status == 200
+    assert receiver.receive(lambda p: len(p) >= 5, timeout=5)
+    conn.close()
+    receiver.drain(quiet=0.5, timeout=5)  # whatever was in flight
+    assert receiver.drain(quiet=0.5, timeout=1.0) == []
+
+
+def test_tcp_interleaved_frames_equal_source(server):
+    conn = RtspConn(server.port)
+    reply = conn.request("SETUP", server.url() + "/trackID=0",
+                         {"Transport": "RTP/AVP/TCP;unicast;interleaved=0-1"})
+    assert reply.status == 200
+    assert Transport.parse_list(reply.headers["Transport"])[0].interleaved == (0, 1)
+    sid = parse_session(reply.headers["Session"])[0]
+    assert conn.request("PLAY", server.url() + "/", {"Session": sid}).status == 200
+    frames_in = conn.read_interleaved(200, timeout=15)
+    packets = [RtpPacket.parse(f.data) for f in frames_in if f.channel == 0]
+    frames = frames_from_packets(packets)
+    assert len(frames) >= 10
+    for index, frame in enumerate(frames[:10]):
+        assert pixels(frame) == pixels(SOURCE.frame(index))
+    assert conn.request("TEARDOWN", server.url() + "/", {"Session": sid}).status == 200
+    conn.close()
+
+
+def test_requests_split_byte_by_byte_and_pipelined(server):
+    conn = RtspConn(server.port)
+    wire = (f"OPTIONS {server.url()} RTSP/1.0\r\nCSeq: 1\r\n\r\n"
+            f"DESCRIBE {server.url()} RTSP/1.0\r\nCSeq: 2\r\nAccept: application/sdp\r\n\r\n").encode()
+    for i in range(len(wire) // 2):
+        conn.send_raw(wire[i:i + 1])
+    conn.send_raw(wire[len(wire) // 2:])
+    first, second = conn.read_response(), conn.read_response()
+    assert (first.status, first.headers["CSeq"]) == (200, "1")
+    assert (second.status, second.headers["CSeq"]) == (200, "2")
+    assert second.body.startswith(b"v=0")
+    conn.close()
+
+
+def test_oversized_header_gets_4xx_and_connection_survives(server):
+    conn = RtspConn(server.port)
+    conn.send_raw(f"OPTIONS {server.url()} RTSP/1.0\r\nCSeq: 5\r\nX-Big: {'a' * 10000}\r\n\r\n".encode())
+    reply = conn.read_response()
+    assert reply.status in (400, 413, 431)
+    many = "".join(f"X-H{i}: v\r\n" for i in range(200))
+    conn.send_raw(f"OPTIONS {server.url()} RTSP/1.0\r\nCSeq: 6\r\n{many}\r\n".encode())
+    assert conn.read_response().status == 400
+    body = b"p" * 100_000  # over the 64 KiB body limit: refused, skipped, connection kept
+    conn.send_raw(f"SET_PARAMETER {server.url()} RTSP/1.0\r\nCSeq: 7\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+    conn.send_raw(body)
+    assert conn.read_response().status == 413
+    assert conn.request("OPTIONS", server.url()).status == 200
+    conn.close()
+
+
+def test_missing_cseq_is_400(server):
+    conn = RtspConn(server.port)
+    conn.send_raw(f"OPTIONS {server.url()} RTSP/1.0\r\n\r\n".encode())
+    assert conn.read_response().status == 400
+    conn.close()
+
+
+def test_max_sessions_is_503(start_server):
+    srv = start_server(max_sessions=1)
+    receivers = [RtpReceiver(), RtpReceiver()]
+    conn = RtspConn(srv.port)
+    setup_udp(conn, srv.url(), receivers[0])
+    reply = conn.request("SETUP", srv.url(),
+                         {"Transport": f"RTP/AVP;unicast;client_port={receivers[1].port}-{receivers[1].port + 1}"})
+    assert reply.status == 503
+    conn.close()
+    for r in receivers:
+        r.close()
+
+
+def test_ipv6_loopback(start_server):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    try:
+        srv = start_server(host="::1")
+    except Exception as exc:  # e.g. IPv6 disabled in the kernel
+        pytest.skip(f"cannot listen on ::1: {exc}")
+    receiver = RtpReceiver("::1")
+    conn = RtspConn(srv.port, host="::1")
+    reply = conn.request("DESCRIBE", srv.url())
+    assert reply.status == 200 and b"IN IP6 ::1" in reply.body
+    _, sid = setup_udp(conn, srv.url(), receiver)
+    assert conn.request("PLAY", srv.url(), {"Session": sid}).status == 200
+    frames = frames_from_packets(receiver.receive(lambda p: sum(x.marker for x in p) >= 2, timeout=10))
+    assert pixels(frames[0]) == pixels(SOURCE.frame(0))
+    conn.close()
+    receiver.close()

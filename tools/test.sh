@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The project's test command (README): installs what the tests need, then runs them all.
+# Debian packages: ffmpeg, GStreamer (tools, good/base plugins, python3-gi + gst-rtsp-server), Xvfb.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
+command -v gst-launch-1.0 >/dev/null 2>&1 || need+=(gstreamer1.0-tools)
+gst-inspect-1.0 rtpjpegdepay >/dev/null 2>&1 || need+=(gstreamer1.0-plugins-good)
+gst-inspect-1.0 videotestsrc >/dev/null 2>&1 || need+=(gstreamer1.0-plugins-base)
+/usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer" \
+    >/dev/null 2>&1 || need+=(python3-gi gir1.2-gst-rtsp-server-1.0 gir1.2-gstreamer-1.0)
+command -v Xvfb >/dev/null 2>&1 || need+=(xvfb)
+command -v xdotool >/dev/null 2>&1 || need+=(xdotool)
+command -v import >/dev/null 2>&1 || need+=(imagemagick)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "installing Debian packages: ${need[*]}"
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+python3 -c "import tkinter" 2>/dev/null || echo "warning: this python3 has no tkinter; GUI tests will skip"
+python3 -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "running pip as the 'root' user" || true
+exec python3 -m pytest -q -p no:cacheprovider tests "$@"
