@@ -1,0 +1,75 @@
+"""Helpers for tests that need JPEG frames, movies and captured RTP packets.
+
+Frames come from tools/make_movie.py (the same code that made movie.Mjpeg), so they are
+deterministic baseline JPEGs with the standard Huffman tables.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import sys
+
+from PIL import Image
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(TESTS)
+FIXTURES = os.path.join(TESTS, "fixtures")
+MOVIE = os.path.join(REPO, "movie.Mjpeg")
+for _path in (REPO, os.path.join(REPO, "tools")):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+import make_movie  # noqa: E402
+from capture_rtp import read_records  # noqa: E402,F401  (re-exported for tests)
+
+SUBSAMPLING = {"420": 2, "422": 1, "444": 0}
+
+
+def scene_jpeg(width: int = 384, height: int = 288, index: int = 0, quality: int = 80,
+               sampling: str = "420", restart: int = 0, noise: int = 0) -> bytes:
+    """One frame of the sample scene at any size (``restart`` = DRI interval in MCUs)."""
+    image = make_movie.render_frame(index, (width, height), 100, noise=noise)
+    return make_movie.encode_jpeg(image, quality, SUBSAMPLING[sampling], restart)
+
+
+def noise_jpeg(width: int, height: int, quality: int = 95, seed: int = 1, sampling: str = "420",
+               restart: int = 0) -> bytes:
+    """Pure random noise: the largest frames a size/quality gives (for > 64 KB / > 200 KB)."""
+    rng = random.Random(seed)
+    image = Image.frombytes("RGB", (width, height), rng.randbytes(width * height * 3))
+    return make_movie.encode_jpeg(image, quality, SUBSAMPLING[sampling], restart)
+
+
+def pillow_jpeg(image: Image.Image, **options) -> bytes:
+    """Encode with arbitrary Pillow options (progressive, optimize, grayscale ...)."""
+    out = io.BytesIO()
+    image.save(out, "JPEG", **options)
+    return out.getvalue()
+
+
+def decode(jpeg: bytes) -> Image.Image:
+    """Decode with Pillow (raises if the data is not a decodable JPEG)."""
+    image = Image.open(io.BytesIO(jpeg))
+    image.load()
+    return image
+
+
+def pixels(jpeg: bytes) -> tuple[str, tuple[int, int], bytes]:
+    """Decoded mode, size and pixel bytes: equal tuples mean identical pictures."""
+    image = decode(jpeg)
+    return image.mode, image.size, image.tobytes()
+
+
+def movie_frames(count: int = 10, size: tuple[int, int] = (384, 288), quality: int = 80,
+                 **kwargs) -> list[bytes]:
+    """The first ``count`` frames of a generated movie."""
+    return make_movie.make_frames(size=size, frames=count, quality=quality, **kwargs)
+
+
+def write_movie(path, frames: list[bytes]) -> str:
+    """Write frames in the lab .Mjpeg format (or concatenated if a frame is > 99,999 B)."""
+    from VideoStream import write_mjpeg
+    write_mjpeg(path, frames)
+    return os.fspath(path)
