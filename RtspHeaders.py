@@ -83,9 +83,15 @@ class Transport:
     def parse(cls, spec: str) -> "Transport":
         """Parse one transport-spec; 461 for a transport we cannot carry, 400 for garbage."""
         fields = [f.strip() for f in _split_outside_quotes(spec, ";")]
-        head = fields[0].upper()
+        if spec.count('"') % 2:
+            raise BadRequest(f"unbalanced quotes in transport {spec[:60]!r}")
+        # The protocol comes first per RFC 2326, but some devices put it later: take the
+        # first field that looks like one ("A/B[/C]", no "=").
+        index = next((i for i, f in enumerate(fields) if "/" in f and "=" not in f), 0)
+        head = fields[index].upper()
         if not head:
             raise BadRequest(f"empty transport specification {spec!r}")
+        fields = [fields[index]] + fields[:index] + fields[index + 1:]
         t = cls()
         parts = [p.strip() for p in head.split("/")]
         if parts == ["RTP", "UDP"]:
