@@ -526,6 +526,7 @@ class _Frame:
     qtables: tuple | None = None
     chunks: dict = field(default_factory=dict)  # fragment offset -> data
     end: int | None = None                      # total size, known once the marker arrives
+    size: int = 0                               # bytes held in chunks
     damaged: bool = False
 
 
@@ -546,6 +547,7 @@ class JpegDepacketizer:
         self.duplicates = 0
         self._frame: _Frame | None = None
         self._last_done: int | None = None      # timestamp of the last frame emitted or dropped
+        self._last_first = b""                  # first payload of the latest frame (duplicates)
         self._qtable_cache: dict[int, tuple] = {}
         self._header_cache: dict[tuple, bytes] = {}
 
@@ -572,8 +574,10 @@ class JpegDepacketizer:
             self._abandon()
             frame = None
         if frame is None:
-            if timestamp == self._last_done:
-                self.duplicates += 1        # a late duplicate of a frame already finished
+            if timestamp == self._last_done and (part.fragment_offset or payload == self._last_first):
+                # A late duplicate of a frame already finished. (A different first fragment
+                # with the same timestamp is a new frame from a sender that reuses timestamps.)
+                self.duplicates += 1
                 return None
             frame = self._frame = _Frame(timestamp)
         elif seq_missing_before:
@@ -587,10 +591,16 @@ class JpegDepacketizer:
             frame.damaged = True
         if part.fragment_offset == 0:
             frame.qtables = self._tables_for(part)
+            self._last_first = bytes(payload)
         if part.fragment_offset in frame.chunks:
             self.duplicates += 1
-        elif len(part.data):                # an empty fragment adds nothing (and must not loop)
+        elif len(part.data) and not frame.damaged:  # an empty fragment adds nothing
             frame.chunks[part.fragment_offset] = part.data
+            frame.size += len(part.data)
+            if frame.size > _MAX_FRAME_BYTES or part.fragment_offset + len(part.data) > _MAX_FRAME_BYTES:
+                log.debug("RTP/JPEG frame ts=%d exceeds %d bytes", timestamp, _MAX_FRAME_BYTES)
+                frame.damaged = True        # bound the memory a sender can make us hold
+                frame.chunks.clear()
         if marker:
             frame.end = part.fragment_offset + len(part.data)
         if frame.end is not None:

@@ -520,6 +520,30 @@ def test_missing_marker_packet_drops_frame_when_next_frame_starts():
     assert len(out) == 2 and depacketizer.frames_dropped == 1
 
 
+def test_sender_reusing_a_timestamp_for_the_next_frame():
+    packets = stream(FRAMES_3, step=0)                  # every frame stamped alike
+    depacketizer = JpegDepacketizer()
+    out = feed(depacketizer, packets)
+    assert [media.pixels(f) for f in out] == [media.pixels(f) for f in FRAMES_3]
+
+
+def _payload(offset: int, data: bytes, first: bool = False) -> bytes:
+    """An RFC 2435 payload for a 320x240 4:2:0 frame, Q=255, zero tables when first."""
+    head = offset.to_bytes(4, "big") + bytes.fromhex("01ff281e")
+    return head + (bytes.fromhex("00000080") + bytes(128) if first else b"") + data
+
+
+def test_oversized_frame_is_dropped_without_holding_its_data():
+    depacketizer = JpegDepacketizer()
+    chunk = bytes(60000)
+    # overlapping fragments (offset +1 each) would make the frame hold more than 2**24 bytes
+    for k in range(300):
+        assert depacketizer.push(_payload(k, chunk, first=(k == 0)), 1, False) is None
+    assert depacketizer._frame.damaged and not depacketizer._frame.chunks
+    assert depacketizer.push(_payload(300, b"x"), 1, True) is None
+    assert (depacketizer.frames_dropped, depacketizer.frames_completed) == (1, 0)
+
+
 def test_lab_dialect_whole_jpeg_in_one_payload():
     depacketizer = JpegDepacketizer()
     frame = media.scene_jpeg(384, 288)
