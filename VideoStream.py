@@ -172,10 +172,13 @@ def _sof_size(frame: bytes) -> tuple[int, int]:
 
 
 def write_mjpeg(path: str | os.PathLike, frames: Iterable[bytes]) -> None:
-    """Write frames in the lab's 5-digit format, or as concatenated JPEG if one is > 99,999 B."""
+    """Write frames in the lab's 5-digit format, or as concatenated JPEG if one is > 99,999 B.
+
+    No frames writes an empty file (a recording that got nothing), which VideoStream refuses.
+    """
     frames = [bytes(f) for f in frames]
     if not frames:
-        raise ValueError("no frames to write")
+        log.warning("%s: no frames to write", os.fspath(path))
     for number, frame in enumerate(frames):
         if frame[:2] != _SOI:
             raise ValueError(f"frame {number} is not a JPEG (no SOI)")

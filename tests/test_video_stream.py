@@ -67,6 +67,13 @@ def test_write_mjpeg_uses_concatenated_jpeg_for_frames_over_99999_bytes(tmp_path
     assert [movie.frame(i) for i in range(3)] == frames
 
 
+def test_write_mjpeg_refuses_non_jpeg_and_writes_empty_file_for_no_frames(tmp_path):
+    with pytest.raises(ValueError, match="frame 1 is not a JPEG"):
+        write_mjpeg(tmp_path / "x.Mjpeg", [FRAMES[0], b"GIF89a"])
+    write_mjpeg(tmp_path / "empty.Mjpeg", [])
+    assert (tmp_path / "empty.Mjpeg").read_bytes() == b""
+
+
 def test_fps_override_duration_and_seek_index(tmp_path):
     movie = VideoStream(media.write_movie(tmp_path / "m.Mjpeg", FRAMES), fps=24)
     assert movie.fps == 24.0 and movie.duration == pytest.approx(0.5)
