@@ -1,0 +1,593 @@
+"""The player: one receive engine (sockets + threads) shared by the Tk window and the headless mode.
+
+:class:`ReceiveEngine` speaks RTSP (RFC 2326) through the sans-IO :class:`RtspClient.RtspClientProtocol`,
+receives RTP (RFC 3550) over UDP or interleaved on the RTSP connection (§10.12), validates and
+reorders it (:mod:`RtpStats`), reassembles RFC 2435 frames (:class:`RtpJpeg.JpegDepacketizer`) and
+hands complete frames, log lines and the end of the stream to its consumer over a ``queue.Queue``.
+Only the consumer's thread touches widgets: :class:`Client` drains the queue with ``after()``.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import logging
+import queue
+import select
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from RtcpPacket import Bye, ReceiverReport, ReportBlock, SenderReport, SourceDescription, \
+    parse_compound, serialize_compound, unix_from_ntp, ntp_middle32, ntp_now, dlsr_from_seconds
+from RtpJpeg import JpegDepacketizer
+from RtpPacket import RtpPacket, ts_diff
+from RtpStats import PlaybackStats, RtpReceiver, StatsSnapshot
+from RtspClient import (ClientState, Reply, RtspClientError, RtspClientProtocol, SdpInfo,
+                        describe_failure, parse_rtsp_url, parse_sdp_info)
+from RtspMessage import Method, Status
+
+logger = logging.getLogger(__name__)
+
+RCVBUF_BYTES = 4 * 1024 * 1024       # the default ~208 KB loses part of a burst of fragments
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+RTCP_INTERVAL = 2.0                  # seconds between our receiver reports (small session)
+
+
+class ClientError(Exception):
+    """A failure the user can act on; ``str()`` is one line."""
+
+
+class EventKind(enum.Enum):
+    FRAME = "frame"
+    LOG = "log"          # RTSP request/reply text, for the log view
+    STATE = "state"      # ClientState changed
+    END = "end"          # the stream ended (reason text)
+    ERROR = "error"      # a request failed (one line)
+
+
+@dataclass
+class Frame:
+    """A complete JPEG frame and where it sits in the stream."""
+
+    data: bytes
+    rtp_timestamp: int
+    index: int            # frame number in the media (from the timestamp and the PLAY position)
+    position: float       # media time in seconds
+    arrival: float        # time.monotonic() at completion
+
+
+@dataclass
+class Event:
+    kind: EventKind
+    payload: Any = None
+
+
+def _set_rcvbuf(sock: socket.socket, size: int) -> int:
+    """Ask for ``size`` bytes of receive buffer; force it past rmem_max when allowed. Returns actual."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    actual = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    if actual < size:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+            actual = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        except OSError:
+            logger.warning("UDP receive buffer is %d bytes (wanted %d); raise net.core.rmem_max "
+                           "to avoid losing bursts", actual, size)
+    return actual
+
+
+class ReceiveEngine:
+    """Owns the RTSP connection, the RTP/RTCP sockets and the threads; frames go to :attr:`events`.
+
+    Use: ``open()``, then ``options()/describe()/setup()/play()/pause()/teardown()`` (each blocks
+    until its reply, raising :class:`ClientError` on failure), ``snapshot()`` for statistics at
+    any time, ``close()`` at the end. ``url=None`` with ``sdp_text`` plays a raw RTP stream.
+    """
+
+    def __init__(self, url: str | None = None, *, rtp_port: int = 0, transport: str = "udp",
+                 sdp_text: str | None = None, reorder_window: float = 0.05,
+                 reply_timeout: float = 10.0, connect_timeout: float = 5.0,
+                 idle_timeout: float = 3.0, frame_queue: int = 512, fps_hint: float | None = None,
+                 log_frames: bool = True) -> None:
+        if transport not in ("udp", "tcp"):
+            raise ValueError(f"transport must be udp or tcp, not {transport!r}")
+        self.url = url
+        self.rtp_port = rtp_port
+        self.transport = transport
+        self.reply_timeout = reply_timeout
+        self.connect_timeout = connect_timeout
+        self.idle_timeout = idle_timeout
+        self.fps_hint = fps_hint
+        self.events: queue.Queue[Event] = queue.Queue()
+        self.frame_queue_max = frame_queue
+        self.proto: RtspClientProtocol | None = RtspClientProtocol(url) if url else None
+        self.sdp: SdpInfo | None = parse_sdp_info(sdp_text) if sdp_text else None
+        self.rtsp_sock: socket.socket | None = None
+        self.rtp_sock: socket.socket | None = None
+        self.rtcp_sock: socket.socket | None = None
+        self.rcvbuf = 0
+        self.server_addr: tuple[str, int] | None = None
+        self._lock = threading.RLock()
+        self._send_lock = threading.Lock()
+        self._reply_cond = threading.Condition(self._lock)
+        self._replies: dict[int, Reply] = {}
+        self._awaiting: set[int] = set()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._reorder_window = reorder_window
+        self._new_receiver()
+        self.pstats = PlaybackStats()
+        self.ssrc: int | None = None
+        self.bad_packets = 0
+        self.foreign_packets = 0
+        self.frames_displayable = 0
+        self.queue_dropped = 0
+        self.last_frame: Frame | None = None
+        self.last_packet_time: float | None = None
+        self.play_started: float | None = None
+        self.ended: str | None = None
+        self._pos_base: tuple[int, float] | None = None   # (rtp timestamp, media seconds) anchor
+        self._position = 0.0
+        self._sr: tuple[int, int, float] | None = None    # (ntp64, rtp ts, monotonic arrival)
+        self.delay_ms: float | None = None
+        self._our_ssrc = int.from_bytes(os.urandom(4), "big")
+        self._next_rtcp = 0.0
+        self.interleaved = (0, 1)
+        self.log_frames = log_frames
+
+    def _new_receiver(self) -> None:
+        self.rx: RtpReceiver[RtpPacket] = RtpReceiver(90000, self._reorder_window)
+        self.depack = JpegDepacketizer()
+
+    # -- properties used by the UIs ------------------------------------------------------------
+    @property
+    def state(self) -> ClientState:
+        return self.proto.state if self.proto else ClientState.PLAYING
+
+    @property
+    def fps(self) -> float:
+        sdp = self.current_sdp
+        if sdp is not None and sdp.framerate:
+            return sdp.framerate
+        return self.fps_hint or 25.0
+
+    @property
+    def current_sdp(self) -> SdpInfo | None:
+        return self.proto.sdp if self.proto and self.proto.sdp else self.sdp
+
+    @property
+    def duration(self) -> float | None:
+        sdp = self.current_sdp
+        if sdp is not None and sdp.range_end is not None:
+            return sdp.range_end
+        return None
+
+    @property
+    def frame_total(self) -> int | None:
+        d = self.duration
+        return int(round(d * self.fps)) if d is not None else None
+
+    # -- opening -------------------------------------------------------------------------------
+    def open(self) -> None:
+        """Connect the RTSP control connection (or bind the SDP's port); one-line ClientError on failure."""
+        if self.proto is None:
+            if self.sdp is None:
+                raise ClientError("nothing to play: give an rtsp:// URL or an SDP file")
+            port = self.sdp.media_port or self.rtp_port
+            self._bind_udp(port, self.sdp.connection or "0.0.0.0")
+            self._start_threads()
+            self.pstats.start(time.monotonic())
+            self.play_started = time.monotonic()
+            return
+        host, port, _ = parse_rtsp_url(self.proto.url)
+        try:
+            self.rtsp_sock = socket.create_connection((host, port), timeout=self.connect_timeout)
+        except socket.gaierror as exc:
+            raise ClientError(f"cannot resolve server {host!r}: {exc.strerror}") from None
+        except ConnectionRefusedError:
+            raise ClientError(f"server unreachable: connection to {host}:{port} refused "
+                              "(is the server running on that port?)") from None
+        except (socket.timeout, OSError) as exc:
+            raise ClientError(f"server unreachable: {host}:{port}: {exc}") from None
+        self.rtsp_sock.settimeout(None)
+        self.rtsp_sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.rtsp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
+        self.server_addr = self.rtsp_sock.getpeername()[:2]
+        if self.transport == "udp":
+            family = self.rtsp_sock.family
+            self._bind_udp(self.rtp_port, "::" if family == socket.AF_INET6 else "0.0.0.0")
+        self._start_threads()
+
+    def _bind_udp(self, port: int, host: str) -> None:
+        """Bind the RTP socket on ``port`` (0: any even port) and RTCP on port + 1 (RFC 3550 §11)."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        bind_host = host
+        try:
+            import ipaddress
+            addr = ipaddress.ip_address(host)
+            if addr.is_multicast:
+                bind_host = host
+            elif not addr.is_unspecified and not addr.is_loopback:
+                bind_host = "::" if family == socket.AF_INET6 else "0.0.0.0"
+        except ValueError:
+            bind_host = "0.0.0.0"
+            family = socket.AF_INET
+        for attempt in range(50):
+            rtp = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                rtp.bind((bind_host, port))
+            except OSError as exc:
+                rtp.close()
+                if port:
+                    raise ClientError(f"RTP port {port} is busy ({exc.strerror}); "
+                                      f"choose another port or 0 for any") from None
+                continue
+            actual = rtp.getsockname()[1]
+            if port == 0 and actual % 2:
+                rtp.close()
+                continue
+            rtcp: socket.socket | None = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                rtcp.bind((bind_host, actual + 1))
+            except OSError:
+                rtcp.close()
+                rtcp = None
+                if port == 0:
+                    rtp.close()
+                    continue
+                logger.warning("RTCP port %d busy: no receiver reports", actual + 1)
+            self.rtp_sock, self.rtcp_sock, self.rtp_port = rtp, rtcp, actual
+            self.rcvbuf = _set_rcvbuf(rtp, RCVBUF_BYTES)
+            logger.info("RTP on UDP port %d (receive buffer %d bytes)", actual, self.rcvbuf)
+            return
+        raise ClientError("could not bind a free even/odd UDP port pair for RTP/RTCP")
+
+    def _start_threads(self) -> None:
+        if self.rtsp_sock is not None:
+            t = threading.Thread(target=self._rtsp_loop, name="rtsp-reader", daemon=True)
+            self._threads.append(t)
+            t.start()
+        if self.rtp_sock is not None:
+            t = threading.Thread(target=self._udp_loop, name="rtp-reader", daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    # -- RTSP requests (blocking; call from any thread but the reader threads) -----------------
+    def _send(self, cseq: int, data: bytes) -> Reply:
+        assert self.rtsp_sock is not None and self.proto is not None
+        pending = self.proto.pending.get(cseq)
+        with self._lock:
+            self._awaiting.add(cseq)
+        try:
+            return self._send_and_wait(cseq, data, pending)
+        finally:
+            with self._lock:
+                self._awaiting.discard(cseq)
+                self._replies.pop(cseq, None)
+
+    def _send_and_wait(self, cseq: int, data: bytes, pending: Any) -> Reply:
+        assert self.rtsp_sock is not None and self.proto is not None
+        self.events.put(Event(EventKind.LOG, ("C->S", data.decode("utf-8", "replace"))))
+        logger.debug("C->S\n%s", data.decode("utf-8", "replace"))
+        try:
+            with self._send_lock:
+                self.rtsp_sock.sendall(data)
+        except OSError as exc:
+            raise ClientError(f"lost the RTSP connection to the server: {exc}") from None
+        deadline = time.monotonic() + self.reply_timeout
+        with self._reply_cond:
+            while cseq not in self._replies:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stop.is_set() or self.ended == "connection closed":
+                    self.proto.pending.pop(cseq, None)
+                    method = pending.method if pending else "request"
+                    why = "the server closed the connection" if self.ended else \
+                        f"no reply within {self.reply_timeout:.0f} s"
+                    raise ClientError(f"{method} failed: {why}")
+                self._reply_cond.wait(min(left, 0.25))
+            reply = self._replies.pop(cseq)
+        if not reply.ok:
+            raise ClientError(describe_failure(reply.request.method, reply.response.status,
+                                               reply.response.phrase, reply.request.uri))
+        self.events.put(Event(EventKind.STATE, self.proto.state))
+        return reply
+
+    def _request(self, build: Callable[..., tuple[int, bytes]], *args: Any) -> Reply:
+        if self.proto is None:
+            raise ClientError("no RTSP session: playing from an SDP file")
+        with self._lock:
+            cseq, data = build(*args, now=time.monotonic())
+        return self._send(cseq, data)
+
+    def options(self) -> Reply:
+        assert self.proto is not None
+        return self._request(self.proto.options)
+
+    def describe(self) -> Reply:
+        assert self.proto is not None
+        return self._request(self.proto.describe)
+
+    def setup(self) -> Reply:
+        """SETUP the track: UDP client_port=a-(a+1) or TCP interleaved=0-1 (RFC 2326 §10.4, §12.39)."""
+        assert self.proto is not None
+        if self.transport == "udp":
+            spec = f"RTP/AVP;unicast;client_port={self.rtp_port}-{self.rtp_port + 1}"
+        else:
+            spec = "RTP/AVP/TCP;unicast;interleaved=0-1"
+        reply = self._request(self.proto.setup, spec)
+        tr = self.proto.transport
+        if tr is not None:
+            if tr.ssrc is not None:
+                self.ssrc = tr.ssrc
+            if tr.interleaved is not None:
+                self.interleaved = tr.interleaved
+            if self.transport == "tcp" and tr.lower != "TCP" and tr.interleaved is None:
+                raise ClientError("the server answered SETUP for TCP with a UDP transport")
+        return reply
+
+    def play(self, start: float | None = None) -> Reply:
+        """PLAY (``start`` seconds: seek with Range: npt=start-)."""
+        assert self.proto is not None
+        reply = self._request(self.proto.play, start)
+        now = time.monotonic()
+        with self._lock:
+            info = self.proto.rtp_info[0] if self.proto.rtp_info else None
+            rng = self.proto.play_range
+            pos = rng.start if rng is not None and rng.start is not None else \
+                (start if start is not None else self._position)
+            if start is not None:
+                # A seek: what is still in flight belongs to the old position.
+                self._new_receiver()
+                self.last_frame = None
+            self._pos_base = (info.rtptime, pos) if info is not None and info.rtptime is not None \
+                else None
+            self._pending_pos = pos
+            self.pstats.start(now)
+            if self.play_started is None:
+                self.play_started = now
+            self.last_packet_time = None
+            self.ended = None
+        return reply
+
+    def pause(self) -> Reply:
+        assert self.proto is not None
+        reply = self._request(self.proto.pause)
+        with self._lock:
+            self.pstats.stop(time.monotonic())
+        return reply
+
+    def teardown(self) -> Reply | None:
+        """TEARDOWN (§10.7); tolerant of a server that already went away."""
+        if self.proto is None or self.proto.session_id is None:
+            return None
+        try:
+            return self._request(self.proto.teardown)
+        finally:
+            with self._lock:
+                self.pstats.stop(time.monotonic())
+
+    def keepalive(self) -> None:
+        """Send a keepalive without waiting (the reply is matched and logged by the reader)."""
+        if self.proto is None or self.rtsp_sock is None:
+            return
+        with self._lock:
+            cseq, data = self.proto.keepalive(now=time.monotonic())
+        self.events.put(Event(EventKind.LOG, ("C->S", data.decode("utf-8", "replace"))))
+        try:
+            with self._send_lock:
+                self.rtsp_sock.sendall(data)
+        except OSError as exc:
+            logger.warning("keepalive failed: %s", exc)
+
+    # -- reader threads --------------------------------------------------------------------------
+    def _rtsp_loop(self) -> None:
+        assert self.rtsp_sock is not None and self.proto is not None
+        sock = self.rtsp_sock
+        while not self._stop.is_set():
+            try:
+                ready, _, _ = select.select([sock], [], [], 0.02)
+                data = sock.recv(262144) if ready else None
+            except OSError:
+                data = b""
+            now = time.monotonic()
+            if data == b"":
+                with self._reply_cond:
+                    if not self._stop.is_set():
+                        logger.info("the server closed the RTSP connection")
+                        self.ended = "connection closed"
+                        self.events.put(Event(EventKind.END, "the server closed the RTSP connection"))
+                    self._reply_cond.notify_all()
+                return
+            if data:
+                with self._reply_cond:
+                    events = self.proto.feed(data)
+                    for frame in events.interleaved:
+                        if frame.channel == self.interleaved[0]:
+                            self._on_rtp(frame.data, now)
+                        elif frame.channel == self.interleaved[1]:
+                            self._on_rtcp(frame.data, now)
+                    for reply in events.replies:
+                        self._replies[reply.request.cseq] = reply
+                        text = reply.response.serialize().decode("utf-8", "replace")
+                        self.events.put(Event(EventKind.LOG, ("S->C", text)))
+                        logger.debug("S->C\n%s", text)
+                        if reply.request.cseq not in self._awaiting:
+                            # a keepalive reply: nobody waits for it
+                            self._replies.pop(reply.request.cseq, None)
+                    for err in events.errors:
+                        logger.warning("%s", err)
+                    if events.replies:
+                        self._reply_cond.notify_all()
+                for sreq in events.server_requests:
+                    with self._send_lock:
+                        sock.sendall(sreq.reply)
+            with self._lock:
+                self._tick(now)
+                due = self.proto.keepalive_due(now)
+            if due:
+                self.keepalive()
+
+    def _udp_loop(self) -> None:
+        socks = [s for s in (self.rtp_sock, self.rtcp_sock) if s is not None]
+        while not self._stop.is_set():
+            try:
+                ready, _, _ = select.select(socks, [], [], 0.01)
+            except (OSError, ValueError):
+                return
+            now = time.monotonic()
+            for s in ready:
+                # Drain everything queued: a frame arrives as a burst of fragments.
+                for _ in range(256):
+                    try:
+                        data, addr = s.recvfrom(65536, socket.MSG_DONTWAIT)
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    except OSError:
+                        break
+                    with self._lock:
+                        if s is self.rtp_sock:
+                            self._on_rtp(data, now)
+                        else:
+                            self._on_rtcp(data, now, addr)
+            with self._lock:
+                self._tick(now)
+
+    # -- data path (called with the lock held) ----------------------------------------------------
+    def _on_rtp(self, data: bytes, now: float) -> None:
+        try:
+            pkt = RtpPacket.parse(data)
+        except ValueError as exc:
+            self.bad_packets += 1
+            logger.debug("dropped a malformed RTP packet: %s", exc)
+            return
+        if self.ssrc is None:
+            self.ssrc = pkt.ssrc
+        elif pkt.ssrc != self.ssrc:
+            self.foreign_packets += 1
+            return
+        self.last_packet_time = now
+        self.pstats.on_packet(now, len(data))
+        self._deliver(self.rx.push(pkt.sequence_number, pkt.rtp_timestamp, now, pkt), now)
+
+    def _deliver(self, released: list, now: float) -> None:
+        for r in released:
+            pkt: RtpPacket = r.item
+            jpeg = self.depack.push(pkt.payload, pkt.rtp_timestamp, pkt.marker, r.missing_before)
+            if jpeg is not None:
+                self._on_frame(jpeg, pkt.rtp_timestamp, now)
+
+    def _on_frame(self, jpeg: bytes, ts: int, now: float) -> None:
+        if self._pos_base is None:
+            self._pos_base = (ts, getattr(self, "_pending_pos", 0.0))
+        base_ts, base_pos = self._pos_base
+        position = base_pos + ts_diff(ts, base_ts) / 90000.0
+        self._position = position
+        index = int(round(position * self.fps))
+        self.pstats.on_frame(now)
+        if self._sr is not None:
+            # Same-host clocks (loopback): the SR maps RTP time to the sender's wall clock.
+            ntp, sr_ts, _ = self._sr
+            sent = unix_from_ntp(ntp) + ts_diff(ts, sr_ts) / 90000.0
+            self.delay_ms = (time.time() - sent) * 1000.0
+        frame = Frame(jpeg, ts, index, position, now)
+        self.last_frame = frame
+        self.frames_displayable += 1
+        self.events.put(Event(EventKind.FRAME, frame))
+
+    def _on_rtcp(self, data: bytes, now: float, addr: Any = None) -> None:
+        try:
+            packets = parse_compound(data, strict=False)
+        except ValueError as exc:
+            logger.debug("malformed RTCP: %s", exc)
+            return
+        for p in packets:
+            if isinstance(p, SenderReport):
+                self._sr = (p.ntp_timestamp, p.rtp_timestamp, now)
+            elif isinstance(p, Bye) and (self.ssrc is None or self.ssrc in p.ssrcs):
+                self._finish(f"the server said BYE ({p.reason_text or 'end of stream'})", now)
+
+    def _finish(self, reason: str, now: float) -> None:
+        if self.ended is None:
+            self._deliver(self.rx.flush(), now)
+            self.ended = reason
+            self.pstats.stop(now)
+            self.events.put(Event(EventKind.END, reason))
+
+    def _tick(self, now: float) -> None:
+        """Release packets whose reorder wait expired; detect the end; send RTCP RR."""
+        self._deliver(self.rx.poll(now), now)
+        if self.ended is None and self.state == ClientState.PLAYING and self.play_started is not None:
+            total = self.frame_total
+            if total and self.last_frame is not None and self.last_frame.index >= total - 1 \
+                    and len(self.rx.reorder) == 0:
+                self._finish("end of stream", now)
+            elif self.last_packet_time is not None and now - self.last_packet_time > self.idle_timeout:
+                self._finish(f"no RTP for {self.idle_timeout:.0f} s: end of stream", now)
+        if now >= self._next_rtcp and self.ssrc is not None and self.rx.tracker.validated:
+            self._next_rtcp = now + RTCP_INTERVAL
+            self._send_rr(now)
+
+    def _send_rr(self, now: float) -> None:
+        """A receiver report (RFC 3550 §6.4.2) so the server sees we are alive and how it goes."""
+        tr = self.rx.tracker
+        rep = tr.interval_report()
+        lsr = dlsr = 0
+        if self._sr is not None:
+            lsr = ntp_middle32(self._sr[0])
+            dlsr = dlsr_from_seconds(now - self._sr[2])
+        block = ReportBlock(self.ssrc or 0, rep.fraction_lost, min(tr.lost, 0x7FFFFF),
+                            tr.extended_max & 0xFFFFFFFF, int(tr.jitter), lsr, dlsr)
+        try:
+            data = serialize_compound([ReceiverReport(self._our_ssrc, [block]),
+                                       SourceDescription.cname(self._our_ssrc, "player@localhost")])
+        except (ValueError, TypeError) as exc:
+            logger.debug("could not build RTCP RR: %s", exc)
+            return
+        try:
+            if self.transport == "tcp" and self.rtsp_sock is not None and self.proto is not None:
+                from RtspMessage import InterleavedFrame
+                with self._send_lock:
+                    self.rtsp_sock.sendall(InterleavedFrame(self.interleaved[1], data).serialize())
+            elif self.rtcp_sock is not None and self.server_addr is not None and self.proto is not None \
+                    and self.proto.transport is not None and self.proto.transport.server_port:
+                self.rtcp_sock.sendto(data, (self.server_addr[0], self.proto.transport.server_port[1]))
+        except OSError as exc:
+            logger.debug("RTCP send failed: %s", exc)
+
+    # -- statistics ---------------------------------------------------------------------------
+    def snapshot(self) -> StatsSnapshot:
+        now = time.monotonic()
+        with self._lock:
+            s = self.pstats.snapshot(now, self.rx.tracker if self.rx.tracker.validated else None,
+                                     late=self.rx.reorder.late,
+                                     frame_dropped_total=self.depack.frames_dropped)
+            s.frame_total = self.frame_total
+            s.duration = self.duration
+            if self.delay_ms is not None:
+                s.delay_ms = self.delay_ms
+            if self.last_frame is not None:
+                s.frame_index = self.last_frame.index
+                s.position = self.last_frame.position
+        return s
+
+    # -- shutdown --------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the threads and close every socket (idempotent)."""
+        self._stop.set()
+        with self._reply_cond:
+            self._reply_cond.notify_all()
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join(timeout=2.0)
+        self._threads = []
+        for s in (self.rtsp_sock, self.rtp_sock, self.rtcp_sock):
+            if s is not None:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+        self.rtsp_sock = self.rtp_sock = self.rtcp_sock = None

@@ -1,0 +1,214 @@
+"""Command line of the player: the lab's ``host port rtp_port file``, rtsp:// URLs, or --sdp FILE.
+
+Examples::
+
+    python3 ClientLauncher.py 127.0.0.1 2048 5008 movie.Mjpeg          # the lab's form, a window
+    python3 ClientLauncher.py rtsp://127.0.0.1:2048/movie.Mjpeg --transport tcp
+    python3 ClientLauncher.py rtsp://127.0.0.1:2048/movie.Mjpeg --headless --save copy.Mjpeg
+    python3 ClientLauncher.py --sdp stream.sdp --headless --duration 10   # e.g. from ffmpeg -f rtp
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import queue
+import sys
+import time
+from typing import Sequence, TextIO
+
+from Client import ClientError, EventKind, ReceiveEngine
+from RtspClient import make_url
+from RtpStats import StatsSnapshot
+
+logger = logging.getLogger("ClientLauncher")
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ClientLauncher.py",
+        description="RTSP/RTP MJPEG player with live statistics (RFC 2326, RFC 3550, RFC 2435).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  python3 ClientLauncher.py 127.0.0.1 2048 5008 movie.Mjpeg\n"
+               "  python3 ClientLauncher.py rtsp://127.0.0.1:2048/movie.Mjpeg --transport tcp\n"
+               "  python3 ClientLauncher.py rtsp://127.0.0.1:2048/movie.Mjpeg --headless "
+               "--save copy.Mjpeg --stats-json stats.json\n"
+               "  ffmpeg -re -f lavfi -i testsrc=size=320x240:rate=25 -pix_fmt yuvj420p -c:v mjpeg "
+               "-huffman default -f rtp rtp://127.0.0.1:5004 -sdp_file x.sdp\n"
+               "  python3 ClientLauncher.py --sdp x.sdp --headless --duration 10\n")
+    p.add_argument("target", nargs="*", metavar="ARG",
+                   help="either 'HOST RTSP_PORT RTP_PORT FILE' (the lab's form) or one rtsp:// URL")
+    p.add_argument("--sdp", metavar="FILE", help="play a raw RTP/JPEG stream described by this SDP file")
+    p.add_argument("--rtp-port", type=int, default=None,
+                   help="local UDP port for RTP (RTCP uses the next one); 0 = any (default)")
+    p.add_argument("--transport", choices=("udp", "tcp"), default="udp",
+                   help="udp: RTP on its own UDP ports; tcp: RTP interleaved on the RTSP connection")
+    p.add_argument("--simple", action="store_true",
+                   help="three-button player (PLAY does SETUP first when needed)")
+    p.add_argument("--headless", action="store_true",
+                   help="no window: play, show a one-line progress bar, exit at the end of the stream")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--start", type=float, default=None, help="start position in seconds (PLAY Range)")
+    p.add_argument("--save", metavar="FILE", help="write the received frames as an .Mjpeg file")
+    p.add_argument("--stats-json", metavar="FILE", help="write the final statistics as JSON")
+    p.add_argument("--idle-timeout", type=float, default=3.0,
+                   help="end of stream after this many seconds without RTP (default 3)")
+    p.add_argument("--reorder-window", type=float, default=0.05,
+                   help="longest wait for a reordered packet, seconds (default 0.05)")
+    p.add_argument("--log-level", default="WARNING",
+                   choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="diagnostics on stderr")
+    return p
+
+
+def resolve_target(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[str | None, int]:
+    """(url or None for --sdp, rtp port) from the positional arguments."""
+    t = args.target
+    rtp_port = args.rtp_port
+    if args.sdp:
+        if t:
+            parser.error("give either --sdp FILE or a server, not both")
+        return None, rtp_port or 0
+    if len(t) == 1 and t[0].lower().startswith("rtsp://"):
+        return t[0], rtp_port or 0
+    if len(t) == 4:
+        host, port, port2, name = t
+        try:
+            rtsp_port, lab_rtp = int(port), int(port2)
+        except ValueError:
+            parser.error("the lab form is HOST RTSP_PORT RTP_PORT FILE (ports are numbers)")
+        if not (0 < rtsp_port < 65536 and 0 <= lab_rtp < 65536):
+            parser.error("ports must be in 1..65535")
+        return make_url(host, rtsp_port, name), lab_rtp if rtp_port is None else rtp_port
+    parser.error("expected HOST RTSP_PORT RTP_PORT FILE, an rtsp:// URL, or --sdp FILE")
+    raise AssertionError("unreachable")
+
+
+def progress_line(s: StatsSnapshot, width: int = 24) -> str:
+    """One terminal line: bar, frame n/total, fps, kbit/s, loss, jitter."""
+    if s.frame_total:
+        done = min(1.0, (s.frame_index + 1) / s.frame_total)
+        bar = "#" * int(done * width) + "." * (width - int(done * width))
+        where = f"[{bar}] {s.frame_index + 1}/{s.frame_total}"
+    else:
+        where = f"{s.position:7.1f} s"
+    return (f"{where} frames {s.frames_completed} (dropped {s.frames_dropped})  "
+            f"{s.fps_inst:4.1f} fps  {s.kbps_inst:7.0f} kbit/s  pkts {s.packets_received} "
+            f"lost {s.packets_lost} ({s.loss_percent:.2f}%)  dup {s.duplicates}  ooo {s.out_of_order}  "
+            f"jitter {s.jitter_ms:.2f} ms")
+
+
+def run_headless(engine: ReceiveEngine, args: argparse.Namespace, out: TextIO = sys.stderr) -> int:
+    """Play to the end (or --duration), printing progress; then TEARDOWN, --save, --stats-json."""
+    frames: list[bytes] = []
+    engine.open()
+    try:
+        if engine.proto is not None:
+            try:
+                engine.options()
+            except ClientError as exc:
+                logger.info("OPTIONS failed (%s); going on", exc)
+            engine.describe()
+            engine.setup()
+            engine.play(args.start)
+        start = time.monotonic()
+        next_print = start
+        interactive = out.isatty()
+        end_reason = None
+        while end_reason is None:
+            now = time.monotonic()
+            if args.duration is not None and now - start >= args.duration:
+                end_reason = f"--duration {args.duration:g} s reached"
+                break
+            if engine.last_packet_time is None and engine.play_started is not None \
+                    and now - start > max(10.0, engine.idle_timeout) and engine.frames_displayable == 0:
+                raise ClientError("no RTP arrived within 10 s (a firewall? try --transport tcp)")
+            try:
+                ev = engine.events.get(timeout=0.05)
+            except queue.Empty:
+                ev = None
+            if ev is not None:
+                if ev.kind is EventKind.FRAME:
+                    if args.save:
+                        frames.append(ev.payload.data)
+                elif ev.kind is EventKind.END:
+                    end_reason = ev.payload
+                elif ev.kind is EventKind.ERROR:
+                    raise ClientError(ev.payload)
+            if now >= next_print:
+                next_print = now + (0.25 if interactive else 2.0)
+                line = progress_line(engine.snapshot())
+                out.write(("\r" + line + "\x1b[K") if interactive else line + "\n")
+                out.flush()
+        # Drain the frames that completed before the end was noticed.
+        while True:
+            try:
+                ev = engine.events.get_nowait()
+            except queue.Empty:
+                break
+            if ev.kind is EventKind.FRAME and args.save:
+                frames.append(ev.payload.data)
+        snap = engine.snapshot()
+        if engine.proto is not None and not (engine.ended or "").startswith("the server closed"):
+            try:
+                engine.teardown()
+            except ClientError as exc:
+                logger.info("TEARDOWN: %s", exc)
+    finally:
+        engine.close()
+    out.write(("\r" if out.isatty() else "") + progress_line(snap) + "\n")
+    out.write(f"stopped: {end_reason}\n")
+    if args.save:
+        from VideoStream import write_mjpeg
+        write_mjpeg(args.save, frames)
+        out.write(f"saved {len(frames)} frames to {args.save}\n")
+    if args.stats_json:
+        d = snap.as_dict()
+        d.update(end_reason=end_reason, rcvbuf=engine.rcvbuf, bad_packets=engine.bad_packets,
+                 foreign_packets=engine.foreign_packets, transport=engine.transport,
+                 url=engine.url, frames_saved=len(frames) if args.save else None)
+        with open(args.stats_json, "w", encoding="utf-8") as f:
+            json.dump(d, f, indent=2)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level), format="%(levelname)s %(name)s: %(message)s")
+    url, rtp_port = resolve_target(args, parser)
+    sdp_text = None
+    if args.sdp:
+        try:
+            with open(args.sdp, encoding="utf-8", errors="replace") as f:
+                sdp_text = f.read()
+        except OSError as exc:
+            print(f"error: cannot read SDP file {args.sdp}: {exc.strerror}", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        engine = ReceiveEngine(url, rtp_port=rtp_port, transport=args.transport, sdp_text=sdp_text,
+                               reorder_window=args.reorder_window, idle_timeout=args.idle_timeout)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.headless:
+            return run_headless(engine, args)
+        from Client import run_gui
+        return run_gui(engine, args)
+    except ClientError as exc:
+        engine.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        engine.close()
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

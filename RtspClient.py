@@ -1,0 +1,388 @@
+"""RTSP 1.0 client protocol logic, sans I/O (RFC 2326 §6, §7, §10, §12, Appendix C).
+
+:class:`RtspClientProtocol` builds requests (CSeq, Session, User-Agent, URL from Content-Base +
+a=control), matches replies to requests by CSeq, and remembers what the replies said (session id
+and timeout, server ports, SSRC, RTP-Info, the SDP). It never touches a socket: the caller writes
+the bytes it returns and feeds it the bytes it reads. Time is passed in for the keepalive timer.
+
+:func:`parse_sdp_info` extracts what a player needs from an SDP (RFC 4566) with a small tolerant
+reader of the few lines it uses (session/media a=control, m=, c=, rtpmap, framerate, range).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from RtspHeaders import (NptRange, RtpInfo, Transport, format_range, join_url, parse_range,
+                         parse_rtp_info, parse_session, split_url)
+from RtspMessage import (Headers, InterleavedFrame, MessageError, Method, Request, Response,
+                         RtspParser, Status, reason_phrase)
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = "RtpLabPlayer/1.0"
+DEFAULT_SESSION_TIMEOUT = 60       # RFC 2326 §12.37 default
+DEFAULT_RTSP_PORT = 554
+
+
+class ClientState(enum.Enum):
+    """RFC 2326 Appendix A.1 client states."""
+
+    INIT = "INIT"
+    READY = "READY"
+    PLAYING = "PLAYING"
+
+
+# Which button/method is valid in which state (RFC 2326 A.1); the GUI enables buttons from this.
+VALID_METHODS: dict[ClientState, frozenset[str]] = {
+    ClientState.INIT: frozenset({Method.OPTIONS, Method.DESCRIBE, Method.SETUP}),
+    ClientState.READY: frozenset({Method.OPTIONS, Method.DESCRIBE, Method.PLAY, Method.SETUP,
+                                  Method.TEARDOWN, Method.GET_PARAMETER}),
+    ClientState.PLAYING: frozenset({Method.OPTIONS, Method.DESCRIBE, Method.PAUSE, Method.PLAY,
+                                    Method.TEARDOWN, Method.GET_PARAMETER}),
+}
+
+
+class RtspClientError(Exception):
+    """A request failed: the reply's status (or 0 when there was no reply) and a one-line text."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class SdpInfo:
+    """The parts of an SDP (RFC 4566) a JPEG player uses."""
+
+    text: str = ""
+    session_control: str | None = None
+    media_control: str | None = None
+    media_port: int = 0
+    connection: str | None = None
+    payload_type: int = 26
+    encoding: str = "JPEG"
+    clock_rate: int = 90000
+    framerate: float | None = None
+    range_start: float | None = None
+    range_end: float | None = None      # None: live / open ended ("npt=now-" or "npt=0-")
+    width: int | None = None
+    height: int | None = None
+
+
+_NUM = r"[0-9]+(?:\.[0-9]*)?"
+
+
+def _sdp_lines(text: str) -> Iterable[tuple[str, str]]:
+    for line in text.replace("\r\n", "\n").split("\n"):
+        line = line.strip()
+        if len(line) >= 2 and line[1] == "=":
+            yield line[0], line[2:]
+
+
+def parse_sdp_info(sdp: str | bytes) -> SdpInfo:
+    """Session/media control, port, c= address, rtpmap, framerate and a=range (RFC 4566, RFC 2326 C).
+
+    Only the first m=video (or first m=) section is used. Raises ValueError when there is no m= line.
+    """
+    text = sdp.decode("utf-8", "replace") if isinstance(sdp, bytes) else sdp
+    info = SdpInfo(text=text)
+    in_media = False
+    media_seen = False
+    for key, value in _sdp_lines(text):
+        if key == "m":
+            if media_seen:
+                in_media = False
+                break
+            parts = value.split()
+            if len(parts) < 4:
+                raise ValueError(f"malformed SDP m= line: {value!r}")
+            in_media = media_seen = True
+            try:
+                info.media_port = int(parts[1].split("/")[0])
+                info.payload_type = int(parts[3])
+            except ValueError:
+                raise ValueError(f"malformed SDP m= line: {value!r}") from None
+            if info.payload_type == 26:
+                info.encoding, info.clock_rate = "JPEG", 90000
+        elif key == "c":
+            parts = value.split()
+            if len(parts) >= 3 and (in_media or info.connection is None):
+                info.connection = parts[2].split("/")[0]
+        elif key == "a":
+            name, _, val = value.partition(":")
+            name = name.strip().lower()
+            val = val.strip()
+            if name == "control":
+                if in_media:
+                    info.media_control = val
+                else:
+                    info.session_control = val
+            elif name == "range" and val.lower().startswith("npt"):
+                m = re.match(rf"npt\s*=\s*(now|{_NUM})?\s*-\s*({_NUM})?", val, re.I)
+                if m:
+                    info.range_start = None if m.group(1) in (None, "now") else float(m.group(1))
+                    info.range_end = float(m.group(2)) if m.group(2) else None
+            elif name == "rtpmap" and in_media:
+                m = re.match(r"(\d+)\s+([A-Za-z0-9_.-]+)/(\d+)", val)
+                if m and int(m.group(1)) == info.payload_type:
+                    info.encoding, info.clock_rate = m.group(2), int(m.group(3))
+            elif name == "framerate":
+                try:
+                    info.framerate = float(val)
+                except ValueError:
+                    logger.debug("ignoring malformed a=framerate:%s", val)
+            elif name in ("x-dimensions", "cliprect"):
+                nums = [int(n) for n in re.findall(r"\d+", val)]
+                if name == "x-dimensions" and len(nums) >= 2:
+                    info.width, info.height = nums[0], nums[1]
+    if not media_seen:
+        raise ValueError("SDP has no m= line")
+    return info
+
+
+@dataclass
+class PendingRequest:
+    cseq: int
+    method: str
+    uri: str
+    request: Request
+
+
+@dataclass
+class Reply:
+    """A reply matched to the request it answers."""
+
+    request: PendingRequest
+    response: Response
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.response.status < 300
+
+
+@dataclass
+class ServerRequest:
+    """A request the server sent us (e.g. ANNOUNCE, GET_PARAMETER); ``reply`` is what to send back."""
+
+    request: Request
+    reply: bytes
+
+
+@dataclass
+class ClientEvents:
+    replies: list[Reply] = field(default_factory=list)
+    interleaved: list[InterleavedFrame] = field(default_factory=list)
+    server_requests: list[ServerRequest] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def parse_rtsp_url(url: str) -> tuple[str, int, str]:
+    """'rtsp://host:port/path' -> (host, port, path); 554 when the port is absent."""
+    host, port, path = split_url(url)
+    if host is None:
+        raise ValueError(f"not an rtsp:// URL: {url!r}")
+    return host, port if port is not None else DEFAULT_RTSP_PORT, path
+
+
+def make_url(host: str, port: int, path: str) -> str:
+    """The request URL for the lab's (host, port, file) arguments."""
+    h = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return f"rtsp://{h}:{port}/{path.lstrip('/')}"
+
+
+class RtspClientProtocol:
+    """Client side of one RTSP connection and (at most) one session (RFC 2326)."""
+
+    def __init__(self, url: str, user_agent: str = USER_AGENT) -> None:
+        self.url = url
+        self.user_agent = user_agent
+        self.cseq = 0
+        self.state = ClientState.INIT
+        self.session_id: str | None = None
+        self.session_timeout = DEFAULT_SESSION_TIMEOUT
+        self.content_base: str | None = None
+        self.sdp: SdpInfo | None = None
+        self.transport: Transport | None = None      # what the server's SETUP reply said
+        self.rtp_info: list[RtpInfo] = []
+        self.play_range: NptRange | None = None
+        self.public: list[str] = []
+        self.last_request_time: float | None = None
+        self.pending: dict[int, PendingRequest] = {}
+        self.parser = RtspParser(role="client", max_body=1 << 20)
+        self.use_get_parameter = True
+
+    # -- URLs (RFC 2326 C.1.1) ---------------------------------------------------------------
+    @property
+    def aggregate_url(self) -> str:
+        """URL for session-wide PLAY/PAUSE/TEARDOWN: Content-Base + session a=control."""
+        base = self.content_base or self.url
+        if self.sdp is not None and self.sdp.session_control:
+            return join_url(base, self.sdp.session_control)
+        return base
+
+    @property
+    def track_url(self) -> str:
+        """URL for SETUP: Content-Base + media a=control (the request URL without DESCRIBE)."""
+        base = self.content_base or self.url
+        if self.sdp is not None and self.sdp.media_control:
+            return join_url(base, self.sdp.media_control)
+        return base
+
+    # -- requests ----------------------------------------------------------------------------
+    def build(self, method: str, uri: str | None = None, headers: dict[str, str] | None = None,
+              body: bytes = b"", now: float | None = None) -> tuple[int, bytes]:
+        """Serialize the next request; returns (cseq, bytes). The reply comes back via :meth:`feed`."""
+        self.cseq += 1
+        h = Headers()
+        h.add("CSeq", self.cseq)
+        h.add("User-Agent", self.user_agent)
+        if self.session_id is not None and method not in (Method.OPTIONS, Method.DESCRIBE):
+            h.add("Session", self.session_id)
+        for name, value in (headers or {}).items():
+            h.set(name, value)
+        if uri is None:
+            uri = {Method.SETUP: self.track_url, Method.OPTIONS: self.url,
+                   Method.DESCRIBE: self.url}.get(method, self.aggregate_url)
+        req = Request(str(method), uri, h, body)
+        self.pending[self.cseq] = PendingRequest(self.cseq, str(method), uri, req)
+        if now is not None:
+            self.last_request_time = now
+        return self.cseq, req.serialize()
+
+    def options(self, now: float | None = None) -> tuple[int, bytes]:
+        return self.build(Method.OPTIONS, now=now)
+
+    def describe(self, now: float | None = None) -> tuple[int, bytes]:
+        return self.build(Method.DESCRIBE, headers={"Accept": "application/sdp"}, now=now)
+
+    def setup(self, transport: str, now: float | None = None) -> tuple[int, bytes]:
+        """SETUP with a Transport such as 'RTP/AVP;unicast;client_port=5008-5009' (§10.4)."""
+        return self.build(Method.SETUP, headers={"Transport": transport}, now=now)
+
+    def play(self, start: float | None = None, now: float | None = None) -> tuple[int, bytes]:
+        """PLAY; ``start`` seconds adds 'Range: npt=T-' (a seek, §10.5); None resumes."""
+        headers = {}
+        if start is not None:
+            headers["Range"] = format_range(NptRange(max(0.0, start), None))
+        return self.build(Method.PLAY, headers=headers, now=now)
+
+    def pause(self, now: float | None = None) -> tuple[int, bytes]:
+        return self.build(Method.PAUSE, now=now)
+
+    def teardown(self, now: float | None = None) -> tuple[int, bytes]:
+        return self.build(Method.TEARDOWN, now=now)
+
+    def keepalive(self, now: float | None = None) -> tuple[int, bytes]:
+        """GET_PARAMETER with no body (§10.8) -- or OPTIONS if the server does not list it."""
+        method = Method.GET_PARAMETER if self.use_get_parameter else Method.OPTIONS
+        uri = self.aggregate_url if method == Method.GET_PARAMETER else self.url
+        return self.build(method, uri=uri, now=now)
+
+    def keepalive_due(self, now: float) -> bool:
+        """True when half the session timeout has passed since the last request (§12.37)."""
+        if self.session_id is None or self.last_request_time is None:
+            return False
+        return now - self.last_request_time >= self.session_timeout / 2
+
+    def valid(self, method: str) -> bool:
+        return method in VALID_METHODS[self.state]
+
+    # -- replies -----------------------------------------------------------------------------
+    def feed(self, data: bytes) -> ClientEvents:
+        """Bytes from the RTSP connection -> replies matched by CSeq, interleaved frames, requests."""
+        events = ClientEvents()
+        for msg in self.parser.feed(data):
+            if isinstance(msg, InterleavedFrame):
+                events.interleaved.append(msg)
+            elif isinstance(msg, Response):
+                cseq = msg.cseq
+                pending = self.pending.pop(cseq, None) if cseq is not None else None
+                if pending is None:
+                    events.errors.append(f"reply with unknown CSeq {cseq}: {msg.status} {msg.phrase}")
+                    continue
+                self._apply(pending, msg)
+                events.replies.append(Reply(pending, msg))
+            elif isinstance(msg, Request):
+                events.server_requests.append(ServerRequest(msg, self._answer_server(msg)))
+            elif isinstance(msg, MessageError):
+                events.errors.append(f"malformed message from server: {msg.error}")
+        return events
+
+    def _answer_server(self, req: Request) -> bytes:
+        """Servers may send OPTIONS/GET_PARAMETER (§10.1) to the client; say 200 or 501."""
+        h = Headers()
+        if req.cseq is not None:
+            h.add("CSeq", req.cseq)
+        status = Status.OK if req.method in (Method.OPTIONS, Method.GET_PARAMETER) else Status.NOT_IMPLEMENTED
+        if status == Status.OK and self.session_id is not None:
+            h.add("Session", self.session_id)
+        return Response(int(status), h).serialize()
+
+    def _apply(self, pending: PendingRequest, resp: Response) -> None:
+        """Update the session from a reply (state transitions of RFC 2326 Appendix A.1)."""
+        if not 200 <= resp.status < 300:
+            return
+        method = pending.method
+        h = resp.headers
+        if method == Method.OPTIONS and h.get("Public"):
+            self.public = [m.strip().upper() for m in h.get("Public", "").split(",") if m.strip()]
+            if self.public and "GET_PARAMETER" not in self.public:
+                self.use_get_parameter = False
+        elif method == Method.DESCRIBE:
+            base = h.get("Content-Base") or h.get("Content-Location") or pending.uri
+            self.content_base = base
+            self.sdp = parse_sdp_info(resp.body)
+        elif method == Method.SETUP:
+            session = h.get("Session")
+            if session:
+                self.session_id, timeout = parse_session(session)
+                self.session_timeout = timeout or DEFAULT_SESSION_TIMEOUT
+            tr = h.get("Transport")
+            if tr:
+                try:
+                    self.transport = Transport.parse_list(tr)[0]
+                except Exception as exc:      # noqa: BLE001 -- RtspError family; reply still usable
+                    logger.warning("could not parse server Transport %r: %s", tr, exc)
+            self.state = ClientState.READY
+        elif method == Method.PLAY:
+            self.state = ClientState.PLAYING
+            info = h.get("RTP-Info")
+            if info:
+                try:
+                    self.rtp_info = parse_rtp_info(info)
+                except Exception as exc:      # noqa: BLE001
+                    logger.warning("could not parse RTP-Info %r: %s", info, exc)
+                    self.rtp_info = []
+            else:
+                self.rtp_info = []
+            rng = h.get("Range")
+            self.play_range = None
+            if rng:
+                try:
+                    self.play_range = parse_range(rng)
+                except Exception as exc:      # noqa: BLE001
+                    logger.debug("could not parse Range %r: %s", rng, exc)
+        elif method == Method.PAUSE:
+            self.state = ClientState.READY
+        elif method == Method.TEARDOWN:
+            self.state = ClientState.INIT
+            self.session_id = None
+            self.transport = None
+
+
+def describe_failure(method: str, status: int, phrase: str, url: str) -> str:
+    """One line for the user, with a hint for the usual mistakes."""
+    text = f"{method} {url} failed: {status} {phrase or reason_phrase(status)}"
+    if status == Status.NOT_FOUND:
+        text = f"movie not found on the server: {url} (404 {phrase})"
+    elif status == Status.UNSUPPORTED_TRANSPORT:
+        text += " -- the server refused the transport; try --transport tcp (or udp)"
+    elif status == Status.UNAUTHORIZED:
+        text += " -- authentication is not supported by this player"
+    return text
