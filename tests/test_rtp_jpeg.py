@@ -437,6 +437,18 @@ def test_every_truncated_prefix_of_a_payload(frame):
             assert result is None or media.decode(result)   # a short frame may still be valid
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.binary(max_size=200), st.integers(0, 3), st.booleans(), st.booleans()),
+                max_size=20))
+def test_push_never_raises_on_arbitrary_payloads(packets):
+    depacketizer = JpegDepacketizer()
+    for payload, ts, marker, missing in packets:
+        result = depacketizer.push(bytes.fromhex("00000000 01ff0201 00000080") + bytes(128) + payload
+                                   if ts == 3 else payload, ts, marker, missing)
+        assert result is None or result[:2] == b"\xff\xd8"
+    depacketizer.flush()
+
+
 def test_bad_packet_counted_and_its_frame_dropped():
     frames = [media.scene_jpeg(160, 120, index=i) for i in range(2)]
     packets = stream(frames, max_payload=500)
