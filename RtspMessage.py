@@ -847,7 +847,7 @@ class RtspParser:
         if line[:1] in (b" ", b"\t"):
             # continuation line (RFC 2326 4.2 / RFC 2616 2.2 LWS): fold into the last value
             if dry_run:
-                return ("continuation", "")
+                return None  # a lab request never ends in a folded line
             if not len(self._headers):
                 self._fail(BadRequest("continuation line before any header"))
                 return None

@@ -637,3 +637,50 @@ def test_method_and_status_enums():
     assert Status(461).phrase == "Unsupported transport"
     assert Status.REQUEST_URI_TOO_LARGE == 414 and Status.INVALID_RANGE == 457
     assert Response(299).serialize() == b"RTSP/1.0 299 Success\r\n\r\n"
+
+
+# --------------------------------------------------------------------------- properties
+
+_TOKEN = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ_-abcxyz0123456789", min_size=1, max_size=12)
+_VALUE = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1,
+                 max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(method=_TOKEN, uri=_VALUE,
+       headers=st.lists(st.tuples(_TOKEN.filter(lambda n: n.lower() != "content-length"),
+                                  _VALUE), max_size=10),
+       body=st.binary(max_size=300), cseq=st.integers(0, 2**31),
+       cuts=st.lists(st.integers(0, 10_000), max_size=8))
+def test_generated_request_roundtrip(method, uri, headers, body, cseq, cuts):
+    headers = [("CSeq", str(cseq))] + [h for h in headers if h[0].lower() != "cseq"]
+    req = Request(method, uri, Headers(headers), body)
+    wire = req.serialize()
+    parser = RtspParser(max_body=1000)
+    [back] = feed_all(parser, split_at(wire, cuts))
+    assert back.method == method and back.uri == uri and back.body == body
+    assert back.cseq == cseq
+    assert back.serialize() == wire
+    assert back.headers.items()[:len(headers)] == headers
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=3000) | st.lists(
+           st.sampled_from([b"$", b"\x00\x10", b"\r\n", b"\n", b"OPTIONS * RTSP/1.0", b"CSeq: 1",
+                            b"Content-Length: 20", b"Content-Length: x", b" folded", b"RTSP/1.0 200 OK",
+                            b"\xff\xfe", b"SETUP movie.Mjpeg RTSP/1.0", b":", b"A" * 300]),
+           max_size=60).map(b"".join),
+       cuts=st.lists(st.integers(0, 10_000), max_size=10),
+       role=st.sampled_from(["server", "client"]))
+def test_arbitrary_bytes_never_crash_and_memory_is_bounded(data, cuts, role):
+    parser = RtspParser(max_line=256, max_headers=8, max_body=512, role=role, max_junk=2048)
+    for chunk in split_at(data, cuts):
+        for msg in parser.feed(chunk):
+            assert isinstance(msg, (Request, Response, InterleavedFrame, MessageError))
+            if isinstance(msg, MessageError):
+                assert 400 <= msg.status <= 505
+        assert parser.buffered <= 65539
+        parser.has_unterminated_lf()
+    if parser.has_unterminated_lf():
+        assert isinstance(parser.finish_unterminated(), Request if role == "server"
+                          else (Request, Response))
