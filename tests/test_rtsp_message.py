@@ -684,3 +684,66 @@ def test_arbitrary_bytes_never_crash_and_memory_is_bounded(data, cuts, role):
     if parser.has_unterminated_lf():
         assert isinstance(parser.finish_unterminated(), Request if role == "server"
                           else (Request, Response))
+
+
+# --------------------------------------------------------------------------- live peers
+
+import shutil  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+
+_PEERS = {
+    "ffmpeg": lambda url: ["ffmpeg", "-hide_banner", "-loglevel", "error", "-rtsp_transport",
+                           "tcp", "-i", url, "-f", "null", "-"],
+    "gstreamer": lambda url: ["gst-launch-1.0", "-q", "rtspsrc", f"location={url}",
+                              "protocols=tcp", "retry=0", "!", "fakesink"],
+}
+
+
+@pytest.mark.parametrize("peer", sorted(_PEERS))
+def test_live_client_requests_parse_and_our_replies_are_understood(peer):
+    """A real ffmpeg / GStreamer client: its OPTIONS and DESCRIBE go through RtspParser
+    (whatever the TCP split), and it understands our serialized 200 and 404 replies."""
+    program = _PEERS[peer]("x")[0]
+    if shutil.which(program) is None:
+        print(f"skipping: {program} not installed")
+        pytest.skip(f"{program} not installed")
+    srv = socket.create_server(("127.0.0.1", 0))
+    srv.settimeout(30)
+    url = f"rtsp://127.0.0.1:{srv.getsockname()[1]}/movie.Mjpeg"
+    proc = subprocess.Popen(_PEERS[peer](url), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        conn, _ = srv.accept()
+        conn.settimeout(30)
+        parser = RtspParser()
+        seen = []
+
+        def next_request() -> Request:
+            while True:
+                for msg in parser.feed(conn.recv(4096) or b""):
+                    assert isinstance(msg, Request), msg
+                    return msg
+
+        req = next_request()
+        seen.append(req.method)
+        if req.method == "OPTIONS":
+            assert req.cseq is not None and req.uri == url and not req.lf_only
+            conn.sendall(Response(Status.OK, Headers([
+                ("CSeq", req.cseq),
+                ("Public", "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER")]))
+                .serialize())
+            req = next_request()
+            seen.append(req.method)
+        assert req.method == "DESCRIBE" and req.uri == url
+        assert "application/sdp" in (req.headers.get("Accept") or "application/sdp")
+        conn.sendall(Response(Status.NOT_FOUND, Headers([("CSeq", req.cseq)])).serialize())
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode != 0
+        assert b"404" in err or b"Not Found" in err or b"not found" in err, err[-500:]
+        assert seen[-1] == "DESCRIBE"
+        conn.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        srv.close()
