@@ -562,8 +562,9 @@ class RtspParser:
 
     ``role`` is "server" or "client"; both roles parse requests, responses and '$' frames
     (a server can receive RTCP over interleaved channels, a client can receive requests
-    such as GET_PARAMETER or ANNOUNCE from the server).  Only the server role reports
-    lab-dialect unterminated requests.
+    such as GET_PARAMETER or ANNOUNCE from the server).  In the server role only requests
+    count as lab-dialect unterminated messages; the client role also finishes a classic
+    lab server's unterminated response.
     """
 
     def __init__(self, max_line: int = 4096, max_headers: int = 64, max_body: int = 65536,
@@ -596,6 +597,7 @@ class RtspParser:
         self._remaining = 0          # BODY / SKIP_BODY byte count
         self._after_discard = _State.START
         self._discarded = 0
+        self._clean_bytes = 0        # bytes of this message read before it went bad
 
     @property
     def closed(self) -> bool:
@@ -639,6 +641,8 @@ class RtspParser:
             return self._header_count > 0
         if b"\r" in tail or b"\n" in tail:
             return False
+        if self._header_count >= self.max_headers:
+            return False
         parsed = self._parse_header_line(tail, dry_run=True)
         return parsed is not None and parsed[0].lower() != "content-length"
 
@@ -664,10 +668,11 @@ class RtspParser:
 
     # -- the machine
 
-    def _message_done(self) -> None:
+    def _message_done(self, good: bool = True) -> None:
         self._reset_message()
         self._state = _State.START
-        self._junk = 0
+        if good:
+            self._junk = 0
 
     def _drop(self, n: int) -> None:
         del self._buf[:n]
@@ -681,6 +686,8 @@ class RtspParser:
             return None
         line = bytes(self._buf[:idx])
         self._drop(idx + 1)
+        if self._error is None:
+            self._clean_bytes += idx + 1
         if line.endswith(b"\r"):
             return line[:-1], False
         return line, True
@@ -716,7 +723,7 @@ class RtspParser:
             self._remaining -= n
             if self._remaining:
                 return False
-            self._message_done()
+            self._message_done(good=False)
             return True
         if state is _State.DISCARD_LINE:
             idx = self._buf.find(b"\n")
@@ -894,12 +901,16 @@ class RtspParser:
             error = self._error or BadRequest("malformed message")
             log.debug("rejecting message: %s", error)
             out.append(MessageError(error, self._cseq, lf_only=self._lf_only))
+            # rejected messages count as junk: a peer sending nothing but bad messages
+            # is eventually cut off instead of being answered forever
+            if not self._add_junk(self._clean_bytes, out):
+                return False
             if length:
                 # keep the framing: the body that follows is not a message
                 self._state = _State.SKIP_BODY
                 self._remaining = length
             else:
-                self._message_done()
+                self._message_done(good=False)
             return True
         if length:
             self._state = _State.BODY

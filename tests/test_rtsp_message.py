@@ -562,6 +562,21 @@ def test_unbounded_garbage_is_fatal(garbage):
     assert parser.feed(VALID) == []  # closed: the server should drop the connection
 
 
+@pytest.mark.parametrize("bad", [b"hello\r\n\r\n", b"OPTIONS * RTSP/2.0\r\nCSeq: 1\r\n\r\n",
+                                 b"\x00\n"])
+def test_only_bad_messages_end_in_fatal(bad):
+    """Each bad message is answered, but a peer that sends nothing else is cut off after
+    max_junk bytes; one good message in between resets the count."""
+    parser = RtspParser(max_junk=4096)
+    out = parser.feed(bad * (4000 // len(bad)))
+    assert out and not any(m.fatal for m in out)
+    assert all(m.status in (400, 505) for m in out)
+    out = parser.feed(VALID + bad * (4000 // len(bad)))
+    assert isinstance(out[0], Request) and not any(m.fatal for m in out[1:])
+    out = parser.feed(bad * (5000 // len(bad) + 1))
+    assert out[-1].fatal and parser.closed
+
+
 def test_endless_header_block_is_fatal():
     parser = RtspParser(max_headers=8)
     parser.feed(b"OPTIONS * RTSP/1.0\r\nCSeq: 3\r\n")
