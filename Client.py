@@ -10,6 +10,7 @@ Only the consumer's thread touches widgets: :class:`Client` drains the queue wit
 from __future__ import annotations
 
 import enum
+import io
 import os
 import logging
 import queue
@@ -271,7 +272,7 @@ class ReceiveEngine:
 
     def _send_and_wait(self, cseq: int, data: bytes, pending: Any) -> Reply:
         assert self.rtsp_sock is not None and self.proto is not None
-        self.events.put(Event(EventKind.LOG, ("C->S", data.decode("utf-8", "replace"))))
+        self.events.put(Event(EventKind.LOG, ("C->S", data.decode("utf-8", "replace").replace("\r\n", "\n"))))
         logger.debug("C->S\n%s", data.decode("utf-8", "replace"))
         try:
             with self._send_lock:
@@ -376,7 +377,7 @@ class ReceiveEngine:
             return
         with self._lock:
             cseq, data = self.proto.keepalive(now=time.monotonic())
-        self.events.put(Event(EventKind.LOG, ("C->S", data.decode("utf-8", "replace"))))
+        self.events.put(Event(EventKind.LOG, ("C->S", data.decode("utf-8", "replace").replace("\r\n", "\n"))))
         try:
             with self._send_lock:
                 self.rtsp_sock.sendall(data)
@@ -412,7 +413,7 @@ class ReceiveEngine:
                             self._on_rtcp(frame.data, now)
                     for reply in events.replies:
                         self._replies[reply.request.cseq] = reply
-                        text = reply.response.serialize().decode("utf-8", "replace")
+                        text = reply.response.serialize().decode("utf-8", "replace").replace("\r\n", "\n")
                         self.events.put(Event(EventKind.LOG, ("S->C", text)))
                         logger.debug("S->C\n%s", text)
                         if reply.request.cseq not in self._awaiting:
@@ -591,3 +592,402 @@ class ReceiveEngine:
                 except OSError:
                     pass
         self.rtsp_sock = self.rtp_sock = self.rtcp_sock = None
+
+
+# ====================================================================================== the window
+import tkinter as tk                      # noqa: E402  (the engine above works without Tk)
+from tkinter import messagebox, ttk       # noqa: E402
+
+from PIL import Image, ImageTk            # noqa: E402
+
+GUI_TICK_MS = 15          # queue drain period
+STATS_TICK_MS = 250       # statistics panel and plot: 4 updates per second
+PLOT_SPAN = 30.0          # seconds shown in the plot
+
+
+def _fmt_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    seconds = max(0.0, seconds)
+    return f"{int(seconds // 60):02d}:{seconds % 60:04.1f}"
+
+
+class Client:
+    """The Tk player window. Network work runs on worker threads; widgets change only here.
+
+    ``ask_quit`` decides what closing the window does once the stream is paused (True = quit);
+    tests replace it instead of clicking a dialog.
+    """
+
+    STAT_ROWS = [
+        ("frame", "Frame"), ("fps", "fps inst / avg"), ("bytes", "Bytes received"),
+        ("rate", "kbit/s inst / avg"), ("packets", "RTP packets"), ("lost", "Lost (A.3)"),
+        ("loss", "Loss rate"), ("dups", "Duplicates"), ("ooo", "Out of order"),
+        ("frames", "Frames done / dropped"), ("jitter", "Jitter (A.8)"), ("delay", "Delay"),
+        ("state", "RTSP state"),
+    ]
+
+    def __init__(self, master: tk.Tk, engine: ReceiveEngine, *, simple: bool = False,
+                 start: float | None = None) -> None:
+        self.master = master
+        self.engine = engine
+        self.simple = simple
+        self.start_pos = start
+        self.photo: ImageTk.PhotoImage | None = None
+        self.photo_size: tuple[int, int] | None = None
+        self.display_times: list[float] = []     # seconds per decode+display
+        self.frames_shown = 0
+        self.busy = False                        # a request is in flight
+        self.closed = False
+        self.dragging = False
+        self.ask_quit: Callable[[], bool] = lambda: messagebox.askyesno(
+            "Quit the player?", "The stream is paused.\n\nQuit the player?\n"
+            "(No = keep watching)", parent=self.master)
+        self.last_snapshot: StatsSnapshot | None = None
+        self._build()
+        master.protocol("WM_DELETE_WINDOW", self.on_close)
+        master.bind("<space>", lambda e: self.toggle_play())
+        master.bind("<Escape>", lambda e: self.teardown())
+        master.bind("q", lambda e: self.teardown())
+        self._refresh_buttons()
+        master.after(GUI_TICK_MS, self._drain)
+        master.after(STATS_TICK_MS, self._stats_tick)
+
+    # -- layout --------------------------------------------------------------------------------
+    def _build(self) -> None:
+        m = self.master
+        m.title(f"RTP player - {self.engine.url or 'SDP stream'}")
+        m.geometry("1100x720")
+        m.minsize(640, 480)
+        m.columnconfigure(0, weight=1)
+        m.rowconfigure(0, weight=1)
+        main = ttk.Frame(m, padding=4)
+        main.grid(row=0, column=0, sticky="nsew")
+        main.columnconfigure(0, weight=1)
+        main.rowconfigure(0, weight=1)
+        self.view = tk.Label(main, background="black", text="no video yet", foreground="gray")
+        self.view.grid(row=0, column=0, sticky="nsew")
+        side = ttk.Frame(main, padding=(8, 0))
+        side.grid(row=0, column=1, rowspan=3, sticky="ns")
+        stats = ttk.LabelFrame(side, text="Statistics", padding=6)
+        stats.grid(row=0, column=0, sticky="new")
+        self.stat_vars: dict[str, tk.StringVar] = {}
+        for i, (key, label) in enumerate(self.STAT_ROWS):
+            ttk.Label(stats, text=label + ":").grid(row=i, column=0, sticky="w")
+            var = tk.StringVar(value="-")
+            ttk.Label(stats, textvariable=var, width=22, anchor="e", font="TkFixedFont").grid(
+                row=i, column=1, sticky="e")
+            self.stat_vars[key] = var
+        plot_frame = ttk.LabelFrame(side, text=f"Last {PLOT_SPAN:.0f} s", padding=4)
+        plot_frame.grid(row=1, column=0, sticky="new", pady=(8, 0))
+        self.plot = tk.Canvas(plot_frame, width=320, height=170, background="white",
+                              highlightthickness=0)
+        self.plot.grid(row=0, column=0)
+        # position slider + time
+        pos = ttk.Frame(main)
+        pos.grid(row=1, column=0, sticky="ew", pady=(4, 0))
+        pos.columnconfigure(0, weight=1)
+        self.pos_var = tk.DoubleVar(value=0.0)
+        self.slider = ttk.Scale(pos, from_=0.0, to=max(1.0, self.engine.duration or 1.0),
+                                variable=self.pos_var, orient="horizontal")
+        self.slider.grid(row=0, column=0, sticky="ew")
+        self.slider.bind("<ButtonPress-1>", lambda e: setattr(self, "dragging", True))
+        self.slider.bind("<ButtonRelease-1>", lambda e: self.seek(self.pos_var.get()))
+        self.time_var = tk.StringVar(value="--:-- / --:--")
+        ttk.Label(pos, textvariable=self.time_var, font="TkFixedFont").grid(row=0, column=1, padx=6)
+        # buttons
+        bar = ttk.Frame(main)
+        bar.grid(row=2, column=0, sticky="ew", pady=4)
+        names = ["PLAY", "PAUSE", "TEARDOWN"] if self.simple else \
+            ["SETUP", "PLAY", "PAUSE", "TEARDOWN", "DESCRIBE"]
+        actions = {"SETUP": self.setup, "PLAY": self.play, "PAUSE": self.pause,
+                   "TEARDOWN": self.teardown, "DESCRIBE": self.describe}
+        self.buttons: dict[str, ttk.Button] = {}
+        for i, name in enumerate(names):
+            b = ttk.Button(bar, text=name.title() if self.simple else name, command=actions[name])
+            b.grid(row=0, column=i, padx=2)
+            self.buttons[name] = b
+        self.status_var = tk.StringVar(value="")
+        ttk.Label(bar, textvariable=self.status_var, foreground="#a00").grid(
+            row=0, column=len(names), padx=8, sticky="w")
+        # log + SDP
+        nb = ttk.Notebook(main, height=150)
+        nb.grid(row=3, column=0, columnspan=2, sticky="nsew")
+        self.notebook = nb
+        self.log_text = tk.Text(nb, height=9, wrap="none", font="TkFixedFont")
+        self.sdp_text = tk.Text(nb, height=9, wrap="none", font="TkFixedFont")
+        nb.add(self.log_text, text="RTSP log")
+        nb.add(self.sdp_text, text="SDP")
+        self.log_text.tag_configure("c2s", foreground="#0645ad")
+        self.log_text.tag_configure("s2c", foreground="#116611")
+
+    # -- buttons (run requests off the Tk thread) ---------------------------------------------
+    def _run(self, name: str, work: Callable[[], Any], done: Callable[[], None] | None = None) -> None:
+        if self.busy:
+            return
+        self.busy = True
+        self.status_var.set(f"{name}...")
+        self._refresh_buttons()
+
+        def worker() -> None:
+            err = None
+            try:
+                work()
+            except ClientError as exc:
+                err = str(exc)
+            except OSError as exc:
+                err = f"{name}: {exc}"
+            self.engine.events.put(Event(EventKind.STATE, ("done", name, err, done)))
+
+        threading.Thread(target=worker, name=f"rtsp-{name}", daemon=True).start()
+
+    def _ensure_described(self) -> None:
+        if self.engine.proto is not None and self.engine.proto.sdp is None:
+            try:
+                self.engine.describe()
+            except ClientError as exc:
+                logger.info("DESCRIBE failed (%s); SETUP on the request URL", exc)
+
+    def setup(self) -> None:
+        def work() -> None:
+            self._ensure_described()
+            self.engine.setup()
+        self._run("SETUP", work)
+
+    def play(self, start: float | None = None) -> None:
+        if self.engine.proto is None:
+            return
+        def work() -> None:
+            if self.engine.state == ClientState.INIT:
+                if not self.simple:
+                    raise ClientError("press SETUP first")
+                self._ensure_described()
+                self.engine.setup()
+            s = start if start is not None else self.start_pos
+            self.start_pos = None
+            self.engine.play(s)
+        self._run("PLAY", work)
+
+    def pause(self) -> None:
+        if self.engine.proto is None or self.engine.state != ClientState.PLAYING:
+            return
+        self._run("PAUSE", self.engine.pause)
+
+    def toggle_play(self) -> None:
+        if self.engine.state == ClientState.PLAYING:
+            self.pause()
+        else:
+            self.play()
+
+    def teardown(self) -> None:
+        """TEARDOWN ends the session and closes the player (seed 002 'Click Teardown')."""
+        if self.closed:
+            return
+        if self.engine.proto is None or self.engine.state == ClientState.INIT:
+            self.close()
+            return
+        self.busy = False
+        self._run("TEARDOWN", self.engine.teardown, done=self.close)
+
+    def describe(self) -> None:
+        self._run("DESCRIBE", self.engine.describe, done=self._show_sdp)
+
+    def seek(self, position: float) -> None:
+        """Dragging the slider: PLAY with Range: npt=T- (pausing first if playing, RFC 2326 §10.5)."""
+        self.dragging = False
+        if self.engine.proto is None or self.engine.state == ClientState.INIT:
+            return
+        def work() -> None:
+            if self.engine.state == ClientState.PLAYING:
+                self.engine.pause()
+            self.engine.play(position)
+        self._run("SEEK", work)
+
+    def on_close(self) -> None:
+        """Window closed: pause, then ask quit or keep watching (seed 002 'Click Close window')."""
+        was_playing = self.engine.state == ClientState.PLAYING and self.engine.proto is not None
+        if was_playing:
+            try:
+                self.engine.pause()
+            except ClientError as exc:
+                logger.info("PAUSE on close: %s", exc)
+        if self.ask_quit():
+            self.teardown()
+        elif was_playing:
+            self.play()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.engine.close()
+        try:
+            self.master.destroy()
+        except tk.TclError:
+            pass
+
+    # -- periodic work on the Tk thread ---------------------------------------------------------
+    def _refresh_buttons(self) -> None:
+        proto = self.engine.proto
+        for name, b in self.buttons.items():
+            if proto is None:
+                ok = name == "TEARDOWN"
+            elif self.busy:
+                ok = False
+            elif self.simple and name == "PLAY":
+                ok = proto.state != ClientState.PLAYING
+            else:
+                ok = proto.valid(name) and not (name == "PLAY" and proto.state == ClientState.PLAYING) \
+                    and not (name == "SETUP" and proto.state != ClientState.INIT)
+            b.state(["!disabled"] if ok else ["disabled"])
+
+    def _drain(self) -> None:
+        if self.closed:
+            return
+        latest: Frame | None = None
+        try:
+            for _ in range(1000):
+                ev = self.engine.events.get_nowait()
+                if ev.kind is EventKind.FRAME:
+                    latest = ev.payload
+                elif ev.kind is EventKind.LOG:
+                    self._log(*ev.payload)
+                elif ev.kind is EventKind.END:
+                    self.status_var.set(str(ev.payload))
+                elif ev.kind is EventKind.STATE and isinstance(ev.payload, tuple):
+                    _, name, err, done = ev.payload
+                    self.busy = False
+                    self.status_var.set(err or "")
+                    if err:
+                        logger.warning("%s", err)
+                    if done is not None and not err:
+                        done()
+                        if self.closed:
+                            return
+                    elif done is self.close:
+                        done()
+                        return
+        except queue.Empty:
+            pass
+        if latest is not None:
+            self.show_frame(latest)
+        self._refresh_buttons()
+        self.master.after(GUI_TICK_MS, self._drain)
+
+    def show_frame(self, frame: Frame) -> None:
+        """Decode in memory and paste into the one PhotoImage (draft() when the view is smaller)."""
+        t0 = time.perf_counter()
+        vw = max(16, self.view.winfo_width())
+        vh = max(16, self.view.winfo_height())
+        try:
+            img = Image.open(io.BytesIO(frame.data))
+            if img.width > vw or img.height > vh:
+                img.draft("RGB", (vw, vh))       # DCT scaling: decode at 1/2, 1/4 or 1/8 size
+            img = img.convert("RGB")
+        except (OSError, ValueError) as exc:
+            logger.debug("frame %d does not decode: %s", frame.index, exc)
+            return
+        scale = min(vw / img.width, vh / img.height)
+        size = (max(1, int(img.width * scale)), max(1, int(img.height * scale)))
+        if size != img.size:
+            img = img.resize(size, Image.BILINEAR)
+        if self.photo is None or self.photo_size != size:
+            self.photo = ImageTk.PhotoImage(img)
+            self.photo_size = size
+            self.view.configure(image=self.photo, text="")
+        else:
+            self.photo.paste(img)
+        self.frames_shown += 1
+        self.display_times.append(time.perf_counter() - t0)
+        if len(self.display_times) > 2000:
+            del self.display_times[:1000]
+
+    def _log(self, direction: str, text: str) -> None:
+        self.log_text.insert("end", f"--- {direction} ---\n", "c2s" if direction == "C->S" else "s2c")
+        self.log_text.insert("end", text.rstrip() + "\n\n")
+        self.log_text.see("end")
+
+    def _show_sdp(self) -> None:
+        sdp = self.engine.current_sdp
+        self.sdp_text.delete("1.0", "end")
+        self.sdp_text.insert("end", sdp.text if sdp is not None else "(no SDP)")
+        self.notebook.select(self.sdp_text)
+        if self.engine.duration:
+            self.slider.configure(to=self.engine.duration)
+
+    def _stats_tick(self) -> None:
+        if self.closed:
+            return
+        s = self.engine.snapshot()
+        self.last_snapshot = s
+        v = self.stat_vars
+        total = f"{s.frame_total}" if s.frame_total else "?"
+        v["frame"].set(f"{s.frame_index + 1 if s.frames_completed else 0} / {total}")
+        v["fps"].set(f"{s.fps_inst:5.1f} / {s.fps_avg:5.1f}")
+        v["bytes"].set(f"{s.bytes_received:,}")
+        v["rate"].set(f"{s.kbps_inst:6.0f} / {s.kbps_avg:6.0f}")
+        v["packets"].set(f"{s.packets_received:,}")
+        v["lost"].set(f"{s.packets_lost:,}")
+        v["loss"].set(f"{s.loss_percent:.2f} %")
+        v["dups"].set(f"{s.duplicates}")
+        v["ooo"].set(f"{s.out_of_order}")
+        v["frames"].set(f"{s.frames_completed} / {s.frames_dropped}")
+        v["jitter"].set(f"{s.jitter_ms:.2f} ms")
+        v["delay"].set(f"{s.delay_ms:.1f} ms" if s.delay_ms else "-")
+        v["state"].set(self.engine.state.value if self.engine.proto else "RTP (SDP)")
+        if s.duration and float(self.slider.cget("to")) != s.duration:
+            self.slider.configure(to=s.duration)
+        if not self.dragging and s.frames_completed:
+            self.pos_var.set(s.position)
+        self.time_var.set(f"{_fmt_time(s.position if s.frames_completed else 0)} / {_fmt_time(s.duration)}")
+        self._draw_plot(s)
+        self.master.after(STATS_TICK_MS, self._stats_tick)
+
+    def _draw_plot(self, s: StatsSnapshot) -> None:
+        c = self.plot
+        c.delete("all")
+        w, h = int(c.cget("width")), int(c.cget("height"))
+        top, bottom, left = 14, h - 4, 4
+        c.create_line(left, bottom, w, bottom, fill="#ccc")
+        hist = s.history
+        series = [(1, "#1f77b4", "kbit/s"), (2, "#2ca02c", "fps"), (3, "#d62728", "loss %")]
+        x = 6
+        for i, color, name in series:
+            peak = max([p[i] for p in hist] + [1e-9])
+            label = f"{name} (max {peak:.0f})" if i != 3 else f"{name} (max {peak:.1f})"
+            c.create_text(x, 2, text=label, anchor="nw", fill=color, font=("TkDefaultFont", 7))
+            x += 108
+            if len(hist) < 2:
+                continue
+            pts: list[float] = []
+            scale = peak * 1.1 if peak > 1e-6 else 1.0
+            for t, *vals in hist:
+                px = left + (w - left) * (1 - (s.time - t) / PLOT_SPAN)
+                py = bottom - (bottom - top) * (vals[i - 1] / scale)
+                pts += [px, py]
+            c.create_line(*pts, fill=color, width=1.5)
+
+
+def run_gui(engine: ReceiveEngine, args: Any) -> int:
+    """Open the window (one-line error when there is no display), connect, and run Tk."""
+    try:
+        root = tk.Tk()
+    except tk.TclError as exc:
+        raise ClientError(f"no display ({exc}); use --headless to play without a window") from None
+    try:
+        engine.open()
+    except ClientError:
+        root.destroy()
+        raise
+    app = Client(root, engine, simple=getattr(args, "simple", False), start=getattr(args, "start", None))
+    if engine.proto is not None:
+        def initial() -> None:
+            try:
+                engine.options()
+            except ClientError as exc:
+                logger.info("OPTIONS: %s", exc)
+            engine.describe()
+        app._run("DESCRIBE", initial, done=app._show_sdp)
+    root.mainloop()
+    engine.close()
+    return 0
