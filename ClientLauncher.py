@@ -102,8 +102,9 @@ def progress_line(s: StatsSnapshot, width: int = 24) -> str:
             f"jitter {s.jitter_ms:.2f} ms")
 
 
-def run_headless(engine: ReceiveEngine, args: argparse.Namespace, out: TextIO = sys.stderr) -> int:
+def run_headless(engine: ReceiveEngine, args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Play to the end (or --duration), printing progress; then TEARDOWN, --save, --stats-json."""
+    out = out if out is not None else sys.stderr
     frames: list[bytes] = []
     engine.open()
     try:
