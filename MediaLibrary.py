@@ -41,7 +41,10 @@ class Movie:
         self._cache_bytes = 0
         self._cache_limit = cache_bytes
         self._lock = threading.Lock()
-        self.mtime = path.stat().st_mtime
+        stat = path.stat()
+        self.mtime = stat.st_mtime
+        # average octets per second of the stream, for the RTCP bandwidth share (RFC 3550 6.2)
+        self.byte_rate = stat.st_size / self.stream.duration if self.stream.duration else 0.0
 
     @property
     def frame_count(self) -> int:

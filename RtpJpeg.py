@@ -378,7 +378,10 @@ def packetize(frame: bytes, max_payload: int = 1400, info: JpegInfo | None = Non
     if first_room < 1:
         raise ValueError(f"max_payload {max_payload} leaves no room for data after the "
                          f"{header_size + len(qheader)}-byte RFC 2435 headers")
-    data = memoryview(frame)[info.scan_offset:info.scan_end]
+    # The EOI travels too, as GStreamer's rtpjpegpay sends it: rtpjpegdepay appends an EOI
+    # only when the data does not already end in one, and its check misfires when the last
+    # scan byte happens to be 0xD9, leaving such frames truncated.
+    data = memoryview(frame)[info.scan_offset:info.scan_end + 2]
     size = len(data)
     if size >= _MAX_FRAME_BYTES:
         raise JpegError(f"scan data of {size} bytes exceeds the 24-bit fragment offset")

@@ -27,6 +27,10 @@ from email.utils import formatdate
 from typing import Callable, Dict, List, Optional, Tuple
 
 from MediaLibrary import MediaLibrary, Movie
+from RtcpPacket import (
+    Bye, ReceiverReport, RtcpError, SenderReport, SourceDescription, ntp_from_unix, ntp_middle32, parse_compound,
+    rtcp_interval, rtt_seconds, serialize_compound, update_avg_rtcp_size,
+)
 from RtpPacket import JPEG_CLOCK_RATE, PT_JPEG, RTP_HEADER
 from RtspHeaders import NptRange, RtpInfo, Transport, format_range, format_rtp_info, format_session, parse_range, parse_session
 from RtspMessage import (
@@ -38,9 +42,13 @@ from Sdp import movie_sdp
 log = logging.getLogger(__name__)
 
 SERVER_NAME = "PyRtspLab/1.0"
+CNAME = f"server@{socket.gethostname()}"
 TRACK_CONTROL = "trackID=0"
 PUBLIC = ", ".join(m.value for m in SUPPORTED)
 SOCKET_BUFFER = 4 << 20
+FRAME, RTCP, SLICE = 0, 1, 2  # kinds of Streamer deadlines
+UDP_BURST = 24  # packets sent back to back (about 33 KB)
+SLICE_SPREAD = 0.5  # a large frame's slices go out within this share of the frame interval
 POLL_INTERVAL = 0.25  # how often idle loops look at shutdown / timeouts
 LAB_GRACE = 0.03  # wait this long for the rest of an unterminated LF-only request
 
@@ -91,14 +99,82 @@ class StreamSession:
         self.frames_sent = 0
         self.frames_skipped = 0
         self.max_lateness = 0.0
+        # RTCP (RFC 3550 6.3): our SR schedule and what the receiver's RRs said
+        self.rtcp_initial = True
+        self.out_headers: List[bytes] = []  # the frame being sent in slices (UDP)
+        self.out_payloads: List[bytes] = []
+        self.out_next = 0
+        self.slice_gap = 0.0
+        self.rtcp_epoch = 0  # bumped when the stream is removed: stale SR deadlines are ignored
+        self.avg_rtcp_size = 0.0
+        self.rr_fraction_lost = 0.0
+        self.rr_cumulative_lost = 0
+        self.rr_jitter_ms = 0.0
+        self.rtt_ms: Optional[float] = None
+        self.rr_count = 0
         self.lock = threading.Lock()  # the Streamer holds it while sending; PLAY/PAUSE while moving position
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()
 
-    def rtptime(self, position: int) -> int:
+    def rtptime(self, position: float) -> int:
         """90 kHz timestamp of timeline position `position` (RFC 2435: one per frame)."""
         return (self.ts0 + round(position * JPEG_CLOCK_RATE / self.movie.fps)) & 0xFFFFFFFF
+
+    def media_position(self, now: float) -> float:
+        """Where the stream is at monotonic time `now`, in frames (for the SR's RTP time)."""
+        if self.ended or self.state is not State.PLAYING:
+            return float(self.position)
+        return self.play_k0 + (now - self.play_t0) * self.movie.fps
+
+    def sender_report(self) -> bytes:
+        """SR + SDES CNAME compound (RFC 3550 6.1, 6.4.1): NTP <-> RTP time of now."""
+        wall, now = time.time(), time.monotonic()
+        sr = SenderReport(self.ssrc, ntp_from_unix(wall), self.rtptime(self.media_position(now)),
+                          self.packets_sent & 0xFFFFFFFF, self.octets_sent & 0xFFFFFFFF)
+        return serialize_compound([sr, SourceDescription.cname(self.ssrc, CNAME, tool=SERVER_NAME)])
+
+    def bye(self, reason: str) -> bytes:
+        """SR + SDES + BYE: the stream ends (RFC 3550 6.6); ffmpeg/GStreamer end on it."""
+        wall, now = time.time(), time.monotonic()
+        sr = SenderReport(self.ssrc, ntp_from_unix(wall), self.rtptime(self.media_position(now)),
+                          self.packets_sent & 0xFFFFFFFF, self.octets_sent & 0xFFFFFFFF)
+        return serialize_compound([sr, SourceDescription.cname(self.ssrc, CNAME), Bye([self.ssrc], reason)])
+
+    def rtcp_interval(self, rng: random.Random) -> float:
+        """Next SR interval (RFC 3550 6.3/A.7): 5% of the stream's bandwidth, senders' 25%."""
+        bandwidth = max(self.movie.byte_rate, 1000.0)  # octets/s of the stream
+        if not self.avg_rtcp_size:
+            self.avg_rtcp_size = len(self.sender_report()) + 28.0
+        interval = rtcp_interval(members=2, senders=1, rtcp_bw=0.05 * bandwidth, we_sent=True,
+                                 avg_rtcp_size=self.avg_rtcp_size, initial=self.rtcp_initial, rng=rng)
+        self.rtcp_initial = False
+        return interval
+
+    def receive_rtcp(self, data: bytes) -> None:
+        """Take the receiver's RR blocks about our SSRC: loss, jitter, RTT (RFC 3550 6.4)."""
+        arrival = ntp_middle32(ntp_from_unix(time.time()))
+        try:
+            packets = parse_compound(data)
+        except RtcpError as exc:
+            log.info("session %s: bad RTCP dropped: %s", self.id, exc)
+            return
+        for packet in packets:
+            if isinstance(packet, (ReceiverReport, SenderReport)):
+                for block in packet.reports:
+                    if block.ssrc != self.ssrc:
+                        continue
+                    self.rr_count += 1
+                    self.rr_fraction_lost = block.fraction_lost / 256.0
+                    self.rr_cumulative_lost = block.packets_lost
+                    self.rr_jitter_ms = block.jitter * 1000.0 / JPEG_CLOCK_RATE
+                    rtt = rtt_seconds(arrival, block.lsr, block.dlsr)
+                    self.rtt_ms = None if rtt is None else rtt * 1000.0
+                    log.info("session %s: RR fraction lost %.1f%%, cumulative lost %d, jitter %.2f ms, RTT %s",
+                             self.id, 100 * self.rr_fraction_lost, self.rr_cumulative_lost, self.rr_jitter_ms,
+                             "-" if self.rtt_ms is None else f"{self.rtt_ms:.2f} ms")
+            elif isinstance(packet, Bye):
+                log.info("session %s: receiver sent BYE (%s)", self.id, packet.reason_text or "no reason")
 
 
 class Streamer(threading.Thread):
@@ -109,7 +185,8 @@ class Streamer(threading.Thread):
         self.rtp_sock = rtp_sock
         self.rtcp_sock = rtcp_sock
         self.config = config
-        self._heap: List[Tuple[float, int, int, StreamSession]] = []
+        # (due, tie-breaker, generation, session, kind): kind FRAME or RTCP
+        self._heap: List[Tuple[float, int, int, StreamSession, int]] = []
         self._counter = itertools.count()
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -117,14 +194,18 @@ class Streamer(threading.Thread):
         self._stopping = False
         self._sessions: Dict[str, StreamSession] = {}
         self._rtcp_routes: Dict[Tuple[str, int], StreamSession] = {}
-        self.on_rtcp: Optional[Callable[[StreamSession, bytes], None]] = None
 
     # -- called from worker threads --------------------------------------
     def add(self, session: StreamSession) -> None:
         with self._lock:
+            fresh = session.id not in self._sessions
             self._sessions[session.id] = session
             if session.rtcp_dest:
                 self._rtcp_routes[session.rtcp_dest] = session
+            if fresh and not session.lab:
+                due = time.monotonic() + session.rtcp_interval(self.config.rng)
+                heapq.heappush(self._heap, (due, next(self._counter), session.rtcp_epoch, session, RTCP))
+        self._wake()
 
     def session_count(self) -> int:
         with self._lock:
@@ -137,16 +218,20 @@ class Streamer(threading.Thread):
             session.ended = False
             session.play_t0 = time.monotonic()
             session.play_k0 = session.position
-            heapq.heappush(self._heap, (session.play_t0, next(self._counter), session.generation, session))
+            heapq.heappush(self._heap, (session.play_t0, next(self._counter), session.generation, session, FRAME))
         self._wake()
 
     def pause(self, session: StreamSession) -> None:
         with self._lock:
             session.generation += 1
 
-    def remove(self, session: StreamSession) -> None:
+    def remove(self, session: StreamSession, bye: Optional[str] = None) -> None:
+        """Stop a session's stream; with `bye`, tell the receiver in an RTCP BYE first."""
+        if bye and not session.lab and session.id in self._sessions:
+            self._send_rtcp(session, session.bye(bye))
         with self._lock:
             session.generation += 1
+            session.rtcp_epoch += 1
             self._sessions.pop(session.id, None)
             if session.rtcp_dest and self._rtcp_routes.get(session.rtcp_dest) is session:
                 del self._rtcp_routes[session.rtcp_dest]
@@ -191,9 +276,28 @@ class Streamer(threading.Thread):
             with self._lock:
                 if not self._heap or self._heap[0][0] > now:
                     return
-                due, _, generation, session = heapq.heappop(self._heap)
-                if generation != session.generation:
+                due, _, generation, session, kind = heapq.heappop(self._heap)
+                if kind == RTCP:
+                    if generation != session.rtcp_epoch:
+                        continue
+                    heapq.heappush(self._heap, (now + session.rtcp_interval(self.config.rng),
+                                                next(self._counter), generation, session, RTCP))
+                elif kind == FRAME and generation != session.generation:
                     continue
+            if kind == SLICE:
+                with session.lock:
+                    if generation == session.rtcp_epoch and session.out_payloads:
+                        self._send_slice(session)
+                        if session.out_payloads:
+                            with self._lock:
+                                heapq.heappush(self._heap, (now + session.slice_gap, next(self._counter),
+                                                            generation, session, SLICE))
+                continue
+            if kind == RTCP:
+                report = session.sender_report()
+                session.avg_rtcp_size = update_avg_rtcp_size(session.avg_rtcp_size, len(report))
+                self._send_rtcp(session, report)
+                continue
             with session.lock:
                 if generation != session.generation:
                     continue
@@ -203,7 +307,7 @@ class Streamer(threading.Thread):
                 with self._lock:
                     if generation == session.generation:
                         heapq.heappush(self._heap, (session.play_t0 + n / session.movie.fps,
-                                                    next(self._counter), generation, session))
+                                                    next(self._counter), generation, session, FRAME))
 
     def _send_frame(self, session: StreamSession, lateness: float) -> bool:
         """Send (or skip, if too late) the frame at session.position; False when the stream ended."""
@@ -213,6 +317,8 @@ class Streamer(threading.Thread):
         stop = session.stop_position if session.stop_position is not None else count
         if position >= stop and not (self.config.loop and session.stop_position is None):
             session.ended = True
+            if not session.lab:
+                self._send_rtcp(session, session.bye("end of stream"))
             log.info("session %s: end of %s after %d frames (%d skipped)", session.id, movie.name,
                      session.frames_sent, session.frames_skipped)
             return False
@@ -242,16 +348,46 @@ class Streamer(threading.Thread):
                 session.frames_skipped += 1
                 return True
         else:
-            dest = session.udp_dest
-            for header, payload in zip(headers, payloads):
-                try:
-                    self.rtp_sock.sendmsg([header, payload], (), 0, dest)
-                except OSError as exc:
-                    log.debug("session %s: RTP send to %s failed: %s", session.id, dest, exc)
+            session.out_headers, session.out_payloads, session.out_next = headers, payloads, 0
+            self._send_slice(session)
+            if session.out_payloads:
+                # A large frame goes out in slices spread over part of the frame interval, so
+                # a receiver's socket buffer (Linux default ~200 KB) is not overrun by a burst.
+                slices = -(-len(payloads) // UDP_BURST)
+                gap = SLICE_SPREAD / movie.fps / slices
+                with self._lock:
+                    heapq.heappush(self._heap, (time.monotonic() + gap, next(self._counter),
+                                                session.rtcp_epoch, session, SLICE))
+                session.slice_gap = gap
         session.frames_sent += 1
         session.packets_sent += len(payloads)
         session.octets_sent += sum(map(len, payloads))
         return True
+
+    def _send_slice(self, session: StreamSession) -> None:
+        """Send the next UDP_BURST packets of the frame in progress."""
+        start = session.out_next
+        end = min(start + UDP_BURST, len(session.out_payloads))
+        dest = session.udp_dest
+        sendmsg = self.rtp_sock.sendmsg
+        for header, payload in zip(session.out_headers[start:end], session.out_payloads[start:end]):
+            try:
+                sendmsg([header, payload], (), 0, dest)
+            except OSError as exc:
+                log.debug("session %s: RTP send to %s failed: %s", session.id, dest, exc)
+        if end >= len(session.out_payloads):
+            session.out_headers, session.out_payloads = [], []
+        session.out_next = end
+
+    def _send_rtcp(self, session: StreamSession, data: bytes) -> None:
+        if session.channel is not None:
+            session.worker.send_interleaved(struct.pack("!cBH", b"$", session.channel + 1, len(data)) + data)
+        elif session.rtcp_dest is not None:
+            host, port = session.udp_dest[0], session.rtcp_dest[1]
+            try:
+                self.rtcp_sock.sendto(data, (host, port))
+            except OSError as exc:
+                log.debug("session %s: RTCP send failed: %s", session.id, exc)
 
     def _receive_rtcp(self) -> None:
         try:
@@ -265,8 +401,7 @@ class Streamer(threading.Thread):
             log.debug("RTCP from unknown %s:%d dropped", *key)
             return
         session.touch()  # RFC 2326 12.37: RTCP counts as liveness
-        if self.on_rtcp:
-            self.on_rtcp(session, data)
+        session.receive_rtcp(data)
 
     def _reap_idle(self) -> None:
         limit = self.config.session_timeout
@@ -366,7 +501,8 @@ class ServerWorker:
             if isinstance(event, Request):
                 self._handle_request(event)
             elif isinstance(event, MessageError):
-                self._reply_error(event.error, event.cseq, Request("", "", Headers()))
+                self._reply_error(event.error, event.cseq,
+                                  Request("", "", Headers(), lf_only=getattr(event, "lf_only", False)))
                 if getattr(event, "fatal", False):
                     self._closing = True
             elif isinstance(event, InterleavedFrame):
@@ -470,8 +606,7 @@ class ServerWorker:
         for session in self.sessions.values():
             if session.channel is not None and frame.channel == session.channel + 1:
                 session.touch()
-                if self.streamer.on_rtcp:
-                    self.streamer.on_rtcp(session, frame.data)
+                session.receive_rtcp(frame.data)
 
     # -- methods ---------------------------------------------------------------
     def _respond(self, request: Request) -> Tuple[Response, Optional[Callable[[], None]]]:
@@ -687,7 +822,7 @@ class ServerWorker:
 
     # -- session lifetime ------------------------------------------------------
     def _end_session(self, session: StreamSession, why: str) -> None:
-        self.streamer.remove(session)
+        self.streamer.remove(session, bye=why)
         self.registry.remove(session)
         self.sessions.pop(session.id, None)
         log.info("session %s ended (%s): %d frames, %d packets, %d skipped, max lateness %.1f ms",
@@ -717,7 +852,10 @@ class SessionRegistry:
         with self._lock:
             self._sessions[session.id] = session
 
-    def remove(self, session: StreamSession) -> None:
+    def remove(self, session: StreamSession, bye: Optional[str] = None) -> None:
+        """Stop a session's stream; with `bye`, tell the receiver in an RTCP BYE first."""
+        if bye and not session.lab and session.id in self._sessions:
+            self._send_rtcp(session, session.bye(bye))
         with self._lock:
             self._sessions.pop(session.id, None)
 

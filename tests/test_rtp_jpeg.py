@@ -208,7 +208,8 @@ def test_packetize_headers_384x288():
     # Quantization table header: MBZ 0, precision 0, length 128, then luma and chroma tables
     assert first[8:12] == bytes.fromhex("00 00 0080")
     assert first[12:140] == info.qtables[0] + info.qtables[1]
-    data = frame[info.scan_offset:info.scan_end]
+    data = frame[info.scan_offset:info.scan_end + 2]  # the EOI travels with the data
+    assert data.endswith(b"\xff\xd9")
     offset = len(first) - 140
     assert first[140:] == data[:offset]
     for payload in payloads[1:]:
@@ -246,7 +247,7 @@ def test_packetize_too_small_max_payload():
 
 
 def test_packetize_matches_gstreamer_rtpjpegpay_byte_for_byte():
-    """Same frame, same MTU: our payloads are GStreamer's, except it also sends the EOI."""
+    """Same frame, same MTU: our payloads are GStreamer's, byte for byte (EOI included)."""
     frames = frames_of("gstreamer-videotestsrc-320x240.mjpeg")
     captured = [RtpPacket.parse(p) for p in media.read_records(
         os.path.join(media.FIXTURES, "gstreamer-videotestsrc-320x240.rtp"))]
@@ -255,13 +256,12 @@ def test_packetize_matches_gstreamer_rtpjpegpay_byte_for_byte():
         by_ts.setdefault(packet.rtp_timestamp, []).append(packet.payload)
     assert len(by_ts) == len(frames)
     for frame, theirs in zip(frames, by_ts.values()):
-        ours = packetize(frame, len(theirs[0]))
-        ours[-1] += b"\xff\xd9"
-        assert ours == theirs
+        assert packetize(frame, len(theirs[0])) == theirs
 
 
 def test_packetize_scan_data_matches_ffmpeg_rtpenc_jpeg():
-    """ffmpeg sends its single table once (length 64); the scan data is the same bytes."""
+    """ffmpeg sends its single table once (length 64); the scan data is the same bytes (ffmpeg
+    leaves out the EOI, which we send as GStreamer does)."""
     frames = frames_of("ffmpeg-testsrc-320x240.mjpeg")
     captured = [RtpPacket.parse(p) for p in media.read_records(
         os.path.join(media.FIXTURES, "ffmpeg-testsrc-320x240.rtp"))]
@@ -271,7 +271,7 @@ def test_packetize_scan_data_matches_ffmpeg_rtpenc_jpeg():
         data[packet.rtp_timestamp] = data.get(packet.rtp_timestamp, b"") + bytes(part.data)
     for frame, theirs in zip(frames, data.values()):
         ours = b"".join(bytes(parse_payload(p).data) for p in packetize(frame, 1460))
-        assert ours == theirs
+        assert ours == theirs + b"\xff\xd9"
 
 
 # ---------------------------------------------------------------------------------------------
