@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 RCVBUF_BYTES = 4 * 1024 * 1024       # the default ~208 KB loses part of a burst of fragments
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+BYE_GRACE = 0.25                     # seconds of RTP silence after a BYE before the stream ends
 RTCP_INTERVAL = 2.0                  # seconds between our receiver reports (small session)
 
 
@@ -133,6 +134,7 @@ class ReceiveEngine:
         self.ended: str | None = None
         self._pos_base: tuple[int, float] | None = None   # (rtp timestamp, media seconds) anchor
         self._position = 0.0
+        self._bye: tuple[str, float] | None = None        # (reason, arrival) of an RTCP BYE
         self._sr: tuple[int, int, float] | None = None    # (ntp64, rtp ts, monotonic arrival)
         self.delay_ms: float | None = None
         self._our_ssrc = int.from_bytes(os.urandom(4), "big")
@@ -352,6 +354,7 @@ class ReceiveEngine:
                 self.play_started = now
             self.last_packet_time = None
             self.ended = None
+            self._bye = None
         return reply
 
     def pause(self) -> Reply:
@@ -509,7 +512,9 @@ class ReceiveEngine:
             if isinstance(p, SenderReport):
                 self._sr = (p.ntp_timestamp, p.rtp_timestamp, now)
             elif isinstance(p, Bye) and (self.ssrc is None or self.ssrc in p.ssrcs):
-                self._finish(f"the server said BYE ({p.reason_text or 'end of stream'})", now)
+                # RTP sent before the BYE may still be queued on the other socket: finish a
+                # little later (in _tick), once it has been read.
+                self._bye = (f"the server said BYE ({p.reason_text or 'end of stream'})", now)
 
     def _finish(self, reason: str, now: float) -> None:
         if self.ended is None:
@@ -521,13 +526,17 @@ class ReceiveEngine:
     def _tick(self, now: float) -> None:
         """Release packets whose reorder wait expired; detect the end; send RTCP RR."""
         self._deliver(self.rx.poll(now), now)
+        if self._bye is not None and self.ended is None:
+            reason, at = self._bye
+            if now - max(at, self.last_packet_time or at) >= BYE_GRACE:
+                self._finish(reason, now)
         if self.ended is None and self.state == ClientState.PLAYING and self.play_started is not None:
             total = self.frame_total
             if total and self.last_frame is not None and self.last_frame.index >= total - 1 \
                     and len(self.rx.reorder) == 0:
                 self._finish("end of stream", now)
             elif self.last_packet_time is not None and now - self.last_packet_time > self.idle_timeout:
-                self._finish(f"no RTP for {self.idle_timeout:.0f} s: end of stream", now)
+                self._finish(f"no RTP for {self.idle_timeout:g} s: end of stream", now)
         if now >= self._next_rtcp and self.ssrc is not None and self.rx.tracker.validated:
             self._next_rtcp = now + RTCP_INTERVAL
             self._send_rr(now)

@@ -1,0 +1,52 @@
+"""A GStreamer RTSP server (gst-rtsp-server) serving RTP/JPEG, a real peer for the player's tests.
+
+Run with the system interpreter that has python3-gi (not the project's python3):
+
+    /usr/bin/python3 tests/gst_rtsp_server.py --frames 100 --width 320 --height 240
+
+It prints "PORT <n>" once listening on 127.0.0.1 (port 0 = any free one), serves
+rtsp://127.0.0.1:<n>/test and runs until killed. --pattern snow --quality 95 at 1280x720 gives
+frames over 64 KB.
+"""
+
+import argparse
+import sys
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--frames", type=int, default=100)
+    p.add_argument("--width", type=int, default=320)
+    p.add_argument("--height", type=int, default=240)
+    p.add_argument("--fps", type=int, default=25)
+    p.add_argument("--pattern", default="smpte")
+    p.add_argument("--quality", type=int, default=85)
+    args = p.parse_args()
+    Gst.init(None)
+    server = GstRtspServer.RTSPServer()
+    server.set_address("127.0.0.1")
+    server.set_service(str(args.port))
+    factory = GstRtspServer.RTSPMediaFactory()
+    factory.set_launch(
+        f"( videotestsrc num-buffers={args.frames} pattern={args.pattern} "
+        f"! video/x-raw,format=I420,width={args.width},height={args.height},framerate={args.fps}/1 "
+        f"! jpegenc quality={args.quality} ! rtpjpegpay name=pay0 pt=26 )")
+    factory.set_shared(False)
+    server.get_mount_points().add_factory("/test", factory)
+    if server.attach(None) == 0:
+        print("could not attach the RTSP server", file=sys.stderr)
+        return 1
+    print(f"PORT {server.get_bound_port()}", flush=True)
+    GLib.MainLoop().run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
