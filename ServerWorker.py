@@ -551,6 +551,9 @@ class ServerWorker:
         if cseq is not None:
             ordered.set("CSeq", cseq)
         session_id = headers.get("Session")
+        if session_id is None and lab and request.headers.get("Session"):
+            # lab clients read the Session from line 3 even in an error reply: echo theirs
+            session_id = parse_session(request.headers["Session"])[0]
         if session_id is not None:
             session = self.sessions.get(session_id)
             if lab or (session is not None and session.lab):
