@@ -646,6 +646,7 @@ class Client:
         self.photo_size: tuple[int, int] | None = None
         self.display_times: list[float] = []     # seconds per decode+display
         self.frames_shown = 0
+        self.shown_frame: Frame | None = None    # the frame the view holds now
         self.busy = False                        # a request is in flight
         self.closed = False
         self.dragging = False
@@ -659,8 +660,14 @@ class Client:
         master.bind("<Escape>", lambda e: self.teardown())
         master.bind("q", lambda e: self.teardown())
         self._refresh_buttons()
-        master.after(GUI_TICK_MS, self._drain)
-        master.after(STATS_TICK_MS, self._stats_tick)
+        self._after_ids: dict[str, str] = {}
+        self._after("drain", GUI_TICK_MS, self._drain)
+        self._after("stats", STATS_TICK_MS, self._stats_tick)
+
+    def _after(self, key: str, ms: int, fn: Callable[[], None]) -> None:
+        """Schedule a periodic callback, remembering its id so close() can cancel it."""
+        if not self.closed:
+            self._after_ids[key] = self.master.after(ms, fn)
 
     # -- layout --------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -831,6 +838,8 @@ class Client:
         self.closed = True
         self.engine.close()
         try:
+            for after_id in self._after_ids.values():
+                self.master.after_cancel(after_id)
             self.master.destroy()
         except tk.TclError:
             pass
@@ -845,6 +854,8 @@ class Client:
                 ok = False
             elif self.simple and name == "PLAY":
                 ok = proto.state != ClientState.PLAYING
+            elif self.simple and name == "TEARDOWN":
+                ok = True                    # the simple player's way out, in any state
             else:
                 ok = proto.valid(name) and not (name == "PLAY" and proto.state == ClientState.PLAYING) \
                     and not (name == "SETUP" and proto.state != ClientState.INIT)
@@ -881,7 +892,7 @@ class Client:
         if latest is not None:
             self.show_frame(latest)
         self._refresh_buttons()
-        self.master.after(GUI_TICK_MS, self._drain)
+        self._after("drain", GUI_TICK_MS, self._drain)
 
     def show_frame(self, frame: Frame) -> None:
         """Decode in memory and paste into the one PhotoImage (draft() when the view is smaller)."""
@@ -907,6 +918,7 @@ class Client:
         else:
             self.photo.paste(img)
         self.frames_shown += 1
+        self.shown_frame = frame
         self.display_times.append(time.perf_counter() - t0)
         if len(self.display_times) > 2000:
             del self.display_times[:1000]
@@ -919,7 +931,7 @@ class Client:
     def _show_sdp(self) -> None:
         sdp = self.engine.current_sdp
         self.sdp_text.delete("1.0", "end")
-        self.sdp_text.insert("end", sdp.text if sdp is not None else "(no SDP)")
+        self.sdp_text.insert("end", sdp.text.replace("\r\n", "\n") if sdp is not None else "(no SDP)")
         self.notebook.select(self.sdp_text)
         if self.engine.duration:
             self.slider.configure(to=self.engine.duration)
@@ -950,7 +962,7 @@ class Client:
             self.pos_var.set(s.position)
         self.time_var.set(f"{_fmt_time(s.position if s.frames_completed else 0)} / {_fmt_time(s.duration)}")
         self._draw_plot(s)
-        self.master.after(STATS_TICK_MS, self._stats_tick)
+        self._after("stats", STATS_TICK_MS, self._stats_tick)
 
     def _draw_plot(self, s: StatsSnapshot) -> None:
         c = self.plot

@@ -1,0 +1,187 @@
+"""The Tk player under Xvfb (started and stopped here): buttons, pixels in the view, live statistics,
+slider seek, close-window dialog, TEARDOWN; a screenshot for docs/; decode+display time per frame."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+tk = pytest.importorskip("tkinter")
+
+from Client import Client, ReceiveEngine  # noqa: E402
+from RtspClient import ClientState  # noqa: E402
+from VideoStream import VideoStream  # noqa: E402
+
+FPS = 50
+
+
+@pytest.fixture(scope="module")
+def display():
+    if shutil.which("Xvfb") is None:
+        print("SKIP reason: Xvfb missing")
+        pytest.skip("Xvfb missing")
+    r, w = os.pipe()
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1280x900x24", "-nolisten", "tcp"],
+                            pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(w)
+    with os.fdopen(r) as f:
+        number = f.readline().strip()      # Xvfb writes the display number once it accepts clients
+    assert number.isdigit(), "Xvfb did not start"
+    yield f":{number}"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def pump(root, cond, timeout: float = 10.0, what: str = "condition") -> None:
+    """Run the Tk loop until cond() (bounded)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        root.update()
+        time.sleep(0.005)
+
+
+def enabled(app: Client) -> set[str]:
+    return {n for n, b in app.buttons.items() if not b.instate(["disabled"])}
+
+
+def view_pixels(app: Client, points) -> list[tuple[int, int, int]]:
+    photo = app.photo._PhotoImage__photo          # the Tk image behind ImageTk.PhotoImage
+    return [tuple(int(c) for c in photo.get(x, y)) for x, y in points]
+
+
+def start_app(display, url, **kw):
+    root = tk.Tk(screenName=display)
+    eng = ReceiveEngine(url)
+    eng.open()
+    app = Client(root, eng, **kw)
+    app.ask_quit = lambda: True
+    return root, eng, app
+
+
+def test_gui_plays_shows_pixels_stats_seek_close(display, start_server):
+    srv = start_server(fps=FPS)
+    source = VideoStream(ROOT / "movie.Mjpeg")
+    root, eng, app = start_app(display, srv.url())
+    try:
+        pump(root, lambda: root.winfo_viewable(), what="window mapped")
+        assert enabled(app) == {"SETUP", "DESCRIBE"}
+        app.describe()
+        pump(root, lambda: not app.busy and eng.proto.sdp is not None, what="DESCRIBE")
+        assert "m=video 0 RTP/AVP 26" in app.sdp_text.get("1.0", "end")
+        app.setup()
+        pump(root, lambda: not app.busy and eng.state is ClientState.READY, what="SETUP")
+        assert enabled(app) == {"PLAY", "TEARDOWN", "DESCRIBE"}
+        app.play()
+        pump(root, lambda: app.frames_shown >= 30, what="30 frames shown")
+        assert enabled(app) == {"PAUSE", "TEARDOWN", "DESCRIBE"}
+        # The view holds decoded pixels of the frame last shown, scaled like the player scales.
+        shown = app.shown_frame
+        expected = Image.open(io.BytesIO(source.frame(shown.index))).convert("RGB").resize(
+            app.photo_size, Image.BILINEAR)
+        w, h = app.photo_size
+        pts = [(x * w // 7, y * h // 5) for x in range(1, 7) for y in range(1, 5)]
+        got = view_pixels(app, pts)
+        assert got == [expected.getpixel(p) for p in pts]
+        assert len(set(got)) > 3, "view looks blank"
+        # Statistics move while playing (>= 2 updates per second).
+        before = (app.stat_vars["bytes"].get(), app.stat_vars["frames"].get())
+        t0 = time.monotonic()
+        pump(root, lambda: time.monotonic() - t0 > 0.6)
+        after = (app.stat_vars["bytes"].get(), app.stat_vars["frames"].get())
+        assert before[0] != after[0] and before[1] != after[1]
+        assert app.stat_vars["lost"].get() == "0" and app.stat_vars["state"].get() == "PLAYING"
+        assert float(app.stat_vars["fps"].get().split("/")[0]) > 0
+        assert len(app.plot.find_all()) > 4                      # axes, legend and lines drawn
+        log = app.log_text.get("1.0", "end")
+        for method in ("DESCRIBE", "SETUP", "PLAY"):
+            assert f"{method} rtsp://" in log
+        assert "Session: " in log and "RTSP/1.0 200 OK" in log
+        # Screenshot of the playing window, once the plot has a few seconds of history.
+        app.notebook.select(app.log_text)
+        pump(root, lambda: len(app.last_snapshot.history) >= 8, what="4 s of plot history")
+        docs = ROOT / "docs"
+        docs.mkdir(exist_ok=True)
+        if shutil.which("import"):
+            geo = f"{root.winfo_width()}x{root.winfo_height()}+{root.winfo_rootx()}+{root.winfo_rooty()}"
+            subprocess.run(["import", "-display", display, "-window", "root", "-crop", geo,
+                            str(docs / "player.png")], check=True, timeout=30)
+        # PAUSE stops the frames.
+        app.pause()
+        pump(root, lambda: not app.busy and eng.state is ClientState.READY, what="PAUSE")
+        assert enabled(app) == {"PLAY", "TEARDOWN", "DESCRIBE"}
+        t0 = time.monotonic()
+        pump(root, lambda: time.monotonic() - t0 > 0.3)
+        n = eng.frames_displayable
+        t0 = time.monotonic()
+        pump(root, lambda: time.monotonic() - t0 > 0.3)
+        assert eng.frames_displayable == n
+        # Slider seek: PLAY with Range: npt=6-.
+        app.pos_var.set(6.0)
+        app.seek(6.0)
+        pump(root, lambda: not app.busy and eng.state is ClientState.PLAYING, what="seek")
+        start = round(6.0 * eng.fps)
+        pump(root, lambda: app.shown_frame.index >= start, what="frames after seek")
+        assert "Range: npt=6.000-" in app.log_text.get("1.0", "end")
+        assert start <= app.shown_frame.index < start + eng.fps     # within a second of the target
+        # Space toggles pause.
+        root.event_generate("<space>")
+        pump(root, lambda: not app.busy and eng.state is ClientState.READY, what="space = pause")
+        root.event_generate("<space>")
+        pump(root, lambda: not app.busy and eng.state is ClientState.PLAYING, what="space = play")
+        # Close window, keep watching: paused, then playing again.
+        asked = []
+        app.ask_quit = lambda: asked.append(eng.state) and False    # answer "keep watching"
+        app.on_close()
+        assert asked == [ClientState.READY]                         # asked while paused
+        pump(root, lambda: not app.busy and eng.state is ClientState.PLAYING, what="keep watching")
+        assert not app.closed
+        # TEARDOWN ends the session and closes the window.
+        app.teardown()
+        pump(root, lambda: app.closed, what="TEARDOWN closes")
+        assert eng.state is ClientState.INIT
+        assert eng.rtsp_sock is None
+    finally:
+        if not app.closed:
+            app.close()
+
+
+def make_movie(path: Path, size: tuple[int, int], count: int) -> None:
+    from media import movie_frames, write_movie
+    write_movie(path, movie_frames(count, size=size, quality=80))
+
+
+@pytest.mark.parametrize("size", [(640, 480), (1280, 720)])
+def test_gui_decode_display_time(display, start_server, tmp_path, size, capsys):
+    make_movie(tmp_path / "m.Mjpeg", size, 60)
+    srv = start_server(media_dir=tmp_path, fps=25)
+    root, eng, app = start_app(display, srv.url("m.Mjpeg"), simple=True)
+    try:
+        pump(root, lambda: root.winfo_viewable(), what="window mapped")
+        assert enabled(app) == {"PLAY", "TEARDOWN"}
+        app.play()                                   # --simple: PLAY does DESCRIBE + SETUP first
+        pump(root, lambda: app.frames_shown >= 50, timeout=20, what="50 frames shown")
+        times = sorted(app.display_times)
+        mean_ms = 1000 * sum(times) / len(times)
+        p90_ms = 1000 * times[int(0.9 * len(times))]
+        with capsys.disabled():
+            print(f"\n{size[0]}x{size[1]} in a {app.view.winfo_width()}x{app.view.winfo_height()} view: "
+                  f"decode+display {mean_ms:.2f} ms/frame mean, {p90_ms:.2f} ms p90 over {len(times)} frames")
+        assert mean_ms < 1000 / 25, "decode+display falls behind 25 fps"
+        assert eng.snapshot().frames_dropped == 0
+        app.teardown()
+        pump(root, lambda: app.closed, what="TEARDOWN closes")
+    finally:
+        if not app.closed:
+            app.close()
