@@ -25,7 +25,7 @@ from typing import Any, Callable
 from RtcpPacket import Bye, ReceiverReport, ReportBlock, SenderReport, SourceDescription, \
     parse_compound, serialize_compound, unix_from_ntp, ntp_middle32, ntp_now, dlsr_from_seconds
 from RtpJpeg import JpegDepacketizer
-from RtpPacket import RtpPacket, ts_diff
+from RtpPacket import RtpPacket, seq_diff, ts_diff
 from RtpStats import PlaybackStats, RtpReceiver, StatsSnapshot
 from RtspClient import (ClientState, Reply, RtspClientError, RtspClientProtocol, SdpInfo,
                         describe_failure, parse_rtsp_url, parse_sdp_info)
@@ -134,6 +134,7 @@ class ReceiveEngine:
         self.ended: str | None = None
         self._pos_base: tuple[int, float] | None = None   # (rtp timestamp, media seconds) anchor
         self._position = 0.0
+        self._skip_before: int | None = None              # RTP-Info seq after a seek
         self._bye: tuple[str, float] | None = None        # (reason, arrival) of an RTCP BYE
         self._sr: tuple[int, int, float] | None = None    # (ntp64, rtp ts, monotonic arrival)
         self.delay_ms: float | None = None
@@ -343,8 +344,9 @@ class ReceiveEngine:
             pos = rng.start if rng is not None and rng.start is not None else \
                 (start if start is not None else self._position)
             if start is not None:
-                # A seek: what is still in flight belongs to the old position.
-                self._new_receiver()
+                # A seek: packets still in flight belong to the old position. They still count
+                # in the statistics, but frames before the RTP-Info seq are not shown.
+                self._skip_before = info.seq if info is not None and info.seq is not None else None
                 self.last_frame = None
             self._pos_base = (info.rtptime, pos) if info is not None and info.rtptime is not None \
                 else None
@@ -480,6 +482,14 @@ class ReceiveEngine:
     def _deliver(self, released: list, now: float) -> None:
         for r in released:
             pkt: RtpPacket = r.item
+            if self._skip_before is not None:
+                if seq_diff(pkt.sequence_number, self._skip_before) < 0:
+                    continue                      # from before the seek
+                self._skip_before = None
+                # A half-built frame from before the seek is discarded, not counted as dropped.
+                old, self.depack = self.depack, JpegDepacketizer()
+                for name in ("frames_completed", "frames_dropped", "bad_packets", "duplicates"):
+                    setattr(self.depack, name, getattr(old, name))
             jpeg = self.depack.push(pkt.payload, pkt.rtp_timestamp, pkt.marker, r.missing_before)
             if jpeg is not None:
                 self._on_frame(jpeg, pkt.rtp_timestamp, now)

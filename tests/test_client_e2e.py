@@ -104,13 +104,17 @@ def test_pause_resume_and_seek(start_server, source, transport):
         assert resumed[0].index == played[-1].index + 1
         for f in resumed:
             assert pixels(f.data) == source[f.index]
-        eng.play(3.0)         # seek while playing: PAUSE + PLAY Range: npt=3-
+        received_before_seek = eng.snapshot().packets_received
+        eng.play(3.0)         # seek while playing: PLAY Range: npt=3-
         seek_frames = collect(eng, lambda f: len(f) >= 10)
         start = int(3.0 * FPS)
         assert seek_frames[0].index == start
         assert [f.index for f in seek_frames] == list(range(start, start + len(seek_frames)))
         for f in seek_frames:
             assert pixels(f.data) == source[f.index], f"frame {f.index} after seek differs"
+        snap = eng.snapshot()     # statistics run on across the seek (same SSRC, sequence goes on)
+        assert snap.packets_received > received_before_seek
+        assert (snap.packets_lost, snap.frames_dropped, snap.duplicates) == (0, 0, 0)
         eng.teardown()
         assert eng.state is ClientState.INIT
     finally:
