@@ -714,6 +714,10 @@ class ServerWorker:
                 raise RtspError(Status.SERVICE_UNAVAILABLE, f"limit of {self.config.max_sessions} sessions reached")
             session = StreamSession(self.registry.new_id(), self, movie, self.config.rng)
             session.lab = self.lab
+            if session.lab:
+                # Lab clients use the sequence number as the frame number and drop any frame
+                # whose number is not above the last one: count from 1, one packet per frame.
+                session.seq = 1
             self.sessions[session.id] = session
             self.registry.add(session)
         elif session.movie is not movie:

@@ -102,6 +102,7 @@ def test_lab_client_plays_the_whole_movie(start_server):
     client.close()
     assert paused_at < source.frame_count
     # every datagram was a whole JPEG, in order, equal to the source frame
+    assert client.frameNbr == source.frame_count  # sequence numbers count frames from 1
     for index, payload in enumerate(client.frames):
         assert payload == source.frame(index)
         Image.open(io.BytesIO(payload)).load()
