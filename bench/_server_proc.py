@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Our RtspServer in a process of its own, for the load benchmarks.
+
+    python3 bench/_server_proc.py --media-dir DIR [--fps 20] [--loop] [--cprofile N]
+
+Prints "PORT <rtsp port> PID <pid>", then reads commands on stdin: "stats" prints one JSON line
+with the counters of every session set up since the last "stats" (StreamSession.max_lateness, frames_skipped,
+frames_sent, packets_sent); "quit" (or end of stdin) stops the server.  --cprofile N profiles the
+Streamer thread with cProfile and prints the top N functions (tottime) on quit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import sys
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402,F401  (puts the repo on sys.path)
+from MediaLibrary import MediaLibrary  # noqa: E402
+from Server import RtspServer  # noqa: E402
+from ServerWorker import ServerConfig  # noqa: E402
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--media-dir", required=True)
+    p.add_argument("--fps", type=float, default=20.0)
+    p.add_argument("--loop", action="store_true")
+    p.add_argument("--max-sessions", type=int, default=2000)
+    p.add_argument("--cprofile", type=int, default=0)
+    args = p.parse_args()
+    media = MediaLibrary(args.media_dir, fps=args.fps, payload_size=1400)
+    config = ServerConfig(media=media, max_sessions=args.max_sessions, loop=args.loop, session_timeout=600.0)
+    server = RtspServer("127.0.0.1", 0, config)
+    profile = None
+    if args.cprofile:
+        profile = cProfile.Profile()
+        streamer = server.streamer
+        original = streamer.run
+        streamer.run = lambda: profile.runcall(original)
+    seen = []  # every session the Streamer was given (their counters outlive TEARDOWN)
+    add = server.streamer.add
+
+    def recording_add(session):
+        if session not in seen:
+            seen.append(session)
+        add(session)
+    server.streamer.add = recording_add
+    thread = threading.Thread(target=server.serve_forever, name="server", daemon=True)
+    thread.start()
+    print(f"PORT {server.port} PID {os.getpid()}", flush=True)
+    for line in sys.stdin:
+        cmd = line.strip()
+        if cmd == "stats":
+            sessions = list(seen)
+            seen.clear()
+            print(json.dumps({
+                "sessions": len(sessions),
+                "max_lateness_ms": [round(s.max_lateness * 1000, 3) for s in sessions],
+                "frames_skipped": sum(s.frames_skipped for s in sessions),
+                "frames_sent": sum(s.frames_sent for s in sessions),
+                "packets_sent": sum(s.packets_sent for s in sessions),
+            }), flush=True)
+        elif cmd == "quit":
+            break
+    server.shutdown()
+    thread.join(timeout=5)
+    if profile is not None:
+        out = io.StringIO()
+        pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(args.cprofile)
+        print("PROFILE-BEGIN")
+        print(out.getvalue())
+        print("PROFILE-END", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
