@@ -8,7 +8,8 @@ Sets up and PLAYs N sessions (one TCP connection each), prints "READY" once all 
 counts, per session, the packets of its first --frames frames: packets lost (RTP sequence gaps),
 frames missing (timestamp gaps = frames the server skipped), and for each frame the arrival time
 of its first packet.  Lateness of frame k = arrival_k - (t_ref + k/fps), t_ref = min over the
-session's frames, so the earliest frame is 0 late; drift = median offset of the last 20 frames
+session's frames read after the first second (the backlog queued while the other sessions
+were set up is not timed), so the earliest frame is 0 late; drift = median offset of the last 20 frames
 minus that of the first 20.  With --server-pid, the server's CPU seconds (/proc/PID/stat) and
 RSS are sampled over a window in which every session is streaming.  Prints one JSON line.
 --hold keeps the sessions streaming (and drained) that many seconds instead of counting frames
@@ -33,6 +34,7 @@ import _common  # noqa: E402
 from _rtsp import Conn, control_url, udp_pair  # noqa: E402
 
 HDR = struct.Struct("!BBHII")
+SETTLE = 1.0  # seconds after READY before arrival times count (backlog from the setup phase)
 
 
 def udp_errors():
@@ -135,10 +137,10 @@ def receive(sel, sessions, args) -> dict:
     clock = time.monotonic
     errors0 = udp_errors()
     start = clock()
-    deadline = start + (hold if hold else args.frames / fps + 10.0)
+    deadline = start + (hold if hold else args.frames / fps + SETTLE + 10.0)
     remaining = len(sessions)
     # CPU window: from 1 s after READY until the first session completes its frames
-    win_t0 = start + 1.0
+    win_t0 = start + SETTLE
     cpu0 = cpu1 = None
     win_frames = 0
     pid = args.server_pid
@@ -219,6 +221,7 @@ def receive(sel, sessions, args) -> dict:
                    window_frames=frames,
                    cpu_ms_per_frame=round(1000 * (cpu1 - cpu0) / frames, 4) if frames else None,
                    cpu_share=round((cpu1 - cpu0) / (t_cpu1 - t_cpu0), 3))
+    settle = start + SETTLE
     lost = []
     lateness = []
     drifts = []
@@ -234,9 +237,13 @@ def receive(sel, sessions, args) -> dict:
         expected = s.last_seq - s.seq0 + 1
         lost.append(max(0, expected - s.received))
         gaps += s.ts_gaps
-        offsets = [a - k / fps for k, a in s.arrivals]
+        # frames read in the first second were queued while the other sessions were set up:
+        # their arrival time is when this process got to them, not when they came
+        offsets = [a - k / fps for k, a in s.arrivals if a >= settle]
         ref = min(offsets)
         lateness.extend(o - ref for o in offsets)
+        if not offsets:
+            continue
         if len(offsets) >= 40:
             drifts.append(statistics.median(offsets[-20:]) - statistics.median(offsets[:20]))
     out.update(
