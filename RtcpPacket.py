@@ -458,6 +458,98 @@ class App(_Base):
         return APP_HEADER.pack(self.ssrc, self.name) + bytes(self.data)
 
 
+XR_BLOCK_HEADER = struct.Struct("!BBH")
+XR_RRTR = struct.Struct("!II")
+XR_DLRR_SUB = struct.Struct("!III")
+
+
+class XrBlockType(IntEnum):
+    """RFC 3611 section 4 report block types used here (others are kept raw)."""
+
+    RRTR = 4  # Receiver Reference Time (4.4)
+    DLRR = 5  # Delay since Last Receiver Report (4.5)
+
+
+@dataclass
+class XrBlock:
+    """One XR report block: type, type-specific byte and contents (whole 32-bit words)."""
+    block_type: int
+    type_specific: int = 0
+    data: bytes = b""
+
+    @classmethod
+    def rrtr(cls, ntp_timestamp: int) -> "XrBlock":
+        """A receiver's reference time (RFC 3611 4.4): lets a receive-only party get an RTT."""
+        return cls(XrBlockType.RRTR, 0, XR_RRTR.pack(ntp_timestamp >> 32, ntp_timestamp & 0xFFFFFFFF))
+
+    @classmethod
+    def dlrr(cls, items: Sequence[tuple[int, int, int]]) -> "XrBlock":
+        """DLRR sub-blocks (ssrc, lrr, dlrr) answering RRTRs (RFC 3611 4.5)."""
+        return cls(XrBlockType.DLRR, 0, b"".join(XR_DLRR_SUB.pack(*item) for item in items))
+
+    @property
+    def ntp_timestamp(self) -> int:
+        """The NTP time of an RRTR block."""
+        if self.block_type != XrBlockType.RRTR or len(self.data) != XR_RRTR.size:
+            raise RtcpError("not an RRTR block")
+        msw, lsw = XR_RRTR.unpack(self.data)
+        return (msw << 32) | lsw
+
+    @property
+    def dlrr_items(self) -> list[tuple[int, int, int]]:
+        """(ssrc, lrr, dlrr) of a DLRR block."""
+        if self.block_type != XrBlockType.DLRR or len(self.data) % XR_DLRR_SUB.size:
+            raise RtcpError("not a DLRR block")
+        return [XR_DLRR_SUB.unpack_from(self.data, i) for i in range(0, len(self.data), XR_DLRR_SUB.size)]
+
+
+@dataclass
+class ExtendedReport(_Base):
+    """XR (RFC 3611 section 2): the sender's SSRC and report blocks."""
+    ssrc: int = 0
+    blocks: list[XrBlock] = field(default_factory=list)
+    reserved: int = 0  # the 5 bits where other packets have a count
+
+    def __post_init__(self) -> None:
+        self.packet_type = PacketType.XR
+
+    @classmethod
+    def parse(cls, count: int, body: bytes) -> "ExtendedReport":
+        if len(body) < 4:
+            raise RtcpError(f"XR needs an SSRC, has {len(body)} octets")
+        (ssrc,) = struct.unpack_from("!I", body)
+        blocks = []
+        pos = 4
+        while pos < len(body):
+            if len(body) - pos < XR_BLOCK_HEADER.size:
+                raise RtcpError(f"XR block header truncated at offset {pos}")
+            block_type, specific, words = XR_BLOCK_HEADER.unpack_from(body, pos)
+            end = pos + 4 + 4 * words
+            if end > len(body):
+                raise RtcpError(f"XR block type {block_type} of {words} words overruns the packet")
+            data = body[pos + 4:end]
+            if block_type == XrBlockType.RRTR and len(data) != XR_RRTR.size:
+                raise RtcpError(f"XR RRTR block has {len(data)} octets, expected 8")
+            if block_type == XrBlockType.DLRR and len(data) % XR_DLRR_SUB.size:
+                raise RtcpError(f"XR DLRR block has {len(data)} octets, not a multiple of 12")
+            blocks.append(XrBlock(block_type, specific, data))
+            pos = end
+        return cls(ssrc, blocks, count)
+
+    def _count(self) -> int:
+        return self.reserved
+
+    def _body(self) -> bytes:
+        _check_u32(self.ssrc, "ssrc")
+        parts = [struct.pack("!I", self.ssrc)]
+        for block in self.blocks:
+            if len(block.data) % 4:
+                raise RtcpError(f"XR block of {len(block.data)} octets is not whole words")
+            parts.append(XR_BLOCK_HEADER.pack(block.block_type, block.type_specific, len(block.data) // 4))
+            parts.append(bytes(block.data))
+        return b"".join(parts)
+
+
 @dataclass
 class UnknownPacket(_Base):
     """Any other packet type (RTPFB, PSFB, XR, ...), kept raw: count field and body."""
@@ -481,7 +573,7 @@ class UnknownPacket(_Base):
         return bytes(self.body)
 
 
-RtcpPacket = Union[SenderReport, ReceiverReport, SourceDescription, Bye, App, UnknownPacket]
+RtcpPacket = Union[SenderReport, ReceiverReport, SourceDescription, Bye, App, ExtendedReport, UnknownPacket]
 
 _PARSERS: dict[int, Callable[[int, bytes], RtcpPacket]] = {
     PacketType.SR: SenderReport.parse,
@@ -489,6 +581,7 @@ _PARSERS: dict[int, Callable[[int, bytes], RtcpPacket]] = {
     PacketType.SDES: SourceDescription.parse,
     PacketType.BYE: Bye.parse,
     PacketType.APP: App.parse,
+    PacketType.XR: ExtendedReport.parse,
 }
 
 
@@ -676,6 +769,7 @@ def rtcp_bandwidth(session_bandwidth: float) -> float:
 __all__ = [
     "RtcpError", "PacketType", "SdesType", "ReportBlock", "SenderReport", "ReceiverReport",
     "SdesChunk", "SourceDescription", "Bye", "App", "UnknownPacket", "RtcpPacket",
+    "XrBlockType", "XrBlock", "ExtendedReport",
     "parse_compound", "serialize_compound", "clamp_packets_lost",
     "ntp_from_unix", "unix_from_ntp", "ntp_now", "ntp_middle32", "dlsr_from_seconds",
     "rtt_seconds", "rtcp_interval", "rtcp_deterministic_interval", "update_avg_rtcp_size",

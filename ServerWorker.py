@@ -28,8 +28,9 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from MediaLibrary import MediaLibrary, Movie
 from RtcpPacket import (
-    Bye, ReceiverReport, RtcpError, SenderReport, SourceDescription, ntp_from_unix, ntp_middle32, parse_compound,
-    rtcp_interval, rtt_seconds, serialize_compound, update_avg_rtcp_size,
+    Bye, ExtendedReport, ReceiverReport, RtcpError, SenderReport, SourceDescription, XrBlock, XrBlockType,
+    dlsr_from_seconds, ntp_from_unix, ntp_middle32, parse_compound, rtcp_interval, rtt_seconds,
+    serialize_compound, update_avg_rtcp_size,
 )
 from RtpPacket import JPEG_CLOCK_RATE, PT_JPEG, RTP_HEADER
 from RtspHeaders import NptRange, RtpInfo, Transport, format_range, format_rtp_info, format_session, parse_range, parse_session
@@ -112,6 +113,7 @@ class StreamSession:
         self.rr_jitter_ms = 0.0
         self.rtt_ms: Optional[float] = None
         self.rr_count = 0
+        self.last_rrtr: Optional[Tuple[int, int, float]] = None  # (reporter SSRC, LRR, monotonic arrival)
         self.lock = threading.Lock()  # the Streamer holds it while sending; PLAY/PAUSE while moving position
 
     def touch(self) -> None:
@@ -128,11 +130,18 @@ class StreamSession:
         return self.play_k0 + (now - self.play_t0) * self.movie.fps
 
     def sender_report(self) -> bytes:
-        """SR + SDES CNAME compound (RFC 3550 6.1, 6.4.1): NTP <-> RTP time of now."""
+        """SR + SDES CNAME compound (RFC 3550 6.1, 6.4.1): NTP <-> RTP time of now.
+
+        When the receiver sent an RFC 3611 RRTR, an XR DLRR block answers it so that a
+        receive-only client can compute its round-trip time too."""
         wall, now = time.time(), time.monotonic()
         sr = SenderReport(self.ssrc, ntp_from_unix(wall), self.rtptime(self.media_position(now)),
                           self.packets_sent & 0xFFFFFFFF, self.octets_sent & 0xFFFFFFFF)
-        return serialize_compound([sr, SourceDescription.cname(self.ssrc, CNAME, tool=SERVER_NAME)])
+        packets = [sr, SourceDescription.cname(self.ssrc, CNAME, tool=SERVER_NAME)]
+        if self.last_rrtr is not None:
+            reporter, lrr, received = self.last_rrtr
+            packets.append(ExtendedReport(self.ssrc, [XrBlock.dlrr([(reporter, lrr, dlsr_from_seconds(now - received))])]))
+        return serialize_compound(packets)
 
     def bye(self, reason: str) -> bytes:
         """SR + SDES + BYE: the stream ends (RFC 3550 6.6); ffmpeg/GStreamer end on it."""
@@ -173,6 +182,10 @@ class StreamSession:
                     log.info("session %s: RR fraction lost %.1f%%, cumulative lost %d, jitter %.2f ms, RTT %s",
                              self.id, 100 * self.rr_fraction_lost, self.rr_cumulative_lost, self.rr_jitter_ms,
                              "-" if self.rtt_ms is None else f"{self.rtt_ms:.2f} ms")
+            elif isinstance(packet, ExtendedReport):
+                for block in packet.blocks:
+                    if block.block_type == XrBlockType.RRTR:
+                        self.last_rrtr = (packet.ssrc, ntp_middle32(block.ntp_timestamp), time.monotonic())
             elif isinstance(packet, Bye):
                 log.info("session %s: receiver sent BYE (%s)", self.id, packet.reason_text or "no reason")
 
