@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Tuple
 from urllib.parse import unquote, urlsplit
 
 from RtpJpeg import packetize
+from RtspMessage import RtspError, Status
 from VideoStream import VideoStream
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,10 @@ class MediaLibrary:
         """
         if uri == "*":
             return "", ""
-        path = urlsplit(uri).path if "://" in uri else uri.split("?", 1)[0]
+        try:
+            path = urlsplit(uri).path if "://" in uri else uri.split("?", 1)[0]
+        except ValueError as exc:  # e.g. 'rtsp://[::1/x': a malformed IPv6 host
+            raise RtspError(Status.BAD_REQUEST, f"malformed request-URI {uri!r}: {exc}") from None
         path = path.lstrip("/")
         name, _, track = path.partition("/")
         return unquote(name), track.rstrip("/")

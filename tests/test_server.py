@@ -404,3 +404,92 @@ def test_ipv6_loopback(start_server):
     assert pixels(frames[0]) == pixels(SOURCE.frame(0))
     conn.close()
     receiver.close()
+
+
+def test_injected_rng_fixes_ssrc_seq_ts_and_sequence_wraps(start_server, receiver):
+    import random
+
+    class Fixed(random.Random):
+        """Sequence 65530 so the stream wraps within the first frames; known SSRC and timestamp."""
+
+        def getrandbits(self, k):
+            return {32: 0xFFFFF000, 16: 65530}[k]
+
+    srv = start_server(rng=Fixed())
+    conn = RtspConn(srv.port)
+    reply, sid = setup_udp(conn, srv.url(), receiver)
+    assert Transport.parse_list(reply.headers["Transport"])[0].ssrc == 0xFFFFF000
+    reply = conn.request("PLAY", srv.url(), {"Session": sid})
+    info = parse_rtp_info(reply.headers["RTP-Info"])[0]
+    assert (info.seq, info.rtptime) == (65530, 0xFFFFF000)
+    packets = receiver.receive(lambda p: sum(x.marker for x in p) >= 3, timeout=10)
+    seqs = [p.sequence_number for p in packets]
+    assert seqs[:8] == [65530, 65531, 65532, 65533, 65534, 65535, 0, 1]
+    # timestamps wrap past 2**32 too: frame 1 is at 0xFFFFF000 + 4500
+    assert {p.rtp_timestamp for p in packets} >= {0xFFFFF000, (0xFFFFF000 + 4500) % 2**32}
+    frames = frames_from_packets(packets)
+    for index, frame in enumerate(frames[:3]):
+        assert pixels(frame) == pixels(SOURCE.frame(index))
+    conn.close()
+
+
+def test_loop_restarts_the_movie(start_server, receiver):
+    srv = start_server(fps=400, loop=True)
+    conn = RtspConn(srv.port)
+    _, sid = setup_udp(conn, srv.url(), receiver)
+    assert conn.request("PLAY", srv.url(), {"Session": sid, "Range": "npt=1.2-"}).status == 200  # frame 480
+    packets = receiver.receive(lambda p: sum(x.marker for x in p) >= 25, timeout=10)
+    frames = frames_from_packets(packets)[:25]
+    assert pixels(frames[19]) == pixels(SOURCE.frame(499))
+    assert pixels(frames[20]) == pixels(SOURCE.frame(0))
+    stamps = sorted({p.rtp_timestamp for p in packets})
+    assert all(b - a == 90000 // 400 for a, b in zip(stamps, stamps[1:]))  # media clock keeps running
+    conn.close()
+
+
+def test_movie_rfc2435_cannot_carry_is_415_but_lab_clients_get_it(start_server, tmp_path):
+    from media import pillow_jpeg
+    from VideoStream import write_mjpeg
+
+    image = Image.open(io.BytesIO(SOURCE.frame(0)))
+    write_mjpeg(tmp_path / "prog.Mjpeg", [pillow_jpeg(image, progressive=True, quality=80)] * 3)
+    srv = start_server(tmp_path)
+    conn = RtspConn(srv.port)
+    reply = conn.request("DESCRIBE", srv.url("prog.Mjpeg"))
+    assert reply.status == 415
+    assert reply.headers.get("Content-Length") in (None, "0")
+    r = RtpReceiver()
+    assert conn.request("SETUP", srv.url("prog.Mjpeg"),
+                        {"Transport": f"RTP/AVP;unicast;client_port={r.port}-{r.port + 1}"}).status == 415
+    conn.close()
+    lab = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+    lab.send(f"SETUP prog.Mjpeg RTSP/1.0\nCSeq: 1\nTransport: RTP/UDP; client_port= {r.port}".encode())
+    assert lab.recv(256).startswith(b"RTSP/1.0 200 OK\n")
+    lab.close()
+    r.close()
+
+
+def run_server_cli(*args, timeout=10):
+    import subprocess
+    import sys
+    from conftest import ROOT
+
+    return subprocess.run([sys.executable, str(ROOT / "Server.py"), *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def test_cli_port_in_use_is_one_line_exit_2():
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    result = run_server_cli(str(busy.getsockname()[1]), "--host", "127.0.0.1")
+    busy.close()
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_missing_media_folder_is_one_line_exit_2(tmp_path):
+    result = run_server_cli("0", "--media-dir", str(tmp_path / "nope"))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "media folder" in result.stderr
