@@ -177,8 +177,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         server.serve_forever()
     except KeyboardInterrupt:
-        log.info("Ctrl-C: stopping")
-        server._close()
+        log.info("Ctrl-C: stopped")  # serve_forever's finally has closed everything
     return 0
 
 
