@@ -129,8 +129,8 @@ class StreamSession:
             return float(self.position)
         return self.play_k0 + (now - self.play_t0) * self.movie.fps
 
-    def sender_report(self) -> bytes:
-        """SR + SDES CNAME compound (RFC 3550 6.1, 6.4.1): NTP <-> RTP time of now.
+    def _report(self) -> list:
+        """SR + SDES CNAME (RFC 3550 6.1, 6.4.1) giving the NTP <-> RTP time of now.
 
         When the receiver sent an RFC 3611 RRTR, an XR DLRR block answers it so that a
         receive-only client can compute its round-trip time too."""
@@ -140,15 +140,16 @@ class StreamSession:
         packets = [sr, SourceDescription.cname(self.ssrc, CNAME, tool=SERVER_NAME)]
         if self.last_rrtr is not None:
             reporter, lrr, received = self.last_rrtr
-            packets.append(ExtendedReport(self.ssrc, [XrBlock.dlrr([(reporter, lrr, dlsr_from_seconds(now - received))])]))
-        return serialize_compound(packets)
+            dlrr = XrBlock.dlrr([(reporter, lrr, dlsr_from_seconds(now - received))])
+            packets.append(ExtendedReport(self.ssrc, [dlrr]))
+        return packets
+
+    def sender_report(self) -> bytes:
+        return serialize_compound(self._report())
 
     def bye(self, reason: str) -> bytes:
-        """SR + SDES + BYE: the stream ends (RFC 3550 6.6); ffmpeg/GStreamer end on it."""
-        wall, now = time.time(), time.monotonic()
-        sr = SenderReport(self.ssrc, ntp_from_unix(wall), self.rtptime(self.media_position(now)),
-                          self.packets_sent & 0xFFFFFFFF, self.octets_sent & 0xFFFFFFFF)
-        return serialize_compound([sr, SourceDescription.cname(self.ssrc, CNAME), Bye([self.ssrc], reason)])
+        """The report plus BYE: the stream ends (RFC 3550 6.6); ffmpeg/GStreamer end on it."""
+        return serialize_compound(self._report() + [Bye([self.ssrc], reason)])
 
     def rtcp_interval(self, rng: random.Random) -> float:
         """Next SR interval (RFC 3550 6.3/A.7): 5% of the stream's bandwidth, senders' 25%."""
