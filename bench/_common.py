@@ -68,12 +68,14 @@ def percentile(values: List[float], p: float) -> float:
     return ordered[k]
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (and its reaped children are not counted), in seconds."""
+def cpu_seconds(pid: int, system_only: bool = False) -> float:
+    """utime + stime (or stime alone) of a process, all its threads, in seconds (proc(5) 14, 15)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks  # fields 14, 15 of proc(5)
+    if system_only:
+        return int(fields[12]) / ticks
+    return (int(fields[11]) + int(fields[12])) / ticks
 
 
 def rss_kib(pid: int) -> int:

@@ -152,6 +152,7 @@ def receive(sel, sessions, args) -> dict:
         now = clock()
         if pid and cpu0 is None and now >= win_t0:
             cpu0, t_cpu0 = _common.cpu_seconds(pid), now
+            sys0 = _common.cpu_seconds(pid, system_only=True)
             frames_at_0 = sum(s.frames for s in sessions)
         for key, _ in sel.select(0.2):
             s = key.data
@@ -189,6 +190,7 @@ def receive(sel, sessions, args) -> dict:
                             remaining -= 1
                             if pid and cpu1 is None and cpu0 is not None:
                                 cpu1, t_cpu1 = _common.cpu_seconds(pid), clock()
+                                sys1 = _common.cpu_seconds(pid, system_only=True)
                                 frames_at_1 = sum(x.frames for x in sessions)
                                 rss_max = _common.rss_kib(pid)
                             continue
@@ -215,12 +217,14 @@ def receive(sel, sessions, args) -> dict:
     if pid and cpu0 is not None:
         if cpu1 is None:
             cpu1, t_cpu1 = _common.cpu_seconds(pid), clock()
+            sys1 = _common.cpu_seconds(pid, system_only=True)
             frames_at_1 = sum(x.frames for x in sessions)
         frames = frames_at_1 - frames_at_0
         out.update(cpu_seconds=round(cpu1 - cpu0, 3), cpu_window=round(t_cpu1 - t_cpu0, 2),
                    window_frames=frames,
                    cpu_ms_per_frame=round(1000 * (cpu1 - cpu0) / frames, 4) if frames else None,
-                   cpu_share=round((cpu1 - cpu0) / (t_cpu1 - t_cpu0), 3))
+                   cpu_share=round((cpu1 - cpu0) / (t_cpu1 - t_cpu0), 3),
+                   cpu_kernel_fraction=round((sys1 - sys0) / (cpu1 - cpu0), 3) if cpu1 > cpu0 else None)
     settle = start + SETTLE
     lost = []
     lateness = []
@@ -240,10 +244,10 @@ def receive(sel, sessions, args) -> dict:
         # frames read in the first second were queued while the other sessions were set up:
         # their arrival time is when this process got to them, not when they came
         offsets = [a - k / fps for k, a in s.arrivals if a >= settle]
-        ref = min(offsets)
-        lateness.extend(o - ref for o in offsets)
         if not offsets:
             continue
+        ref = min(offsets)
+        lateness.extend(o - ref for o in offsets)
         if len(offsets) >= 40:
             drifts.append(statistics.median(offsets[-20:]) - statistics.median(offsets[:20]))
     out.update(

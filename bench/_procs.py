@@ -46,13 +46,16 @@ def wait_for(proc: subprocess.Popen, prefix: str, timeout: float) -> str:
 class Server:
     """Our server (bench/_server_proc.py) or gst-rtsp-server (bench/_gst_server.py) as a child."""
 
-    def __init__(self, kind: str, media_dir: str, fps: float = 20.0, cprofile: int = 0) -> None:
+    def __init__(self, kind: str, media_dir: str, fps: float = 20.0, cprofile: int = 0,
+                 log_sends: bool = False) -> None:
         self.kind = kind
         if kind == "ours":
             cmd = [sys.executable, os.path.join(BENCH, "_server_proc.py"), "--media-dir", media_dir,
                    "--fps", str(fps), "--loop"]
             if cprofile:
                 cmd += ["--cprofile", str(cprofile)]
+            if log_sends:
+                cmd += ["--log-sends"]
             self.path = "bench.Mjpeg"
         else:
             cmd = [GST_PYTHON, os.path.join(BENCH, "_gst_server.py"), "--frames-dir",
@@ -72,6 +75,12 @@ class Server:
         self.proc.stdin.write("stats\n")
         self.proc.stdin.flush()
         return json.loads(wait_for(self.proc, "{", 10))
+
+    def sends(self) -> list:
+        """[(ssrc, rtp timestamp, send wall time)] since the last call (needs log_sends)."""
+        self.proc.stdin.write("sends\n")
+        self.proc.stdin.flush()
+        return json.loads(wait_for(self.proc, "[", 10))
 
     def stop(self) -> List[str]:
         """Stop the server; returns any profile lines it printed."""

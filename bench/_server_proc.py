@@ -6,7 +6,8 @@
 Prints "PORT <rtsp port> PID <pid>", then reads commands on stdin: "stats" prints one JSON line
 with the counters of every session set up since the last "stats" (StreamSession.max_lateness, frames_skipped,
 frames_sent, packets_sent); "quit" (or end of stdin) stops the server.  --cprofile N profiles the
-Streamer thread with cProfile and prints the top N functions (tottime) on quit.
+Streamer thread with cProfile and prints the top N functions (tottime) on quit.  --log-sends
+records (ssrc, rtp timestamp, time.time()) as each frame goes out; "sends" prints them as JSON.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import pstats
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402,F401  (puts the repo on sys.path)
@@ -34,6 +36,7 @@ def main() -> int:
     p.add_argument("--loop", action="store_true")
     p.add_argument("--max-sessions", type=int, default=2000)
     p.add_argument("--cprofile", type=int, default=0)
+    p.add_argument("--log-sends", action="store_true", help='remember when each frame was sent ("sends")')
     args = p.parse_args()
     media = MediaLibrary(args.media_dir, fps=args.fps, payload_size=1400)
     config = ServerConfig(media=media, max_sessions=args.max_sessions, loop=args.loop, session_timeout=600.0)
@@ -52,6 +55,19 @@ def main() -> int:
             seen.append(session)
         add(session)
     server.streamer.add = recording_add
+    sends = []  # (ssrc, rtp timestamp, time.time() when the frame's first packet went out)
+    if args.log_sends:
+        send_frame = server.streamer._send_frame
+
+        def logging_send_frame(session, lateness):
+            before = session.frames_sent
+            ts = session.rtptime(session.position)
+            wall = time.time()
+            more = send_frame(session, lateness)
+            if session.frames_sent != before and len(sends) < 100000:
+                sends.append((session.ssrc, ts, wall))
+            return more
+        server.streamer._send_frame = logging_send_frame
     thread = threading.Thread(target=server.serve_forever, name="server", daemon=True)
     thread.start()
     print(f"PORT {server.port} PID {os.getpid()}", flush=True)
@@ -67,6 +83,9 @@ def main() -> int:
                 "frames_sent": sum(s.frames_sent for s in sessions),
                 "packets_sent": sum(s.packets_sent for s in sessions),
             }), flush=True)
+        elif cmd == "sends":
+            print(json.dumps(sends), flush=True)
+            sends.clear()
         elif cmd == "quit":
             break
     server.shutdown()

@@ -1,0 +1,35 @@
+"""Every benchmark runs in --quick mode and prints its figure (nothing about speed is asserted)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+CASES = [
+    ("rtp_packet.py", "Figure 1", 60),
+    ("rtp_jpeg.py", "Figure 2", 60),
+    ("capacity.py", "Figure 3", 120),
+    ("rtsp_latency.py", "Figure 4", 120),
+    ("client_display.py", "Figure 5", 120),
+    ("memory.py", "Figure 6", 120),
+]
+
+
+@pytest.mark.parametrize("script,title,timeout", CASES, ids=[c[0] for c in CASES])
+def test_benchmark_runs_quick(script, title, timeout):
+    if script == "client_display.py" and not os.environ.get("DISPLAY"):
+        import shutil
+        if not shutil.which("Xvfb"):
+            pytest.skip("no $DISPLAY and no Xvfb for the Tk client benchmark")
+    proc = subprocess.run([sys.executable, str(BENCH / script), "--quick"], capture_output=True, text=True,
+                          timeout=timeout, cwd=BENCH.parent)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert f"# {title}" in out, out[-2000:]
+    assert "# machine:" in out
+    header = next(line for line in out.splitlines() if not line.startswith("#") and not line.startswith("{"))
+    assert header.split()  # a table header follows the title
