@@ -201,8 +201,7 @@ def test_parsed_requests_survive_the_servers_uri_and_header_handling(blob):
     for event in run_parser([blob]):
         if isinstance(event, Request):
             only(RtspError, split_url, event.uri)
-            if "[" not in event.uri:  # a malformed IPv6 host: see the xfail below
-                only(RtspError, MediaLibrary.split_uri, event.uri)
+            only(RtspError, MediaLibrary.split_uri, event.uri)
             for name, fn in (("Transport", Transport.parse_list), ("Range", parse_range),
                              ("Session", parse_session), ("RTP-Info", parse_rtp_info)):
                 value = event.headers.get(name)
@@ -211,12 +210,12 @@ def test_parsed_requests_survive_the_servers_uri_and_header_handling(blob):
             event.cseq  # noqa: B018  (a property that parses)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="needs server change: MediaLibrary.split_uri lets urlsplit's ValueError out "
-                          "('rtsp://[/x' -> 500 instead of 404)")
 @pytest.mark.parametrize("uri", ["rtsp://[/movie.Mjpeg", "rtsp://[::1/movie.Mjpeg", "rtsp://h]/movie.Mjpeg"])
 def test_split_uri_malformed_ipv6_host(uri):
-    only(RtspError, MediaLibrary.split_uri, uri)  # a plain ValueError escapes: the server answers 500
+    """urlsplit's ValueError must come out as a 400 RtspError, never a 500."""
+    with pytest.raises(RtspError) as info:
+        MediaLibrary.split_uri(uri)
+    assert info.value.status == 400
 
 
 # --------------------------------------------------------------------------- headers
