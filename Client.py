@@ -60,6 +60,7 @@ class Frame:
     index: int            # frame number in the media (from the timestamp and the PLAY position)
     position: float       # media time in seconds
     arrival: float        # time.monotonic() at completion
+    generation: int = 0   # ReceiveEngine.generation when completed: older ones predate a seek
 
 
 @dataclass
@@ -135,6 +136,9 @@ class ReceiveEngine:
         self._pos_base: tuple[int, float] | None = None   # (rtp timestamp, media seconds) anchor
         self._position = 0.0
         self._skip_before: int | None = None              # RTP-Info seq after a seek
+        self._hold: list | None = None                     # packets held while a PLAY is outstanding
+        self._play_pending: float | None = None            # Range start of the outstanding PLAY
+        self.generation = 0                                # +1 per seek; frames carry it
         self._bye: tuple[str, float] | None = None        # (reason, arrival) of an RTCP BYE
         self._sr: tuple[int, int, float] | None = None    # (ntp64, rtp ts, monotonic arrival)
         self.delay_ms: float | None = None
@@ -142,6 +146,7 @@ class ReceiveEngine:
         self._next_rtcp = 0.0
         self.interleaved = (0, 1)
         self.log_frames = log_frames
+        self.final_snapshot: StatsSnapshot | None = None
 
     def _new_receiver(self) -> None:
         self.rx: RtpReceiver[RtpPacket] = RtpReceiver(90000, self._reorder_window)
@@ -334,30 +339,47 @@ class ReceiveEngine:
         return reply
 
     def play(self, start: float | None = None) -> Reply:
-        """PLAY (``start`` seconds: seek with Range: npt=start-)."""
+        """PLAY (``start`` seconds: seek with Range: npt=start-).
+
+        Until the reply is in, completed packets are held back: the reply's RTP-Info seq tells
+        which of them still belong to the old position (RFC 2326 §12.33), whichever of the RTSP
+        and RTP sockets is read first.
+        """
         assert self.proto is not None
-        reply = self._request(self.proto.play, start)
-        now = time.monotonic()
         with self._lock:
-            info = self.proto.rtp_info[0] if self.proto.rtp_info else None
-            rng = self.proto.play_range
-            pos = rng.start if rng is not None and rng.start is not None else \
-                (start if start is not None else self._position)
-            if start is not None:
-                # A seek: packets still in flight belong to the old position. They still count
-                # in the statistics, but frames before the RTP-Info seq are not shown.
-                self._skip_before = info.seq if info is not None and info.seq is not None else None
-                self.last_frame = None
-            self._pos_base = (info.rtptime, pos) if info is not None and info.rtptime is not None \
-                else None
-            self._pending_pos = pos
-            self.pstats.start(now)
-            if self.play_started is None:
-                self.play_started = now
-            self.last_packet_time = None
-            self.ended = None
-            self._bye = None
-        return reply
+            self._play_pending = start
+            self._hold = []
+        try:
+            return self._request(self.proto.play, start)
+        finally:
+            with self._lock:
+                if self._hold is not None:           # no reply (error): let the packets go
+                    held, self._hold = self._hold, None
+                    self._deliver(held, time.monotonic())
+
+    def _on_play_reply(self, start: float | None, now: float) -> None:
+        """Called by the RTSP reader with the lock held, as soon as a 2xx PLAY reply is parsed."""
+        assert self.proto is not None
+        info = self.proto.rtp_info[0] if self.proto.rtp_info else None
+        rng = self.proto.play_range
+        pos = rng.start if rng is not None and rng.start is not None else \
+            (start if start is not None else self._position)
+        if start is not None:
+            # A seek: packets still in flight belong to the old position. They still count in
+            # the statistics, but frames before the RTP-Info seq are not shown.
+            self.generation += 1
+            self._skip_before = info.seq if info is not None and info.seq is not None else None
+            self.last_frame = None
+        self._pos_base = (info.rtptime, pos) if info is not None and info.rtptime is not None else None
+        self._pending_pos = pos
+        self.pstats.start(now)
+        if self.play_started is None:
+            self.play_started = now
+        self.last_packet_time = None
+        self.ended = None
+        self._bye = None
+        held, self._hold = self._hold or [], None
+        self._deliver(held, now)
 
     def pause(self) -> Reply:
         assert self.proto is not None
@@ -417,6 +439,12 @@ class ReceiveEngine:
                         elif frame.channel == self.interleaved[1]:
                             self._on_rtcp(frame.data, now)
                     for reply in events.replies:
+                        if reply.request.method == Method.PLAY:
+                            if reply.ok:
+                                self._on_play_reply(self._play_pending, now)
+                            else:
+                                held, self._hold = self._hold or [], None
+                                self._deliver(held, now)
                         self._replies[reply.request.cseq] = reply
                         text = reply.response.serialize().decode("utf-8", "replace").replace("\r\n", "\n")
                         self.events.put(Event(EventKind.LOG, ("S->C", text)))
@@ -480,6 +508,9 @@ class ReceiveEngine:
         self._deliver(self.rx.push(pkt.sequence_number, pkt.rtp_timestamp, now, pkt), now)
 
     def _deliver(self, released: list, now: float) -> None:
+        if self._hold is not None:
+            self._hold.extend(released)
+            return
         for r in released:
             pkt: RtpPacket = r.item
             if self._skip_before is not None:
@@ -507,7 +538,7 @@ class ReceiveEngine:
             ntp, sr_ts, _ = self._sr
             sent = unix_from_ntp(ntp) + ts_diff(ts, sr_ts) / 90000.0
             self.delay_ms = (time.time() - sent) * 1000.0
-        frame = Frame(jpeg, ts, index, position, now)
+        frame = Frame(jpeg, ts, index, position, now, self.generation)
         self.last_frame = frame
         self.frames_displayable += 1
         self.events.put(Event(EventKind.FRAME, frame))
@@ -596,7 +627,9 @@ class ReceiveEngine:
 
     # -- shutdown --------------------------------------------------------------------------------
     def close(self) -> None:
-        """Stop the threads and close every socket (idempotent)."""
+        """Stop the threads and close every socket (idempotent); keeps the last statistics."""
+        if not self._stop.is_set():
+            self.final_snapshot = self.snapshot()
         self._stop.set()
         with self._reply_cond:
             self._reply_cond.notify_all()
@@ -785,8 +818,7 @@ class Client:
             return
         def work() -> None:
             if self.engine.state == ClientState.INIT:
-                if not self.simple:
-                    raise ClientError("press SETUP first")
+                # --simple's PLAY (and the space key) set the session up first.
                 self._ensure_described()
                 self.engine.setup()
             s = start if start is not None else self.start_pos
@@ -879,7 +911,8 @@ class Client:
             for _ in range(1000):
                 ev = self.engine.events.get_nowait()
                 if ev.kind is EventKind.FRAME:
-                    latest = ev.payload
+                    if ev.payload.generation == self.engine.generation:   # not from before a seek
+                        latest = ev.payload
                 elif ev.kind is EventKind.LOG:
                     self._log(*ev.payload)
                 elif ev.kind is EventKind.END:

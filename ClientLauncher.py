@@ -168,13 +168,19 @@ def run_headless(engine: ReceiveEngine, args: argparse.Namespace, out: TextIO | 
         write_mjpeg(args.save, frames)
         out.write(f"saved {len(frames)} frames to {args.save}\n")
     if args.stats_json:
-        d = snap.as_dict()
-        d.update(end_reason=end_reason, rcvbuf=engine.rcvbuf, bad_packets=engine.bad_packets,
-                 foreign_packets=engine.foreign_packets, transport=engine.transport,
-                 url=engine.url, frames_saved=len(frames) if args.save else None)
-        with open(args.stats_json, "w", encoding="utf-8") as f:
-            json.dump(d, f, indent=2)
+        write_stats(args.stats_json, snap, engine, end_reason, len(frames) if args.save else None)
     return EXIT_OK
+
+
+def write_stats(path: str, snap: StatsSnapshot, engine: ReceiveEngine, end_reason: str | None,
+                frames_saved: int | None = None) -> None:
+    """--stats-json: the final statistics, machine-readable."""
+    d = snap.as_dict()
+    d.update(end_reason=end_reason, rcvbuf=engine.rcvbuf, bad_packets=engine.bad_packets,
+             foreign_packets=engine.foreign_packets, transport=engine.transport,
+             url=engine.url, frames_saved=frames_saved)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(d, f, indent=2)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -200,7 +206,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.headless:
             return run_headless(engine, args)
         from Client import run_gui
-        return run_gui(engine, args)
+        rc = run_gui(engine, args)
+        if args.stats_json and engine.final_snapshot is not None:
+            write_stats(args.stats_json, engine.final_snapshot, engine, engine.ended or "window closed")
+        if args.save:
+            logger.warning("--save is only supported with --headless")
+        return rc
     except ClientError as exc:
         engine.close()
         print(f"error: {exc}", file=sys.stderr)

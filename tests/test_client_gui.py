@@ -185,3 +185,38 @@ def test_gui_decode_display_time(display, start_server, tmp_path, size, capsys):
     finally:
         if not app.closed:
             app.close()
+
+
+def test_cli_window_real_keys(display, start_server, tmp_path):
+    """ClientLauncher with a window, driven by real key presses (xdotool): space plays, q quits."""
+    if shutil.which("xdotool") is None:
+        print("SKIP reason: xdotool missing")
+        pytest.skip("xdotool missing")
+    srv = start_server(fps=FPS)
+    stats = tmp_path / "s.json"
+    env = dict(os.environ, DISPLAY=display)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "ClientLauncher.py"), srv.url(), "--stats-json", str(stats)],
+                            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        win = ""
+        while not win:
+            assert time.monotonic() < deadline and proc.poll() is None, "player window did not appear"
+            r = subprocess.run(["xdotool", "search", "--name", "RTP player"], env=env, capture_output=True,
+                               text=True, timeout=10)
+            win = r.stdout.split()[0] if r.stdout.split() else ""
+            time.sleep(0.1)
+        time.sleep(0.5)                     # let the initial DESCRIBE finish
+        subprocess.run(["xdotool", "windowfocus", win], env=env, timeout=10)
+        subprocess.run(["xdotool", "key", "space"], env=env, check=True, timeout=10)
+        time.sleep(1.5)
+        subprocess.run(["xdotool", "key", "q"], env=env, check=True, timeout=10)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+    assert proc.returncode == 0, err
+    import json
+    st = json.loads(stats.read_text())
+    assert st["frames_completed"] > 20 and st["packets_lost"] == 0
