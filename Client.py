@@ -16,20 +16,19 @@ import logging
 import queue
 import select
 import socket
-import sys
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from RtcpPacket import Bye, ReceiverReport, ReportBlock, SenderReport, SourceDescription, \
-    parse_compound, serialize_compound, unix_from_ntp, ntp_middle32, ntp_now, dlsr_from_seconds
+from RtcpPacket import (Bye, ReceiverReport, ReportBlock, SenderReport, SourceDescription,
+                        dlsr_from_seconds, ntp_middle32, parse_compound, serialize_compound, unix_from_ntp)
 from RtpJpeg import JpegDepacketizer
 from RtpPacket import RtpPacket, seq_diff, ts_diff
 from RtpStats import PlaybackStats, RtpReceiver, StatsSnapshot
-from RtspClient import (ClientState, Reply, RtspClientError, RtspClientProtocol, SdpInfo,
+from RtspClient import (ClientState, Reply, RtspClientProtocol, SdpInfo,
                         describe_failure, parse_rtsp_url, parse_sdp_info)
-from RtspMessage import Method, Status
+from RtspMessage import InterleavedFrame, Method
 
 logger = logging.getLogger(__name__)
 
@@ -600,7 +599,6 @@ class ReceiveEngine:
             return
         try:
             if self.transport == "tcp" and self.rtsp_sock is not None and self.proto is not None:
-                from RtspMessage import InterleavedFrame
                 with self._send_lock:
                     self.rtsp_sock.sendall(InterleavedFrame(self.interleaved[1], data).serialize())
             elif self.rtcp_sock is not None and self.server_addr is not None and self.proto is not None \
