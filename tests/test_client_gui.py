@@ -70,7 +70,7 @@ def start_app(display, url, **kw):
     return root, eng, app
 
 
-def test_gui_plays_shows_pixels_stats_seek_close(display, start_server):
+def test_gui_plays_shows_pixels_stats_seek_close(display, start_server, tmp_path):
     srv = start_server(fps=FPS)
     source = VideoStream(ROOT / "movie.Mjpeg")
     root, eng, app = start_app(display, srv.url())
@@ -111,12 +111,18 @@ def test_gui_plays_shows_pixels_stats_seek_close(display, start_server):
         # Screenshot of the playing window, once the plot has a few seconds of history.
         app.notebook.select(app.log_text)
         pump(root, lambda: len(app.last_snapshot.history) >= 8, what="4 s of plot history")
-        docs = ROOT / "docs"
-        docs.mkdir(exist_ok=True)
+        # It goes to tmp; UPDATE_SCREENSHOT=1 also writes docs/player.png (the README's picture).
         if shutil.which("import"):
             geo = f"{root.winfo_width()}x{root.winfo_height()}+{root.winfo_rootx()}+{root.winfo_rooty()}"
-            subprocess.run(["import", "-display", display, "-window", "root", "-crop", geo,
-                            str(docs / "player.png")], check=True, timeout=30)
+            shot = tmp_path / "player.png"
+            subprocess.run(["import", "-display", display, "-window", "root", "-crop", geo, str(shot)],
+                           check=True, timeout=30)
+            img = Image.open(shot).convert("RGB")
+            assert img.size == (root.winfo_width(), root.winfo_height())
+            assert len(img.getcolors(1 << 16) or range(1 << 16)) > 50    # a real picture, not blank
+            if os.environ.get("UPDATE_SCREENSHOT") == "1":
+                (ROOT / "docs").mkdir(exist_ok=True)
+                shutil.copy(shot, ROOT / "docs" / "player.png")
         # PAUSE stops the frames.
         app.pause()
         pump(root, lambda: not app.busy and eng.state is ClientState.READY, what="PAUSE")
