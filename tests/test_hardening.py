@@ -187,6 +187,9 @@ def test_raw_nul_and_control_bytes_in_request_line_are_400(server):
 
 def test_100_slowloris_connections_do_not_delay_setup(start_server, receiver):
     srv = start_server()
+    warm = RtspConn(srv.port)  # the first DESCRIBE indexes the movie: not what is measured here
+    assert warm.request("DESCRIBE", srv.url()).status == 200
+    warm.close()
     request = b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\nUser-Agent: " + b"s" * 200 + b"\r\n\r\n"
     lorises = [socket.create_connection(("127.0.0.1", srv.port), timeout=3) for _ in range(100)]
     stop = threading.Event()
@@ -253,6 +256,9 @@ def test_slowloris_connection_is_closed_after_request_timeout(start_server):
                     break
             except socket.timeout:
                 pass
+            except OSError:  # reset by the server
+                closed = True
+                break
         assert closed and time.monotonic() - start < 3.0
 
 
