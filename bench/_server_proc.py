@@ -5,7 +5,9 @@
 
 Prints "PORT <rtsp port> PID <pid>", then reads commands on stdin: "stats" prints one JSON line
 with the counters of every session set up since the last "stats" (StreamSession.max_lateness, frames_skipped,
-frames_sent, packets_sent); "quit" (or end of stdin) stops the server.  --cprofile N profiles the
+frames_sent, packets_sent) and server_lateness_p99_ms, the p99 of the lateness the Streamer passed to
+_send_frame for frames due from 1 s after the last PLAY on (steady state, measured in the server);
+"quit" (or end of stdin) stops the server.  --cprofile N profiles the
 Streamer thread with cProfile and prints the top N functions (tottime) on quit.  --log-sends
 records (ssrc, rtp timestamp, time.time()) as each frame goes out; "sends" prints them as JSON.
 """
@@ -27,6 +29,12 @@ import _common  # noqa: E402,F401  (puts the repo on sys.path)
 from MediaLibrary import MediaLibrary  # noqa: E402
 from Server import RtspServer  # noqa: E402
 from ServerWorker import ServerConfig  # noqa: E402
+
+
+def _p99_after(log, since):
+    """p99 (ms) of the Streamer's lateness for frames due from `since` on (steady state)."""
+    values = sorted(late for t, late in log if t >= since)
+    return round(1000 * values[min(len(values) - 1, int(0.99 * len(values)))], 3) if values else None
 
 
 def main() -> int:
@@ -56,18 +64,27 @@ def main() -> int:
         add(session)
     server.streamer.add = recording_add
     sends = []  # (ssrc, rtp timestamp, time.time() when the frame's first packet went out)
-    if args.log_sends:
-        send_frame = server.streamer._send_frame
+    lateness_log = []  # (monotonic time, lateness the Streamer passed to _send_frame)
+    last_play = [0.0]
+    send_frame = server.streamer._send_frame
+    play = server.streamer.play
 
-        def logging_send_frame(session, lateness):
-            before = session.frames_sent
-            ts = session.rtptime(session.position)
-            wall = time.time()
-            more = send_frame(session, lateness)
-            if session.frames_sent != before and len(sends) < 100000:
-                sends.append((session.ssrc, ts, wall))
-            return more
-        server.streamer._send_frame = logging_send_frame
+    def logging_send_frame(session, lateness):
+        before = session.frames_sent
+        ts = session.rtptime(session.position)
+        wall = time.time()
+        more = send_frame(session, lateness)
+        if len(lateness_log) < 2000000:
+            lateness_log.append((time.monotonic(), lateness))
+        if args.log_sends and session.frames_sent != before and len(sends) < 100000:
+            sends.append((session.ssrc, ts, wall))
+        return more
+
+    def logging_play(session):
+        last_play[0] = time.monotonic()
+        play(session)
+    server.streamer._send_frame = logging_send_frame
+    server.streamer.play = logging_play
     thread = threading.Thread(target=server.serve_forever, name="server", daemon=True)
     thread.start()
     print(f"PORT {server.port} PID {os.getpid()}", flush=True)
@@ -82,7 +99,9 @@ def main() -> int:
                 "frames_skipped": sum(s.frames_skipped for s in sessions),
                 "frames_sent": sum(s.frames_sent for s in sessions),
                 "packets_sent": sum(s.packets_sent for s in sessions),
+                "server_lateness_p99_ms": _p99_after(lateness_log, last_play[0] + 1.0),
             }), flush=True)
+            lateness_log.clear()
         elif cmd == "sends":
             print(json.dumps(sends), flush=True)
             sends.clear()

@@ -22,6 +22,7 @@ Runs the Tk player (Client.Client) under the current $DISPLAY, or under an Xvfb 
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import shutil
@@ -92,6 +93,8 @@ def decode_display(quick: bool) -> list:
             except tk.TclError:
                 pass
             engine.close()
+            del app, engine, root
+            gc.collect()  # Tk variables must die here, in the main thread, not in a later engine thread
             rows.append({"frame": f"{width}x{height}", "window": window, "view": f"{view[0]}x{view[1]}",
                          "shown_as": f"{shown[0]}x{shown[1]}" if shown else "-",
                          "frames": len(walls),
@@ -141,6 +144,8 @@ def end_to_end(seconds: float) -> dict:
         except tk.TclError:
             pass
         engine.close()
+        del app, engine, root
+        gc.collect()
     finally:
         server.stop()
     sent = {ts: wall for _, ts, wall in sends}

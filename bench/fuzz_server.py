@@ -472,8 +472,8 @@ def pure_fuzz(count: int, seed: int = 1) -> dict:
             data = mutate(rng, rng.choice(seeds), rng.randint(1, 6)) if i % 5 else rng.randbytes(rng.randint(0, 300))
             try:
                 check(data)
-            except AssertionError as exc:
-                failures.append(f"{name}: {exc} on {data[:200]!r}")
+            except Exception as exc:  # AssertionError from `only`, or anything `only` lets through
+                failures.append(f"{name}: {type(exc).__name__}: {exc} on {data[:200]!r}")
         done[name] = count
     depacketizer_runs = count // 10
     for _ in range(depacketizer_runs):
