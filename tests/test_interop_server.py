@@ -5,6 +5,7 @@ decoded pixels; counts must equal the movie's frame count exactly.
 """
 
 import io
+import logging
 import shutil
 import subprocess
 
@@ -48,6 +49,11 @@ def assert_same_frames(received, source):
         assert pixels(frame) == pixels(source.frame(index)), f"frame {index} differs"
 
 
+def receiver_reports(caplog):
+    """RR log lines of our server: proof that the real client's RTCP reached and parsed."""
+    return [r.getMessage() for r in caplog.records if "RR fraction lost" in r.getMessage()]
+
+
 def run(cmd, timeout):
     return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout, text=True)
 
@@ -67,24 +73,34 @@ def gst_copy(url, protocol, folder, timeout=60):
 
 @need_ffmpeg
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
-def test_ffmpeg_receives_every_frame(start_server, tmp_path, transport):
+def test_ffmpeg_receives_every_frame(start_server, tmp_path, transport, caplog):
+    caplog.set_level(logging.INFO, logger="ServerWorker")
     srv = start_server(fps=FAST_FPS)
     out = tmp_path / "got.mjpeg"
     result = ffmpeg_copy(srv.url(), transport, out)
     assert result.returncode == 0, result.stderr
-    assert result.stderr.strip() == "", f"ffmpeg reported: {result.stderr}"
+    assert result.stderr.strip() == "", f"ffmpeg reported: {result.stderr}"  # no decoder or RTCP error
     assert_same_frames(split_jpegs(out.read_bytes()), VideoStream(MOVIE, fps=FAST_FPS))
+    assert not [r for r in caplog.records if "bad RTCP" in r.getMessage()]
+    reports = receiver_reports(caplog)
+    if transport == "udp":  # ffmpeg sends no receiver reports over interleaved TCP
+        assert reports
+    assert all("fraction lost 0.0%" in r for r in reports), reports
 
 
 @need_gst
 @pytest.mark.parametrize("protocol", ["udp", "tcp"])
-def test_gstreamer_receives_every_frame(start_server, tmp_path, protocol):
+def test_gstreamer_receives_every_frame(start_server, tmp_path, protocol, caplog):
+    caplog.set_level(logging.INFO, logger="ServerWorker")
     srv = start_server(fps=FAST_FPS)
     result = gst_copy(srv.url(), protocol, tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "ERROR" not in result.stderr, result.stderr
+    assert "ERROR" not in result.stderr and "WARN" not in result.stderr, result.stderr
     files = sorted(tmp_path.glob("f*.jpg"))
     assert_same_frames([f.read_bytes() for f in files], VideoStream(MOVIE, fps=FAST_FPS))
+    assert not [r for r in caplog.records if "bad RTCP" in r.getMessage()]
+    reports = receiver_reports(caplog)
+    assert reports and all("fraction lost 0.0%" in r for r in reports), reports
 
 
 @need_ffmpeg
