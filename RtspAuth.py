@@ -282,7 +282,10 @@ def _same_uri(claimed: str, request_uri: str) -> bool:
     """The Digest uri names the request-URI (RFC 2617 3.2.2.5); clients differ in host form."""
     if claimed == request_uri:
         return True
-    a, b = urlsplit(claimed), urlsplit(request_uri)
+    try:
+        a, b = urlsplit(claimed), urlsplit(request_uri)
+    except ValueError:  # e.g. 'rtsp://[' (a malformed IPv6 host)
+        return False
     return (a.path or "/").rstrip("/") == (b.path or "/").rstrip("/") and a.query == b.query
 
 

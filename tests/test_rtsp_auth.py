@@ -210,6 +210,16 @@ def test_uri_may_differ_in_host_form_but_not_in_path():
     assert not auth.verify(header, "SETUP", "rtsp://127.0.0.1:554/movie.Mjpeg/trackID=1").ok
 
 
+def test_malformed_uris_are_a_mismatch_not_an_exception():
+    """Found by bench/fuzz_server.py --pure: urlsplit raises on 'rtsp://['."""
+    auth = make_auth()
+    header = digest_for(auth, uri="rtsp://[/movie.Mjpeg")
+    assert not auth.verify(header, "DESCRIBE", "rtsp://h/movie.Mjpeg").ok
+    assert auth.verify(header, "DESCRIBE", "rtsp://[/movie.Mjpeg").ok  # equal strings still match
+    header = digest_for(auth, uri="rtsp://h/movie.Mjpeg")
+    assert not auth.verify(header, "DESCRIBE", "rtsp://[::1/movie.Mjpeg").ok
+
+
 def test_md5_sess_and_rfc2069_answers():
     auth = make_auth()
     nonce = auth.make_nonce()
