@@ -620,7 +620,7 @@ class ServerWorker:
             return True
 
     def _interleaved_in(self, frame: InterleavedFrame) -> None:
-        for session in self.sessions.values():
+        for session in list(self.sessions.values()):  # the Streamer may expire one meanwhile
             if session.channel is not None and frame.channel == session.channel + 1:
                 session.touch()
                 session.receive_rtcp(frame.data)
@@ -768,7 +768,7 @@ class ServerWorker:
         return self.peer
 
     def _free_channels(self) -> Tuple[int, int]:
-        used = {s.channel for s in self.sessions.values() if s.channel is not None}
+        used = {s.channel for s in list(self.sessions.values()) if s.channel is not None}
         channel = 0
         while channel in used:
             channel += 2
