@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 SERVED_EXTENSIONS = (".mjpeg", ".mjpg")
 MAX_NAME_LENGTH = 255
+LISTING_TTL = 2.0  # seconds a folder listing is reused; new files are served after at most this
 
 
 class Movie:
@@ -90,9 +92,22 @@ class MediaLibrary:
         self.payload_size = payload_size
         self._movies: Dict[str, Movie] = {}
         self._lock = threading.Lock()
+        self._listing: Optional[List[str]] = None
+        self._listed_at = 0.0
 
     def names(self) -> List[str]:
-        """Servable names: regular files directly in the folder, not leaving it, served extension."""
+        """Servable names, from a listing at most LISTING_TTL seconds old (SETUP latency)."""
+        now = time.monotonic()
+        with self._lock:
+            if self._listing is not None and now - self._listed_at < LISTING_TTL:
+                return self._listing
+        listing = self._scan()
+        with self._lock:
+            self._listing, self._listed_at = listing, now
+        return listing
+
+    def _scan(self) -> List[str]:
+        """Regular files directly in the folder, not leaving it, with a served extension."""
         found = []
         for entry in os.scandir(self.folder):
             name = entry.name
@@ -128,6 +143,9 @@ class MediaLibrary:
     def lookup(self, name: str) -> Optional[Movie]:
         """The Movie called `name`, or None when no such servable file exists."""
         if not name or "\x00" in name or name not in self.names():
+            return None
+        if not os.path.lexists(self.folder / name):
+            self._listing = None  # removed since the listing was made
             return None
         path = self.folder / name
         with self._lock:

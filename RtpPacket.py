@@ -18,6 +18,8 @@ JPEG_CLOCK_RATE = 90000
 # V(2) P(1) X(1) CC(4) | M(1) PT(7) | sequence(16) | timestamp(32) | SSRC(32)
 RTP_HEADER = struct.Struct("!BBHII")
 HEADER_SIZE = RTP_HEADER.size
+_pack_header = RTP_HEADER.pack
+_unpack_header = RTP_HEADER.unpack_from
 _EXT_HEADER = struct.Struct("!HH")  # profile-defined id, length in 32-bit words
 _CSRC_CACHE = {n: struct.Struct("!%dI" % n) for n in range(16)}
 
@@ -66,7 +68,7 @@ class RtpPacket:
         self.ssrc = ssrc
         self.payload = payload
         self.marker = marker
-        self.csrc = tuple(csrc)
+        self.csrc = csrc if type(csrc) is tuple else tuple(csrc)
         self.extension = extension
         self.padding = padding  # count of padding octets, the count octet included
 
@@ -76,6 +78,10 @@ class RtpPacket:
         csrc = self.csrc
         ext = self.extension
         pad = self.padding
+        pt = self.payload_type
+        if not (csrc or pad) and ext is None and 0 <= pt <= 127:  # the common case, kept short
+            return _pack_header(0x80, (0x80 | pt) if self.marker else pt, self.sequence_number & 0xFFFF,
+                                self.rtp_timestamp & 0xFFFFFFFF, self.ssrc & 0xFFFFFFFF) + self.payload
         if not 0 <= self.payload_type <= 127:
             raise ValueError(f"payload type {self.payload_type} outside 0..127")
         if len(csrc) > 15:
@@ -116,7 +122,19 @@ class RtpPacket:
         size = len(data)
         if size < HEADER_SIZE:
             raise ValueError(f"RTP packet of {size} bytes is shorter than the 12-byte header")
-        first, second, seq, ts, ssrc = RTP_HEADER.unpack_from(data)
+        first, second, seq, ts, ssrc = _unpack_header(data)
+        if first == 0x80:  # version 2 with no padding, extension or CSRC: the common case
+            packet = cls.__new__(cls)
+            packet.payload_type = second & 0x7F
+            packet.marker = second > 0x7F
+            packet.sequence_number = seq
+            packet.rtp_timestamp = ts
+            packet.ssrc = ssrc
+            packet.csrc = ()
+            packet.extension = None
+            packet.padding = 0
+            packet.payload = data[HEADER_SIZE:] if type(data) is bytes else bytes(data[HEADER_SIZE:])
+            return packet
         if first >> 6 != RTP_VERSION:
             raise ValueError(f"RTP version {first >> 6}, expected 2")
         pos = HEADER_SIZE
