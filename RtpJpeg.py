@@ -441,6 +441,8 @@ def parse_payload(payload: bytes) -> JpegPayload:
             raise JpegError(f"RTP/JPEG quantization tables of {length} bytes run past the payload")
         if length:
             qtables = _split_tables(payload[pos:pos + length], precision)
+            if len(qtables) > 2:  # types 0 and 1 have one luma and one chroma table (RFC 2435 3.1.8)
+                raise JpegError(f"{len(qtables)} in-band quantization tables; types 0/1 use 1 or 2")
         pos += length
     return JpegPayload(word >> 24, offset, base_type, q, w8 * 8, h8 * 8, restart_interval,
                        qtables, precision, memoryview(payload)[pos:])

@@ -15,6 +15,7 @@ import threading
 from typing import List, Optional, Set, Tuple
 
 from MediaLibrary import MediaLibrary
+from RtspAuth import AuthError, Authenticator, UserDatabase
 from ServerWorker import SOCKET_BUFFER, ServerConfig, ServerWorker, SessionRegistry, Streamer
 
 log = logging.getLogger("Server")
@@ -144,7 +145,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-sessions", type=int, default=1000, help="concurrent sessions (default 1000)")
     parser.add_argument("--session-timeout", type=float, default=60.0,
                         help="seconds without request or RTCP before a session is torn down (default 60)")
+    parser.add_argument("--connection-timeout", type=float, default=300.0,
+                        help="close an RTSP connection with no session after this many idle seconds (default 300)")
+    parser.add_argument("--request-timeout", type=float, default=10.0,
+                        help="close a connection whose request is not complete within this many seconds (default 10)")
+    parser.add_argument("--max-request-rate", type=float, default=0.0,
+                        help="requests per second per connection before 503 (default 0: no limit)")
     parser.add_argument("--loop", action="store_true", help="restart a movie at its end instead of stopping")
+    parser.add_argument("--auth", metavar="USER:PASSWORD", help="require RTSP Digest authentication (RFC 2617)")
+    parser.add_argument("--users", metavar="FILE", help="require authentication; FILE has user:password lines")
+    parser.add_argument("--auth-basic", action="store_true", help="also accept Basic authentication")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
@@ -163,8 +173,17 @@ def main(argv: Optional[List[str]] = None) -> int:
             media = MediaLibrary(args.media_dir, fps=args.fps, payload_size=args.payload_size)
         except OSError as exc:
             raise UsageError(f"cannot read media folder {args.media_dir}: {exc.strerror or exc}") from None
+        auth = None
+        if args.auth or args.users:
+            try:
+                users = UserDatabase.load(args.users) if args.users else UserDatabase.parse(args.auth)
+            except (AuthError, OSError) as exc:
+                raise UsageError(f"cannot use the credentials: {exc}") from None
+            auth = Authenticator(users, allow_basic=args.auth_basic)
         config = ServerConfig(media=media, session_timeout=args.session_timeout,
-                              max_sessions=args.max_sessions, loop=args.loop)
+                              max_sessions=args.max_sessions, loop=args.loop, auth=auth,
+                              connection_timeout=args.connection_timeout, request_timeout=args.request_timeout,
+                              max_request_rate=args.max_request_rate)
         server = RtspServer(args.host, args.port, config)
     except UsageError as exc:
         print(f"Server.py: error: {exc}", file=sys.stderr)

@@ -33,6 +33,7 @@ from RtcpPacket import (
     serialize_compound, update_avg_rtcp_size,
 )
 from RtpPacket import JPEG_CLOCK_RATE, PT_JPEG, RTP_HEADER
+from RtspAuth import Authenticator
 from RtspHeaders import NptRange, RtpInfo, Transport, format_range, format_rtp_info, format_session, parse_range, parse_session
 from RtspMessage import (
     Headers, InterleavedFrame, Method, MessageError, Request, Response, RtspError, RtspParser, Status,
@@ -63,6 +64,9 @@ class ServerConfig:
     max_sessions: int = 1000
     loop: bool = False
     connection_timeout: float = 300.0
+    request_timeout: float = 10.0  # a started message must be complete within this (slowloris)
+    max_request_rate: float = 0.0  # requests/s per connection, burst of one second; 0 = unlimited
+    auth: Optional[Authenticator] = None  # RFC 2617 Digest/Basic on every method but OPTIONS
     rng: random.Random = field(default_factory=random.SystemRandom)
 
 
@@ -445,6 +449,8 @@ class ServerWorker:
         self._write_lock = threading.Lock()
         self._pending = b""
         self._closing = False
+        self._tokens = config.max_request_rate
+        self._tokens_at = time.monotonic()
         self.closed = threading.Event()
 
     # -- socketserver shape --------------------------------------------------
@@ -467,10 +473,16 @@ class ServerWorker:
 
     def handle(self) -> None:
         last_data = time.monotonic()
+        partial_since: Optional[float] = None  # bytes came in since then but no message completed
         while not self._closing:
             ready, _, _ = select.select([self.conn], [], [], POLL_INTERVAL)
+            if partial_since is not None and time.monotonic() - partial_since > self.config.request_timeout:
+                log.info("%s: no complete request within %.0f s, connection closed", self.peer,
+                         self.config.request_timeout)
+                return
             if not ready:
                 if self.parser.has_unterminated_lf():
+                    partial_since = None
                     self._dispatch([self.parser.finish_unterminated()])
                 if not self.sessions and time.monotonic() - last_data > self.config.connection_timeout:
                     log.info("%s: idle connection closed", self.peer)
@@ -488,6 +500,10 @@ class ServerWorker:
                 more, _, _ = select.select([self.conn], [], [], LAB_GRACE)
                 if not more:
                     events.append(self.parser.finish_unterminated())
+            if events:
+                partial_since = None  # a message completed: the clock restarts with the next bytes
+            elif partial_since is None:
+                partial_since = last_data
             self._dispatch(events)
 
     def finish(self) -> None:
@@ -527,6 +543,10 @@ class ServerWorker:
         if request.lf_only:
             self.lab = True
         log.info("%s: %s %s CSeq %s", self.peer, request.method, request.uri, request.cseq)
+        if self.config.max_request_rate and not self._take_token():
+            self._reply_error(RtspError(Status.SERVICE_UNAVAILABLE, "request rate limit exceeded",
+                                        {"Retry-After": "1"}), request.cseq, request)
+            return
         try:
             if request.cseq is None:
                 raise RtspError(Status.BAD_REQUEST, "missing CSeq")
@@ -542,11 +562,24 @@ class ServerWorker:
         if after:
             after()
 
+    def _take_token(self) -> bool:
+        """Token bucket: max_request_rate per second, bursts of one second's worth."""
+        rate = self.config.max_request_rate
+        now = time.monotonic()
+        self._tokens = min(rate, self._tokens + (now - self._tokens_at) * rate)
+        self._tokens_at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
     def _reply_error(self, error: RtspError, cseq: Optional[int], request: Request) -> None:
         log.info("%s: %d %s", self.peer, int(error.status), error.message)
         headers = Headers()
         for name, value in (error.headers or {}).items():
             headers.set(name, value)
+        for value in getattr(error, "challenges", [])[1:]:
+            headers.add("WWW-Authenticate", value)  # Basic after Digest, one field each
         if error.status in (Status.NOT_IMPLEMENTED, Status.METHOD_NOT_ALLOWED):
             headers.set("Public", PUBLIC)
         response = Response(int(error.status), headers)
@@ -567,7 +600,10 @@ class ServerWorker:
         session_id = headers.get("Session")
         if session_id is None and lab and request.headers.get("Session"):
             # lab clients read the Session from line 3 even in an error reply: echo theirs
-            session_id = parse_session(request.headers["Session"])[0]
+            try:
+                session_id = parse_session(request.headers["Session"])[0]
+            except RtspError:
+                session_id = None  # a malformed one is not echoed (this reply is its 400)
         if session_id is not None:
             session = self.sessions.get(session_id)
             if lab or (session is not None and session.lab):
@@ -633,6 +669,8 @@ class ServerWorker:
             raise RtspError(Status.NOT_IMPLEMENTED, f"method {request.method!r} not implemented") from None
         if method not in SUPPORTED:
             raise RtspError(Status.NOT_IMPLEMENTED, f"{method.value} is not supported by this server")
+        if self.config.auth is not None and method is not Method.OPTIONS:
+            self.config.auth.require(request.headers, request.method, request.uri)  # 401 + challenge
         session = self._find_session(request)
         if session is not None:
             session.touch()

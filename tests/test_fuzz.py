@@ -318,9 +318,6 @@ def test_challenge_parsing(values):
     only(AuthError, answer_challenge, values, "u", "p", "DESCRIBE", "rtsp://h/x")
 
 
-@pytest.mark.xfail(strict=True, reason="needs change in RtpJpeg.parse_payload: an in-band quantization table "
-                                       "header of 3 tables is accepted and JpegDepacketizer.push then raises "
-                                       "JpegError from _jfif_header (found by bench/fuzz_server.py --pure)")
 def test_depacketizer_three_inband_tables_is_a_bad_packet_not_an_exception():
     first = next(p for p in PAYLOADS if p[1:4] == b"\x00\x00\x00" and p[5] >= 128)  # offset 0, Q >= 128
     payload = first[:10] + struct.pack("!H", 192) + first[12:]  # table length 64 -> 192: 3 tables

@@ -348,11 +348,6 @@ def _auth_server(start_server, **kw):
     return start_server(auth=auth)
 
 
-WIRING = pytest.mark.xfail(strict=True, raises=TypeError,
-                           reason="needs server change: ServerConfig.auth + 401 check in ServerWorker._respond")
-
-
-@WIRING
 def test_our_server_401_then_digest(start_server):
     from rtsp_tools import RtspConn
     srv = _auth_server(start_server, allow_basic=True)
@@ -378,7 +373,6 @@ def _need(program):
         pytest.skip(f"{program} is not installed")
 
 
-@WIRING
 def test_ffmpeg_plays_with_credentials_in_url(start_server):
     _need("ffmpeg")
     srv = _auth_server(start_server)
@@ -392,7 +386,6 @@ def test_ffmpeg_plays_with_credentials_in_url(start_server):
     assert bad.returncode != 0 and b"401" in bad.stderr
 
 
-@WIRING
 def test_gstreamer_plays_with_user_id_and_pw(start_server):
     _need("gst-launch-1.0")
     srv = _auth_server(start_server)
