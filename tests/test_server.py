@@ -4,6 +4,7 @@ import io
 import re
 import shutil
 import socket
+import sys
 import time
 
 import pytest
@@ -493,3 +494,30 @@ def test_cli_missing_media_folder_is_one_line_exit_2(tmp_path):
     result = run_server_cli("0", "--media-dir", str(tmp_path / "nope"))
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "media folder" in result.stderr
+
+
+@pytest.mark.parametrize("gso", [True, False], ids=["udp-gso", "one-send-per-packet"])
+def test_both_udp_send_paths_deliver_every_packet(start_server, tmp_path, gso):
+    """Frames of many packets go out with UDP GSO (one sendmsg per slice) or packet by packet."""
+    from media import scene_jpeg
+    from VideoStream import write_mjpeg
+
+    frames = [scene_jpeg(1280, 720, index=i, quality=95) for i in range(6)]
+    write_mjpeg(tmp_path / "big.Mjpeg", frames)
+    srv = start_server(tmp_path, fps=10)
+    srv.server.streamer.gso = gso
+    r = RtpReceiver()
+    conn = RtspConn(srv.port)
+    _, sid = setup_udp(conn, srv.url("big.Mjpeg"), r)
+    assert conn.request("PLAY", srv.url("big.Mjpeg"), {"Session": sid}).status == 200
+    packets = r.receive(lambda p: sum(x.marker for x in p) >= len(frames), timeout=10)
+    assert [p.sequence_number for p in packets] == [(packets[0].sequence_number + i) & 0xFFFF
+                                                    for i in range(len(packets))]
+    got = frames_from_packets(packets)
+    assert len(got) == len(frames)
+    for sent, received in zip(frames, got):
+        assert pixels(sent) == pixels(received)
+    if gso and sys.platform.startswith("linux"):
+        assert srv.server.streamer.gso, "the kernel refused UDP_SEGMENT"
+    conn.close()
+    r.close()
