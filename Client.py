@@ -14,6 +14,7 @@ import io
 import os
 import logging
 import queue
+import random
 import select
 import socket
 import threading
@@ -21,11 +22,14 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from RtcpPacket import (Bye, ReceiverReport, ReportBlock, SenderReport, SourceDescription,
-                        dlsr_from_seconds, ntp_middle32, parse_compound, serialize_compound, unix_from_ntp)
+from Impair import Impairer, ImpairSpec
+from RtcpPacket import (RTCP_MIN_TIME, Bye, ExtendedReport, ReceiverReport, ReportBlock, SenderReport,
+                        SourceDescription, XrBlock, XrBlockType, dlsr_from_seconds, ntp_from_unix,
+                        ntp_middle32, parse_compound, rtcp_interval, rtt_seconds, serialize_compound,
+                        unix_from_ntp, update_avg_rtcp_size)
 from RtpJpeg import JpegDepacketizer
 from RtpPacket import RtpPacket, seq_diff, ts_diff
-from RtpStats import PlaybackStats, RtpReceiver, StatsSnapshot
+from RtpStats import IntervalReport, PlaybackStats, RtpReceiver, StatsSnapshot
 from RtspClient import (ClientState, Reply, RtspClientProtocol, SdpInfo,
                         describe_failure, parse_rtsp_url, parse_sdp_info)
 from RtspMessage import InterleavedFrame, Method
@@ -35,7 +39,8 @@ logger = logging.getLogger(__name__)
 RCVBUF_BYTES = 4 * 1024 * 1024       # the default ~208 KB loses part of a burst of fragments
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 BYE_GRACE = 0.25                     # seconds of RTP silence after a BYE before the stream ends
-RTCP_INTERVAL = 2.0                  # seconds between our receiver reports (small session)
+CNAME_TOOL = "RtpLabPlayer/1.0"
+RRTR_MEMORY = 16                     # our last RRTR times kept to match the sender's DLRR answers
 
 
 class ClientError(Exception):
@@ -68,6 +73,20 @@ class Event:
     payload: Any = None
 
 
+@dataclass(frozen=True)
+class SentReport:
+    """One receiver report we sent (RFC 3550 §6.4.2), for tests and diagnostics.
+
+    ``impair_delivered`` is how many packets the impairer had delivered when the report was
+    built: the ground truth for the report's interval is computed from exactly those.
+    """
+
+    time: float
+    block: ReportBlock | None
+    interval: IntervalReport | None
+    impair_delivered: int | None
+
+
 def _set_rcvbuf(sock: socket.socket, size: int) -> int:
     """Ask for ``size`` bytes of receive buffer; force it past rmem_max when allowed. Returns actual."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
@@ -94,7 +113,9 @@ class ReceiveEngine:
                  sdp_text: str | None = None, reorder_window: float = 0.05,
                  reply_timeout: float = 10.0, connect_timeout: float = 5.0,
                  idle_timeout: float = 3.0, frame_queue: int = 512, fps_hint: float | None = None,
-                 log_frames: bool = True) -> None:
+                 log_frames: bool = True, impair: ImpairSpec | str | None = None,
+                 impair_record: bool = False, rtcp_min_time: float = RTCP_MIN_TIME,
+                 rtcp_rng: random.Random | None = None, cname: str | None = None) -> None:
         if transport not in ("udp", "tcp"):
             raise ValueError(f"transport must be udp or tcp, not {transport!r}")
         self.url = url
@@ -142,7 +163,27 @@ class ReceiveEngine:
         self._sr: tuple[int, int, float] | None = None    # (ntp64, rtp ts, monotonic arrival)
         self.delay_ms: float | None = None
         self._our_ssrc = int.from_bytes(os.urandom(4), "big")
-        self._next_rtcp = 0.0
+        # RTCP (RFC 3550 §6): our RR schedule (§6.3) and what the sender's reports said
+        self.rtcp_min_time = rtcp_min_time
+        self._rtcp_rng = rtcp_rng or random.Random()
+        self.cname = cname or f"player-{self._our_ssrc:08x}@{socket.gethostname()}"
+        self._next_rtcp: float | None = None
+        self._rtcp_initial = True
+        self._avg_rtcp_size = 0.0
+        self._rrtr_sent: dict[int, float] = {}           # LRR (NTP middle 32) -> monotonic send time
+        self.reports_sent: list[SentReport] = []        # the last 1000
+        self.rr_sent = 0
+        self.sr_received = 0
+        self.rtcp_errors = 0
+        self.rtt_ms: float | None = None
+        self.sender_packets: int | None = None
+        self.sender_octets: int | None = None
+        self.sender_clock: float | None = None           # sender's wall clock of the last frame
+        # Network impairment applied to incoming RTP before the receive path (Impair.py)
+        self.impairer: Impairer | None = None
+        self._impair_record = impair_record
+        if impair is not None:
+            self.set_impairment(impair)
         self.interleaved = (0, 1)
         self.log_frames = log_frames
         self.final_snapshot: StatsSnapshot | None = None
@@ -151,7 +192,27 @@ class ReceiveEngine:
         self.rx: RtpReceiver[RtpPacket] = RtpReceiver(90000, self._reorder_window)
         self.depack = JpegDepacketizer()
 
+    def set_impairment(self, spec: ImpairSpec | str) -> ImpairSpec:
+        """Impair incoming RTP from now on (any thread; the GUI's Apply button).
+
+        The first call creates the :class:`Impair.Impairer`; later ones reconfigure it, so its
+        ground-truth counters keep counting. Raises ImpairError (a ValueError) for a bad spec.
+        """
+        parsed = ImpairSpec.parse(spec) if isinstance(spec, str) else spec
+        with self._lock:
+            if self.impairer is None:
+                self.impairer = Impairer(parsed, record=self._impair_record)
+                logger.info("impairment %s", parsed)
+            else:
+                self.impairer.reconfigure(parsed)
+        return parsed
+
     # -- properties used by the UIs ------------------------------------------------------------
+    @property
+    def our_ssrc(self) -> int:
+        """The SSRC of our RTCP reports (RFC 3550 §8: random)."""
+        return self._our_ssrc
+
     @property
     def state(self) -> ClientState:
         return self.proto.state if self.proto else ClientState.PLAYING
@@ -388,9 +449,12 @@ class ReceiveEngine:
         return reply
 
     def teardown(self) -> Reply | None:
-        """TEARDOWN (§10.7); tolerant of a server that already went away."""
+        """RTCP BYE (RFC 3550 §6.6), then TEARDOWN (§10.7); tolerant of a server that already went away."""
         if self.proto is None or self.proto.session_id is None:
             return None
+        with self._lock:
+            self._send_report(time.monotonic(), bye="teardown")
+            self._next_rtcp = None
         try:
             return self._request(self.proto.teardown)
         finally:
@@ -416,7 +480,7 @@ class ReceiveEngine:
         sock = self.rtsp_sock
         while not self._stop.is_set():
             try:
-                ready, _, _ = select.select([sock], [], [], 0.02)
+                ready, _, _ = select.select([sock], [], [], self._wait(0.02))
                 data = sock.recv(262144) if ready else None
             except OSError:
                 data = b""
@@ -434,7 +498,7 @@ class ReceiveEngine:
                     events = self.proto.feed(data)
                     for frame in events.interleaved:
                         if frame.channel == self.interleaved[0]:
-                            self._on_rtp(frame.data, now)
+                            self._rtp_in(frame.data, now)
                         elif frame.channel == self.interleaved[1]:
                             self._on_rtcp(frame.data, now)
                     for reply in events.replies:
@@ -459,6 +523,7 @@ class ReceiveEngine:
                     with self._send_lock:
                         sock.sendall(sreq.reply)
             with self._lock:
+                self._pump(time.monotonic())
                 self._tick(now)
                 due = self.proto.keepalive_due(now)
             if due:
@@ -468,7 +533,7 @@ class ReceiveEngine:
         socks = [s for s in (self.rtp_sock, self.rtcp_sock) if s is not None]
         while not self._stop.is_set():
             try:
-                ready, _, _ = select.select(socks, [], [], 0.01)
+                ready, _, _ = select.select(socks, [], [], self._wait(0.01))
             except (OSError, ValueError):
                 return
             now = time.monotonic()
@@ -483,13 +548,36 @@ class ReceiveEngine:
                         break
                     with self._lock:
                         if s is self.rtp_sock:
-                            self._on_rtp(data, now)
+                            self._rtp_in(data, now)
                         else:
                             self._on_rtcp(data, now, addr)
             with self._lock:
+                self._pump(time.monotonic())
                 self._tick(now)
 
     # -- data path (called with the lock held) ----------------------------------------------------
+    def _wait(self, longest: float) -> float:
+        """select() timeout: ``longest``, or less when the impairer delivers a packet sooner."""
+        imp = self.impairer
+        due = imp.next_due() if imp is not None else None
+        if due is None:
+            return longest
+        return min(longest, max(0.0, due - time.monotonic()))
+
+    def _rtp_in(self, data: bytes, now: float) -> None:
+        """An RTP packet off the wire: through the impairer (if any), then the receive path."""
+        if self.impairer is None:
+            self._on_rtp(data, now)
+        else:
+            self.impairer.push(data, now)
+            self._pump(now)
+
+    def _pump(self, now: float) -> None:
+        """Packets the impaired network delivers by ``now`` go to the receive path."""
+        if self.impairer is not None:
+            for data in self.impairer.pop_due(now):
+                self._on_rtp(data, now)
+
     def _on_rtp(self, data: bytes, now: float) -> None:
         try:
             pkt = RtpPacket.parse(data)
@@ -504,7 +592,7 @@ class ReceiveEngine:
             return
         self.last_packet_time = now
         self.pstats.on_packet(now, len(data))
-        self._deliver(self.rx.push(pkt.sequence_number, pkt.rtp_timestamp, now, pkt), now)
+        self._deliver(self.rx.push(pkt.sequence_number, pkt.rtp_timestamp, now, pkt, len(pkt.payload)), now)
 
     def _deliver(self, released: list, now: float) -> None:
         if self._hold is not None:
@@ -533,9 +621,11 @@ class ReceiveEngine:
         index = int(round(position * self.fps))
         self.pstats.on_frame(now)
         if self._sr is not None:
-            # Same-host clocks (loopback): the SR maps RTP time to the sender's wall clock.
+            # The SR maps RTP time to the sender's wall clock (RFC 3550 §6.4.1): when this
+            # frame was sampled there. The delay is meaningful only with synchronised clocks.
             ntp, sr_ts, _ = self._sr
             sent = unix_from_ntp(ntp) + ts_diff(ts, sr_ts) / 90000.0
+            self.sender_clock = sent
             self.delay_ms = (time.time() - sent) * 1000.0
         frame = Frame(jpeg, ts, index, position, now, self.generation)
         self.last_frame = frame
@@ -543,14 +633,39 @@ class ReceiveEngine:
         self.events.put(Event(EventKind.FRAME, frame))
 
     def _on_rtcp(self, data: bytes, now: float, addr: Any = None) -> None:
+        """A compound RTCP datagram from the sender: SR clock mapping and counts, the XR DLRR
+        answer to our RRTR (RTT), BYE. Malformed ones are counted and dropped (RFC 3550 A.2)."""
+        arrival = ntp_middle32(ntp_from_unix(time.time()))
         try:
             packets = parse_compound(data, strict=False)
         except ValueError as exc:
-            logger.debug("malformed RTCP: %s", exc)
+            self.rtcp_errors += 1
+            logger.debug("malformed RTCP dropped: %s", exc)
             return
+        self._avg_rtcp_size = update_avg_rtcp_size(self._avg_rtcp_size or len(data) + 28.0, len(data))
         for p in packets:
             if isinstance(p, SenderReport):
+                if self.ssrc is not None and p.ssrc != self.ssrc:
+                    continue
                 self._sr = (p.ntp_timestamp, p.rtp_timestamp, now)
+                self.sender_packets, self.sender_octets = p.packet_count, p.octet_count
+                self.sr_received += 1
+            elif isinstance(p, ExtendedReport):
+                for block in p.blocks:
+                    if block.block_type != XrBlockType.DLRR:
+                        continue
+                    try:
+                        items = block.dlrr_items
+                    except ValueError as exc:
+                        self.rtcp_errors += 1
+                        logger.debug("bad XR DLRR block: %s", exc)
+                        continue
+                    for ssrc, lrr, dlrr in items:
+                        if ssrc == self._our_ssrc and lrr in self._rrtr_sent:
+                            # RFC 3611 §4.5: RTT = A - LRR - DLRR
+                            rtt = rtt_seconds(arrival, lrr, dlrr)
+                            if rtt is not None:
+                                self.rtt_ms = rtt * 1000.0
             elif isinstance(p, Bye) and (self.ssrc is None or self.ssrc in p.ssrcs):
                 # RTP sent before the BYE may still be queued on the other socket: finish a
                 # little later (in _tick), once it has been read.
@@ -577,43 +692,113 @@ class ReceiveEngine:
                 self._finish("end of stream", now)
             elif self.last_packet_time is not None and now - self.last_packet_time > self.idle_timeout:
                 self._finish(f"no RTP for {self.idle_timeout:g} s: end of stream", now)
-        if now >= self._next_rtcp and self.ssrc is not None and self.rx.tracker.validated:
-            self._next_rtcp = now + RTCP_INTERVAL
-            self._send_rr(now)
+        if self._next_rtcp is None:
+            if self.ended is None and self.state == ClientState.PLAYING and self._rtcp_dest_known():
+                self._next_rtcp = now + self._rtcp_interval()
+        elif self.proto is None or self.proto.session_id is None:
+            self._next_rtcp = None          # the session is gone (TEARDOWN): no more reports
+        elif now >= self._next_rtcp:
+            # Reports continue while paused: they keep the session alive (RFC 2326 §12.37).
+            self._send_report(now)
+            self._next_rtcp = now + self._rtcp_interval()
 
-    def _send_rr(self, now: float) -> None:
-        """A receiver report (RFC 3550 §6.4.2) so the server sees we are alive and how it goes."""
+    # -- RTCP (RFC 3550 §6) --------------------------------------------------------------------
+    def _rtcp_interval(self) -> float:
+        """Our next report interval (RFC 3550 §6.3, A.7): a receiver among 2 members, 1 sender,
+        sharing 75% of 5% of the session bandwidth (measured), at least ``rtcp_min_time``
+        (halved for the first report), randomized [0.5, 1.5] / (e - 3/2)."""
+        elapsed = self.pstats.elapsed(time.monotonic())
+        session_bw = max(self.pstats.bytes / elapsed if elapsed > 0.5 else 0.0, 1000.0)
+        if not self._avg_rtcp_size:
+            self._avg_rtcp_size = len(self._report_datagram(time.monotonic(), probe=True)[0]) + 28.0
+        interval = rtcp_interval(members=2, senders=1, rtcp_bw=0.05 * session_bw, we_sent=False,
+                                 avg_rtcp_size=self._avg_rtcp_size, initial=self._rtcp_initial,
+                                 rng=self._rtcp_rng, min_time=self.rtcp_min_time)
+        self._rtcp_initial = False
+        return interval
+
+    def _rtcp_dest_known(self) -> bool:
+        if self.proto is None:
+            return False
+        if self.transport == "tcp":
+            return self.rtsp_sock is not None
+        tr = self.proto.transport
+        return self.rtcp_sock is not None and self.server_addr is not None and tr is not None \
+            and tr.server_port is not None
+
+    def _report_datagram(self, now: float, bye: str | None = None,
+                         probe: bool = False) -> tuple[bytes, SentReport]:
+        """RR (+ report block) + SDES CNAME + XR RRTR [+ BYE] (RFC 3550 §6.1, RFC 3611 §4.4).
+
+        ``probe`` builds a same-sized datagram without starting a new A.3 interval."""
         tr = self.rx.tracker
-        rep = tr.interval_report()
-        lsr = dlsr = 0
-        if self._sr is not None:
-            lsr = ntp_middle32(self._sr[0])
-            dlsr = dlsr_from_seconds(now - self._sr[2])
-        block = ReportBlock(self.ssrc or 0, rep.fraction_lost, min(tr.lost, 0x7FFFFF),
-                            tr.extended_max & 0xFFFFFFFF, int(tr.jitter), lsr, dlsr)
-        try:
-            data = serialize_compound([ReceiverReport(self._our_ssrc, [block]),
-                                       SourceDescription.cname(self._our_ssrc, "player@localhost")])
-        except (ValueError, TypeError) as exc:
-            logger.debug("could not build RTCP RR: %s", exc)
+        block = interval = None
+        if self.ssrc is not None and tr.validated:
+            lsr = dlsr = 0
+            if self._sr is not None:
+                lsr = ntp_middle32(self._sr[0])
+                dlsr = dlsr_from_seconds(now - self._sr[2])
+            if probe:
+                block = ReportBlock(self.ssrc)
+            else:
+                block, interval = tr.report_block(self.ssrc, lsr, dlsr)
+        ntp = ntp_from_unix(time.time())
+        packets: list[Any] = [ReceiverReport(self._our_ssrc, [block] if block else []),
+                              SourceDescription.cname(self._our_ssrc, self.cname, tool=CNAME_TOOL),
+                              ExtendedReport(self._our_ssrc, [XrBlock.rrtr(ntp)])]
+        if bye is not None:
+            packets.append(Bye([self._our_ssrc], bye))
+        if not probe:
+            lrr = ntp_middle32(ntp)
+            self._rrtr_sent[lrr] = now
+            while len(self._rrtr_sent) > RRTR_MEMORY:
+                del self._rrtr_sent[next(iter(self._rrtr_sent))]
+        delivered = self.impairer.delivered if self.impairer is not None else None
+        return serialize_compound(packets), SentReport(now, block, interval, delivered)
+
+    def _send_report(self, now: float, bye: str | None = None) -> None:
+        """Send our compound report to the sender's RTCP port (or interleaved channel)."""
+        if not self._rtcp_dest_known():
             return
+        assert self.proto is not None
+        data, record = self._report_datagram(now, bye)
         try:
-            if self.transport == "tcp" and self.rtsp_sock is not None and self.proto is not None:
+            if self.transport == "tcp":
+                assert self.rtsp_sock is not None
                 with self._send_lock:
                     self.rtsp_sock.sendall(InterleavedFrame(self.interleaved[1], data).serialize())
-            elif self.rtcp_sock is not None and self.server_addr is not None and self.proto is not None \
-                    and self.proto.transport is not None and self.proto.transport.server_port:
-                self.rtcp_sock.sendto(data, (self.server_addr[0], self.proto.transport.server_port[1]))
+            else:
+                assert self.rtcp_sock is not None and self.server_addr is not None
+                tr = self.proto.transport
+                assert tr is not None and tr.server_port is not None
+                self.rtcp_sock.sendto(data, (self.server_addr[0], tr.server_port[1]))
         except OSError as exc:
             logger.debug("RTCP send failed: %s", exc)
+            return
+        self.rr_sent += 1
+        self.reports_sent.append(record)
+        del self.reports_sent[:-1000]
+        self._avg_rtcp_size = update_avg_rtcp_size(self._avg_rtcp_size, len(data))
+        b = record.block
+        logger.info("RTCP RR sent: %s", "no report block yet" if b is None else
+                    f"fraction lost {b.fraction_lost}/256, cumulative lost {b.packets_lost}, "
+                    f"highest seq {b.highest_sequence}, jitter {b.jitter}, LSR {b.lsr:08x}, "
+                    f"DLSR {b.dlsr}" + (f", BYE ({bye})" if bye else ""))
 
     # -- statistics ---------------------------------------------------------------------------
     def snapshot(self) -> StatsSnapshot:
         now = time.monotonic()
         with self._lock:
-            s = self.pstats.snapshot(now, self.rx.tracker if self.rx.tracker.validated else None,
+            tr = self.rx.tracker
+            s = self.pstats.snapshot(now, tr if tr.validated else None,
                                      late=self.rx.reorder.late,
-                                     frame_dropped_total=self.depack.frames_dropped)
+                                     frame_dropped_total=self.depack.frames_dropped, rtt_ms=self.rtt_ms)
+            s.payload_octets = tr.received_octets
+            s.sender_packets, s.sender_octets = self.sender_packets, self.sender_octets
+            s.sender_clock = self.sender_clock
+            s.sr_received, s.rr_sent, s.rtcp_errors = self.sr_received, self.rr_sent, self.rtcp_errors
+            if self.impairer is not None:
+                s.impairment = {"spec": str(self.impairer.spec), **self.impairer.counters()}
             s.frame_total = self.frame_total
             s.duration = self.duration
             if self.delay_ms is not None:

@@ -6,6 +6,7 @@ Examples::
     python3 ClientLauncher.py rtsp://127.0.0.1:2048/movie.Mjpeg --transport tcp
     python3 ClientLauncher.py rtsp://127.0.0.1:2048/movie.Mjpeg --headless --save copy.Mjpeg
     python3 ClientLauncher.py --sdp stream.sdp --headless --duration 10   # e.g. from ffmpeg -f rtp
+    python3 ClientLauncher.py rtsp://127.0.0.1:2048/movie.Mjpeg --impair loss=5%,burst=3,jitter=10ms,seed=1
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import time
 from typing import Sequence, TextIO
 
 from Client import ClientError, EventKind, ReceiveEngine
+from Impair import ImpairSpec
+from RtcpPacket import RTCP_MIN_TIME
 from RtspClient import make_url
 from RtpStats import StatsSnapshot
 
@@ -39,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                "--save copy.Mjpeg --stats-json stats.json\n"
                "  ffmpeg -re -f lavfi -i testsrc=size=320x240:rate=25 -pix_fmt yuvj420p -c:v mjpeg "
                "-huffman default -f rtp rtp://127.0.0.1:5004 -sdp_file x.sdp\n"
-               "  python3 ClientLauncher.py --sdp x.sdp --headless --duration 10\n")
+               "  python3 ClientLauncher.py --sdp x.sdp --headless --duration 10\n"
+               "  python3 ClientLauncher.py rtsp://127.0.0.1:2048/movie.Mjpeg --impair "
+               "loss=5%,burst=3,reorder=2%,dup=1%,delay=20ms,jitter=10ms,seed=1\n")
     p.add_argument("target", nargs="*", metavar="ARG",
                    help="either 'HOST RTSP_PORT RTP_PORT FILE' (the lab's form) or one rtsp:// URL")
     p.add_argument("--sdp", metavar="FILE", help="play a raw RTP/JPEG stream described by this SDP file")
@@ -59,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="end of stream after this many seconds without RTP (default 3)")
     p.add_argument("--reorder-window", type=float, default=0.05,
                    help="longest wait for a reordered packet, seconds (default 0.05)")
+    p.add_argument("--impair", metavar="SPEC", default=None,
+                   help="impair incoming RTP before the player sees it, e.g. "
+                        "loss=5%%,burst=3,reorder=2%%,dup=1%%,delay=20ms,jitter=10ms,seed=1 "
+                        "(seeded, repeatable; the GUI can change it while playing)")
+    p.add_argument("--rtcp-min", type=float, default=RTCP_MIN_TIME, metavar="SECONDS",
+                   help="minimum RTCP report interval (RFC 3550 §6.2; default 5, halved for the "
+                        "first report; unicast receivers may use less)")
     p.add_argument("--log-level", default="WARNING",
                    choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="diagnostics on stderr")
     return p
@@ -95,10 +107,16 @@ def progress_line(s: StatsSnapshot, width: int = 24) -> str:
         where = f"[{bar}] {s.frame_index + 1}/{s.frame_total}"
     else:
         where = f"{s.position:7.1f} s"
-    return (f"{where} frames {s.frames_completed} (dropped {s.frames_dropped})  "
-            f"{s.fps_inst:4.1f} fps  {s.kbps_inst:7.0f} kbit/s  pkts {s.packets_received} "
+    sender = f"/{s.sender_packets}" if s.sender_packets is not None else ""
+    rtt = f"{s.rtt_ms:.2f} ms" if s.rtt_ms is not None else "-"
+    line = (f"{where} frames {s.frames_completed} (dropped {s.frames_dropped})  "
+            f"{s.fps_inst:4.1f} fps  {s.kbps_inst:7.0f} kbit/s  pkts {s.packets_received}{sender} "
             f"lost {s.packets_lost} ({s.loss_percent:.2f}%)  dup {s.duplicates}  ooo {s.out_of_order}  "
-            f"jitter {s.jitter_ms:.2f} ms")
+            f"jitter {s.jitter_ms:.2f} ms  rtt {rtt}")
+    if s.impairment is not None:
+        i = s.impairment
+        line += f"  [impair: dropped {i['dropped']} dup {i['duplicated']} reord {i['reordered']}]"
+    return line
 
 
 def run_headless(engine: ReceiveEngine, args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -176,6 +194,7 @@ def write_stats(path: str, snap: StatsSnapshot, engine: ReceiveEngine, end_reaso
     """--stats-json: the final statistics, machine-readable."""
     d = snap.as_dict()
     d.update(end_reason=end_reason, rcvbuf=engine.rcvbuf, bad_packets=engine.bad_packets,
+             our_ssrc=engine.our_ssrc, sender_ssrc=engine.ssrc, cname=engine.cname,
              foreign_packets=engine.foreign_packets, transport=engine.transport,
              url=engine.url, frames_saved=frames_saved)
     with open(path, "w", encoding="utf-8") as f:
@@ -196,8 +215,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: cannot read SDP file {args.sdp}: {exc.strerror}", file=sys.stderr)
             return EXIT_USAGE
     try:
+        impair = ImpairSpec.parse(args.impair) if args.impair is not None else None
+        if args.rtcp_min <= 0:
+            raise ValueError(f"--rtcp-min must be positive, got {args.rtcp_min:g}")
         engine = ReceiveEngine(url, rtp_port=rtp_port, transport=args.transport, sdp_text=sdp_text,
-                               reorder_window=args.reorder_window, idle_timeout=args.idle_timeout)
+                               reorder_window=args.reorder_window, idle_timeout=args.idle_timeout,
+                               impair=impair, rtcp_min_time=args.rtcp_min)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

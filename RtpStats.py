@@ -19,6 +19,8 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any, Deque, Generic, Iterable, TypeVar
 
+from RtcpPacket import ReportBlock, clamp_packets_lost
+
 logger = logging.getLogger(__name__)
 
 RTP_SEQ_MOD = 1 << 16        # RFC 3550 §5.1: 16-bit sequence number
@@ -26,6 +28,7 @@ RTP_TS_MOD = 1 << 32         # 32-bit timestamp
 MAX_DROPOUT = 3000           # RFC 3550 A.1 suggested values
 MAX_MISORDER = 100
 MIN_SEQUENTIAL = 2
+MAX_PROBATION_HELD = 32      # packets kept while the source is on probation
 DUPLICATE_HISTORY = 4096     # extended sequence numbers remembered for duplicate detection
 
 T = TypeVar("T")
@@ -96,6 +99,7 @@ class SequenceTracker:
         self.probation = min_sequential
         self.validated = False
         self.received = 0           # unique valid packets
+        self.received_octets = 0    # their payload octets (``size`` given to update), cf. SR octet count
         self.duplicates = 0
         self.out_of_order = 0
         self.invalid = 0
@@ -106,7 +110,9 @@ class SequenceTracker:
         self._transit: float | None = None
         self._min_transit: float | None = None
         self.delay_above_min = 0.0  # seconds: last transit minus the smallest transit seen
-        self._probation_ext: list[tuple[int, int, float]] = []   # (ext seq, timestamp, arrival)
+        self._probation_held: list[tuple[int, int, float, int]] = []   # (seq, timestamp, arrival, size)
+        self._run_first: int | None = None   # first sequence number of the current probation run
+        self.probation_exts: dict[int, int] = {}   # at validation: sequence -> extended, kept packets
         self._last_ts = 0
         self._last_arrival_units = 0.0
         self._seen: set[int] = set()
@@ -124,6 +130,7 @@ class SequenceTracker:
         self.cycles = 0
         self.bad_seq = RTP_SEQ_MOD + 1
         self.received = 0
+        self.received_octets = 0
         self.expected_prior = 0
         self.received_prior = 0
         self._seen.clear()
@@ -136,12 +143,14 @@ class SequenceTracker:
         if len(self._seen_order) > DUPLICATE_HISTORY:
             self._seen.discard(self._seen_order.popleft())
 
-    def update(self, seq: int, rtp_timestamp: int, arrival: float) -> tuple[Verdict, int | None]:
-        """Account for one arriving packet (RFC 3550 A.1 update_seq + A.8 jitter)."""
+    def update(self, seq: int, rtp_timestamp: int, arrival: float,
+               size: int = 0) -> tuple[Verdict, int | None]:
+        """Account for one arriving packet (RFC 3550 A.1 update_seq + A.8 jitter); ``size`` is its
+        payload length, summed over unique packets in ``received_octets``."""
         if not 0 <= seq < RTP_SEQ_MOD:
             raise ValueError(f"sequence number {seq} out of 16-bit range")
         if not self.validated:
-            return self._update_probation(seq, rtp_timestamp, arrival)
+            return self._update_probation(seq, rtp_timestamp, arrival, size)
         udelta = seq_delta(seq, self.max_seq)
         if udelta == 0:
             self.duplicates += 1
@@ -158,7 +167,7 @@ class SequenceTracker:
                 logger.info("RTP sequence jumped to %d: sender restarted, resynchronising", seq)
                 self._init_seq(seq)
                 self.restarts += 1
-                self._count(seq, rtp_timestamp, arrival)
+                self._count(seq, rtp_timestamp, arrival, size)
                 return Verdict.RESTARTED, seq
             self.bad_seq = (seq + 1) % RTP_SEQ_MOD
             self.invalid += 1
@@ -176,39 +185,65 @@ class SequenceTracker:
         if ext in self._seen:
             self.duplicates += 1
             return Verdict.DUPLICATE, ext
-        self._count(ext, rtp_timestamp, arrival)
+        self._count(ext, rtp_timestamp, arrival, size)
         return verdict, ext
 
-    def _update_probation(self, seq: int, rtp_timestamp: int, arrival: float) -> tuple[Verdict, int | None]:
-        if self._probation_ext and seq == (self.max_seq + 1) % RTP_SEQ_MOD:
-            self.probation -= 1
-            ext = self._probation_ext[-1][0] + 1
-        else:
-            if self._probation_ext and seq == self.max_seq:
-                self.duplicates += 1
-                return Verdict.DUPLICATE, self._probation_ext[-1][0]
-            # First packet, or not sequential: start probation over with this one.
-            self.probation = self.min_sequential - 1
-            self._probation_ext = []
-            ext = seq
-        self.max_seq = seq
-        self._probation_ext.append((ext, rtp_timestamp, arrival))
-        if self.probation > 0:
-            return Verdict.PROBATION, ext
-        # Validated: the run of sequential packets becomes the start of the stream.
-        first = self._probation_ext[0][0]
-        self._init_seq(first % RTP_SEQ_MOD)
-        self.base_seq = first
-        self.cycles = ext - seq
-        self.max_seq = seq
-        self.validated = True
-        for e, ts, at in self._probation_ext:
-            self._count(e, ts, at)
-        self._probation_ext = []
-        return Verdict.VALIDATED, ext
+    def _update_probation(self, seq: int, rtp_timestamp: int, arrival: float,
+                          size: int) -> tuple[Verdict, int | None]:
+        """A.1 probation: ``min_sequential`` packets in a row validate the source.
 
-    def _count(self, ext: int, rtp_timestamp: int, arrival: float) -> None:
+        Every packet seen meanwhile is kept (at most MAX_PROBATION_HELD). At validation the ones
+        within MAX_MISORDER before / MAX_DROPOUT after the validating run are replayed in arrival
+        order, as if the source had been valid from the first: a packet reordered or duplicated
+        among the very first ones is then counted like anywhere else in the stream.
+        """
+        self._probation_held.append((seq, rtp_timestamp, arrival, size))
+        del self._probation_held[:-MAX_PROBATION_HELD]
+        if self._run_first is not None and seq == (self.max_seq + 1) % RTP_SEQ_MOD:
+            self.probation -= 1
+        else:
+            # First packet, or not sequential: the run starts over with this one.
+            self.probation = self.min_sequential - 1
+            self._run_first = seq
+        self.max_seq = seq
+        if self.probation > 0:
+            return Verdict.PROBATION, seq
+        # Validated. Extended numbers relative to the run's first packet (one cycle up if a
+        # kept packet precedes sequence 0).
+        first = self._run_first
+        kept = []
+        for k_seq, ts, at, sz in self._probation_held:
+            d = (k_seq - first + RTP_SEQ_MOD // 2) % RTP_SEQ_MOD - RTP_SEQ_MOD // 2
+            if -self.max_misorder <= d < self.max_dropout:
+                kept.append((d, k_seq, ts, at, sz))
+        origin = first if first + min(k[0] for k in kept) >= 0 else first + RTP_SEQ_MOD
+        self._init_seq(first)
+        self._probation_held = []
+        self._run_first = None
+        self.validated = True
+        self.probation_exts = {}
+        highest = lowest = origin
+        for i, (d, k_seq, ts, at, sz) in enumerate(kept):
+            ext = origin + d
+            self.probation_exts[k_seq] = ext
+            if ext in self._seen:
+                self.duplicates += 1
+                continue
+            if i == 0:
+                highest = lowest = ext
+            else:
+                if ext < highest:
+                    self.out_of_order += 1
+                highest, lowest = max(highest, ext), min(lowest, ext)
+            self._count(ext, ts, at, sz)
+        self.base_seq = lowest
+        self.max_seq = highest % RTP_SEQ_MOD
+        self.cycles = highest - self.max_seq
+        return Verdict.VALIDATED, self.probation_exts[seq]
+
+    def _count(self, ext: int, rtp_timestamp: int, arrival: float, size: int = 0) -> None:
         self.received += 1
+        self.received_octets += size
         self._remember(ext)
         self._jitter(rtp_timestamp, arrival)
 
@@ -267,6 +302,19 @@ class SequenceTracker:
         else:
             fraction = (lost_interval << 8) // expected_interval
         return IntervalReport(expected_interval, received_interval, lost_interval, min(fraction, 255))
+
+    def report_block(self, ssrc: int, lsr: int = 0, dlsr: int = 0) -> tuple[ReportBlock, IntervalReport]:
+        """The reception report block about ``ssrc`` (RFC 3550 §6.4.1, A.3, A.8); starts a new interval.
+
+        Fraction lost is for the interval since the previous call, cumulative lost is clamped
+        to the signed 24-bit field, the extended highest sequence number is taken modulo 2^32
+        and the jitter is the A.8 estimate truncated to whole timestamp units.
+        """
+        interval = self.interval_report()
+        block = ReportBlock(ssrc, interval.fraction_lost, clamp_packets_lost(self.expected - self.received),
+                            self.extended_max & 0xFFFFFFFF, min(int(self.jitter), 0xFFFFFFFF),
+                            lsr & 0xFFFFFFFF, dlsr & 0xFFFFFFFF)
+        return block, interval
 
 
 @dataclass
@@ -371,23 +419,27 @@ class RtpReceiver(Generic[T]):
     def __init__(self, clock_rate: int = 90000, reorder_window: float = 0.05) -> None:
         self.tracker = SequenceTracker(clock_rate)
         self.reorder: ReorderBuffer[T] = ReorderBuffer(reorder_window)
-        self._probation: list[tuple[int, T]] = []
+        self._probation: list[tuple[int, T]] = []   # (sequence number, item) while on probation
 
-    def push(self, seq: int, rtp_timestamp: int, arrival: float, item: T) -> list[Released[T]]:
-        verdict, ext = self.tracker.update(seq, rtp_timestamp, arrival)
+    def push(self, seq: int, rtp_timestamp: int, arrival: float, item: T,
+             size: int = 0) -> list[Released[T]]:
+        verdict, ext = self.tracker.update(seq, rtp_timestamp, arrival, size)
         if verdict is Verdict.PROBATION:
-            assert ext is not None
-            if self._probation and ext != self._probation[-1][0] + 1:
-                self._probation = []      # probation restarted
-            self._probation.append((ext, item))
+            self._probation.append((seq, item))
+            del self._probation[:-MAX_PROBATION_HELD]
             return []
         if verdict is Verdict.VALIDATED:
-            assert ext is not None
+            # The tracker kept the probation packets near the validating run: release those
+            # (each sequence once, in order), drop the rest.
+            held, self._probation = self._probation + [(seq, item)], []
+            chosen: dict[int, T] = {}
+            for s, it in held:
+                e = self.tracker.probation_exts.get(s)
+                if e is not None and e not in chosen:
+                    chosen[e] = it
             out: list[Released[T]] = []
-            held, self._probation = self._probation, []
-            for e, it in held:
-                out.extend(self.reorder.push(e, it, arrival))
-            out.extend(self.reorder.push(ext, item, arrival))
+            for e in sorted(chosen):
+                out.extend(self.reorder.push(e, chosen[e], arrival))
             return out
         if verdict is Verdict.RESTARTED:
             assert ext is not None
@@ -456,7 +508,17 @@ class StatsSnapshot:
     late_dropped: int = 0
     jitter_ms: float = 0.0
     delay_ms: float = 0.0           # one-way delay above the smallest seen (queueing), from transit times
-    history: list[tuple[float, float, float, float]] = field(default_factory=list)  # (t, kbps, fps, loss%)
+    # RTCP (RFC 3550 §6.4): what the sender's reports said and what we sent
+    rtt_ms: float | None = None     # round trip from the XR DLRR answer to our RRTR (RFC 3611 §4.5)
+    sender_packets: int | None = None   # the last SR's sender packet count
+    sender_octets: int | None = None    # ... and octet count (payload octets only, §6.4.1)
+    sender_clock: float | None = None   # the sender's wall clock (Unix s) of the current frame, via SR
+    payload_octets: int = 0         # our count comparable with sender_octets (RTP payload only)
+    sr_received: int = 0
+    rr_sent: int = 0
+    rtcp_errors: int = 0            # RTCP datagrams dropped as malformed
+    impairment: dict[str, Any] | None = None   # --impair spec and its ground-truth counters
+    history: list[tuple[float, ...]] = field(default_factory=list)  # (t, kbps, fps, loss%, jitter ms, rtt ms)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -477,7 +539,7 @@ class PlaybackStats:
         self._playing_since: float | None = None
         self._frame_rate = RateMeter(1.0)
         self._byte_rate = RateMeter(1.0)
-        self._history: Deque[tuple[float, float, float, float]] = collections.deque()
+        self._history: Deque[tuple[float, ...]] = collections.deque()
         self._last_sample: float | None = None
         self._last_lost = 0
         self._last_expected = 0
@@ -507,7 +569,7 @@ class PlaybackStats:
             self.frames_dropped += 1
 
     def snapshot(self, now: float, tracker: SequenceTracker | None, late: int = 0,
-                 frame_dropped_total: int | None = None) -> StatsSnapshot:
+                 frame_dropped_total: int | None = None, rtt_ms: float | None = None) -> StatsSnapshot:
         elapsed = self.elapsed(now)
         s = StatsSnapshot(time=now, elapsed=elapsed)
         s.frames_completed = self.frames_completed
@@ -518,6 +580,7 @@ class PlaybackStats:
         s.kbps_inst = self._byte_rate.rate(now) * 8 / 1000
         s.kbps_avg = self.bytes * 8 / 1000 / elapsed if elapsed > 0 else 0.0
         s.late_dropped = late
+        s.rtt_ms = rtt_ms
         if tracker is not None:
             s.packets_received = tracker.received
             s.packets_expected = tracker.expected
@@ -533,7 +596,8 @@ class PlaybackStats:
             d_lost = s.packets_lost - self._last_lost
             self._last_expected, self._last_lost = s.packets_expected, s.packets_lost
             loss_pct = 100.0 * d_lost / d_exp if d_exp > 0 and d_lost > 0 else 0.0
-            self._history.append((now, s.kbps_inst, s.fps_inst, loss_pct))
+            self._history.append((now, s.kbps_inst, s.fps_inst, loss_pct, s.jitter_ms,
+                                  rtt_ms if rtt_ms is not None else float("nan")))
             while self._history and self._history[0][0] < now - self.history_span:
                 self._history.popleft()
         s.history = list(self._history)

@@ -32,6 +32,12 @@ CASES = [
      65536 + 9),
     ("reorder across wrap", [65533, 65534, 0, 65535, 1, 2], 6, 6, 0, 0, 1, 65536 + 2),
     ("dup during probation", [7, 7, 8, 9], 3, 3, 0, 1, 0, 9),
+    # packets reordered/duplicated among the first ones count as anywhere else (kept in probation)
+    ("first packet late", [1, 0, 2, 3, 4], 5, 5, 0, 0, 1, 4),
+    ("dup and swap at start", [1, 1, 0, 2, 3], 4, 4, 0, 1, 1, 3),
+    ("late first packets before wrap", [0, 65535, 1, 2], 4, 4, 0, 0, 1, 65536 + 2),
+    ("loss at start not known", [3, 4, 5, 1, 6], 5, 6, 1, 0, 1, 6),
+    ("stray packet far away dropped", [10, 30000, 11, 12], 3, 3, 0, 0, 0, 12),
 ]
 
 
@@ -220,6 +226,27 @@ def test_receiver_releases_probation_packets():
     assert rx.push(100, 0, 0.0, "a") == []
     out = rx.push(101, 0, 0.0, "b")
     assert [r.item for r in out] == ["a", "b"]
+
+
+def test_receiver_releases_reordered_probation_packets_in_order_once():
+    rx: RtpReceiver[int] = RtpReceiver()
+    out = []
+    for s in [101, 101, 100, 102, 103]:
+        out += rx.push(s, 0, 0.0, s)
+    assert [r.item for r in out] == [100, 101, 102, 103]
+    assert (rx.tracker.duplicates, rx.tracker.out_of_order) == (1, 1)
+
+
+def test_report_block_from_tracker():
+    t = SequenceTracker()
+    feed(t, [s % MOD for s in range(65530, 65630) if s % 10 != 3], ts_step=900, dt=0.01)
+    block, interval = t.report_block(0x1234, lsr=0xABCD0000, dlsr=65536)
+    assert (block.ssrc, block.packets_lost, block.highest_sequence, block.lsr, block.dlsr) == \
+        (0x1234, 10, 65536 + 93, 0xABCD0000, 65536)
+    assert block.fraction_lost == interval.fraction_lost == (10 << 8) // 100
+    assert block.jitter == int(t.jitter)
+    block2, interval2 = t.report_block(0x1234)
+    assert (block2.fraction_lost, block2.packets_lost, interval2.expected) == (0, 10, 0)
 
 
 def test_receiver_restart_flushes_and_resyncs():
