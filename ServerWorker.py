@@ -215,6 +215,7 @@ class Streamer(threading.Thread):
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)  # a full pipe already means "wake up": never block a worker
         self._stopping = False
         self._sessions: Dict[str, StreamSession] = {}
         self._rtcp_routes: Dict[Tuple[str, int], StreamSession] = {}
