@@ -57,6 +57,7 @@ GSO_MAX_SEGMENTS = 64
 GSO_MAX_BYTES = 65000
 SLICE_SPREAD = 0.5  # a large frame's slices go out within this share of the frame interval
 POLL_INTERVAL = 0.25  # how often idle loops look at shutdown / timeouts
+WORKER_POLL = 1.0  # a worker wakes this often for its timeouts; shutdown() wakes it at once
 LAB_GRACE = 0.03  # wait this long for the rest of an unterminated LF-only request
 
 
@@ -510,7 +511,7 @@ class ServerWorker:
         last_data = time.monotonic()
         partial_since: Optional[float] = None  # bytes came in since then but no message completed
         while not self._closing:
-            ready, _, _ = select.select([self.conn], [], [], POLL_INTERVAL)
+            ready, _, _ = select.select([self.conn], [], [], WORKER_POLL)
             if partial_since is not None and time.monotonic() - partial_since > self.config.request_timeout:
                 log.info("%s: no complete request within %.0f s, connection closed", self.peer,
                          self.config.request_timeout)
