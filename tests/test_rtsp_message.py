@@ -11,6 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from test_sdp import GST_SDP as GSTREAMER_SDP  # noqa: E402
 from RtspMessage import (  # noqa: E402
     BadRequest, Headers, InterleavedFrame, MessageError, Method, Request, Response, RtspError,
     RtspParser, SessionNotFound, Status, parse_message,
@@ -134,24 +135,7 @@ REQUESTS = [
      [("CSeq", "1"), ("Transport", "RTP/AVP;unicast;client_port=46876-46877")]),
 ]
 
-GST_SDP = crlf(
-    "v=0\n"
-    "o=- 3289055060792802258 1 IN IP4 127.0.0.1\n"
-    "s=Session streamed with GStreamer\n"
-    "i=rtsp-server\n"
-    "t=0 0\n"
-    "a=tool:GStreamer\n"
-    "a=type:broadcast\n"
-    "a=control:*\n"
-    "a=range:npt=now-\n"
-    "m=video 0 RTP/AVP 26\n"
-    "c=IN IP4 0.0.0.0\n"
-    "a=rtpmap:26 JPEG/90000\n"
-    "a=framerate:25.000000\n"
-    "a=control:stream=0\n"
-    "a=ts-refclk:local\n"
-    "a=mediaclk:sender\n"
-    "a=ssrc:949323114 cname:user2185557350@host-78aefa48\n")
+GST_SDP = GSTREAMER_SDP.encode()  # the DESCRIBE body of the reference dialogue (tests/test_sdp.py)
 
 # Replies of gst-rtsp-server 1.22 to the requests above.
 RESPONSES = [
