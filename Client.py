@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import io
+import math
 import os
 import logging
 import queue
@@ -840,6 +841,12 @@ STATS_TICK_MS = 250       # statistics panel and plot: 4 updates per second
 PLOT_SPAN = 30.0          # seconds shown in the plot
 
 
+def _fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
+
+
 def _fmt_time(seconds: float | None) -> str:
     if seconds is None:
         return "--:--"
@@ -859,8 +866,11 @@ class Client:
         ("rate", "kbit/s inst / avg"), ("packets", "RTP packets"), ("lost", "Lost (A.3)"),
         ("loss", "Loss rate"), ("dups", "Duplicates"), ("ooo", "Out of order"),
         ("frames", "Frames done / dropped"), ("jitter", "Jitter (A.8)"), ("delay", "Delay"),
-        ("state", "RTSP state"),
+        ("rtt", "RTT (RTCP XR)"), ("sender", "Packets ours / sender"), ("octets", "Octets ours / sender"),
+        ("clock", "Sender clock (SR)"), ("rtcp", "RTCP SR in / RR out"), ("state", "RTSP state"),
     ]
+    PLOT_SERIES = [(1, "#1f77b4", "kbit/s"), (2, "#2ca02c", "fps"), (3, "#d62728", "loss %"),
+                   (4, "#9467bd", "jitter ms"), (5, "#ff7f0e", "RTT ms")]
 
     def __init__(self, master: tk.Tk, engine: ReceiveEngine, *, simple: bool = False,
                  start: float | None = None) -> None:
@@ -910,7 +920,7 @@ class Client:
         self.view = tk.Label(main, background="black", text="no video yet", foreground="gray")
         self.view.grid(row=0, column=0, sticky="nsew")
         side = ttk.Frame(main, padding=(8, 0))
-        side.grid(row=0, column=1, rowspan=3, sticky="ns")
+        side.grid(row=0, column=1, rowspan=4, sticky="ns")
         stats = ttk.LabelFrame(side, text="Statistics", padding=6)
         stats.grid(row=0, column=0, sticky="new")
         self.stat_vars: dict[str, tk.StringVar] = {}
@@ -921,10 +931,11 @@ class Client:
                 row=i, column=1, sticky="e")
             self.stat_vars[key] = var
         plot_frame = ttk.LabelFrame(side, text=f"Last {PLOT_SPAN:.0f} s", padding=4)
-        plot_frame.grid(row=1, column=0, sticky="new", pady=(8, 0))
-        self.plot = tk.Canvas(plot_frame, width=320, height=170, background="white",
+        plot_frame.grid(row=1, column=0, sticky="new", pady=(6, 0))
+        self.plot = tk.Canvas(plot_frame, width=330, height=150, background="white",
                               highlightthickness=0)
         self.plot.grid(row=0, column=0)
+        self._build_impairment(side)
         # position slider + time
         pos = ttk.Frame(main)
         pos.grid(row=1, column=0, sticky="ew", pady=(4, 0))
@@ -954,7 +965,7 @@ class Client:
             row=0, column=len(names), padx=8, sticky="w")
         # log + SDP
         nb = ttk.Notebook(main, height=150)
-        nb.grid(row=3, column=0, columnspan=2, sticky="nsew")
+        nb.grid(row=3, column=0, sticky="nsew")
         self.notebook = nb
         self.log_text = tk.Text(nb, height=9, wrap="none", font="TkFixedFont")
         self.sdp_text = tk.Text(nb, height=9, wrap="none", font="TkFixedFont")
@@ -962,6 +973,36 @@ class Client:
         nb.add(self.sdp_text, text="SDP")
         self.log_text.tag_configure("c2s", foreground="#0645ad")
         self.log_text.tag_configure("s2c", foreground="#116611")
+
+    def _build_impairment(self, side: ttk.Frame) -> None:
+        """The network-impairment panel: a spec (as --impair) applied to incoming RTP while playing."""
+        box = ttk.LabelFrame(side, text="Network impairment (incoming RTP)", padding=4)
+        box.grid(row=2, column=0, sticky="new", pady=(6, 0))
+        box.columnconfigure(0, weight=1)
+        imp = self.engine.impairer
+        self.impair_var = tk.StringVar(value=str(imp.spec) if imp is not None else "loss=5%,seed=1")
+        self.impair_entry = ttk.Entry(box, textvariable=self.impair_var, width=30, font="TkFixedFont")
+        self.impair_entry.grid(row=0, column=0, sticky="ew")
+        self.impair_entry.bind("<Return>", lambda e: self.apply_impairment())
+        self.impair_apply = ttk.Button(box, text="Apply", width=6, command=self.apply_impairment)
+        self.impair_apply.grid(row=0, column=1, padx=(4, 0))
+        ttk.Button(box, text="Off", width=4, command=lambda: self.apply_impairment("off")).grid(
+            row=0, column=2, padx=(2, 0))
+        self.impair_status = tk.StringVar(value="off" if imp is None else "applied")
+        ttk.Label(box, textvariable=self.impair_status, font=("TkDefaultFont", 8)).grid(
+            row=1, column=0, columnspan=3, sticky="w")
+
+    def apply_impairment(self, text: str | None = None) -> None:
+        """Apply (or switch off) the impairment typed in the panel; a bad spec shows its error."""
+        if text is not None:
+            self.impair_var.set(text)
+        try:
+            spec = self.engine.set_impairment(self.impair_var.get())
+        except ValueError as exc:
+            self.impair_status.set(f"error: {exc}")
+            return
+        self.impair_var.set(str(spec) if spec.active else "off")
+        self.impair_status.set("applied" if spec.active else "off")
 
     # -- buttons (run requests off the Tk thread) ---------------------------------------------
     def _run(self, name: str, work: Callable[[], Any], done: Callable[[], None] | None = None) -> None:
@@ -1181,6 +1222,17 @@ class Client:
         v["frames"].set(f"{s.frames_completed} / {s.frames_dropped}")
         v["jitter"].set(f"{s.jitter_ms:.2f} ms")
         v["delay"].set(f"{s.delay_ms:.1f} ms" if s.delay_ms else "-")
+        v["rtt"].set(f"{s.rtt_ms:.2f} ms" if s.rtt_ms is not None else "-")
+        v["sender"].set(f"{s.packets_received:,} / {s.sender_packets:,}" if s.sender_packets is not None
+                        else f"{s.packets_received:,} / -")
+        v["octets"].set(f"{_fmt_bytes(s.payload_octets)} / {_fmt_bytes(s.sender_octets)}")
+        v["clock"].set(time.strftime("%H:%M:%S", time.localtime(s.sender_clock))
+                       + f".{int(s.sender_clock * 1000) % 1000:03d}" if s.sender_clock is not None else "-")
+        v["rtcp"].set(f"{s.sr_received} / {s.rr_sent}" + (f" ({s.rtcp_errors} bad)" if s.rtcp_errors else ""))
+        if s.impairment is not None and not self.impair_status.get().startswith("error"):
+            i = s.impairment
+            self.impair_status.set(f"truth: dropped {i['dropped']}  dup {i['duplicated']}  "
+                                   f"reordered {i['reordered']}  of {i['sent']}")
         v["state"].set(self.engine.state.value if self.engine.proto else "RTP (SDP)")
         if s.duration and float(self.slider.cget("to")) != s.duration:
             self.slider.configure(to=s.duration)
@@ -1197,22 +1249,24 @@ class Client:
         top, bottom, left = 14, h - 4, 4
         c.create_line(left, bottom, w, bottom, fill="#ccc")
         hist = s.history
-        series = [(1, "#1f77b4", "kbit/s"), (2, "#2ca02c", "fps"), (3, "#d62728", "loss %")]
-        x = 6
-        for i, color, name in series:
-            peak = max([p[i] for p in hist] + [1e-9])
-            label = f"{name} (max {peak:.0f})" if i != 3 else f"{name} (max {peak:.1f})"
-            c.create_text(x, 2, text=label, anchor="nw", fill=color, font=("TkDefaultFont", 7))
-            x += 108
-            if len(hist) < 2:
-                continue
-            pts: list[float] = []
+        top = 26                                    # two rows of labels: each series' own scale
+        for n, (i, color, name) in enumerate(self.PLOT_SERIES):
+            vals = [p[i] for p in hist if len(p) > i and not math.isnan(p[i])]
+            peak = max(vals + [1e-9])
+            fmt = ".0f" if i in (1, 2) else ".1f" if i == 3 else ".2f"
+            label = f"{name} (max {peak:{fmt}})" if vals else f"{name} (-)"
+            c.create_text(4 + (n % 3) * 110, 1 + (n // 3) * 11, text=label, anchor="nw", fill=color,
+                          font=("TkDefaultFont", 7))
             scale = peak * 1.1 if peak > 1e-6 else 1.0
-            for t, *vals in hist:
-                px = left + (w - left) * (1 - (s.time - t) / PLOT_SPAN)
-                py = bottom - (bottom - top) * (vals[i - 1] / scale)
+            pts: list[float] = []
+            for p in hist:
+                if len(p) <= i or math.isnan(p[i]):
+                    continue
+                px = left + (w - left) * (1 - (s.time - p[0]) / PLOT_SPAN)
+                py = bottom - (bottom - top) * (p[i] / scale)
                 pts += [px, py]
-            c.create_line(*pts, fill=color, width=1.5)
+            if len(pts) >= 4:
+                c.create_line(*pts, fill=color, width=1.5)
 
 
 def run_gui(engine: ReceiveEngine, args: Any) -> int:

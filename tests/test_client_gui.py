@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -61,9 +62,16 @@ def view_pixels(app: Client, points) -> list[tuple[int, int, int]]:
     return [tuple(int(c) for c in photo.get(x, y)) for x, y in points]
 
 
-def start_app(display, url, **kw):
+class FastSr(random.Random):
+    """Server RNG whose random() = 0: the shortest randomized SR interval (about 1 s, then 2 s)."""
+
+    def random(self) -> float:
+        return 0.0
+
+
+def start_app(display, url, engine_kw=None, **kw):
     root = tk.Tk(screenName=display)
-    eng = ReceiveEngine(url)
+    eng = ReceiveEngine(url, **(engine_kw or {}))
     eng.open()
     app = Client(root, eng, **kw)
     app.ask_quit = lambda: True
@@ -71,9 +79,9 @@ def start_app(display, url, **kw):
 
 
 def test_gui_plays_shows_pixels_stats_seek_close(display, start_server, tmp_path):
-    srv = start_server(fps=FPS)
+    srv = start_server(fps=FPS, rng=FastSr())
     source = VideoStream(ROOT / "movie.Mjpeg")
-    root, eng, app = start_app(display, srv.url())
+    root, eng, app = start_app(display, srv.url(), engine_kw={"rtcp_min_time": 1.0})
     try:
         pump(root, lambda: root.winfo_viewable(), what="window mapped")
         assert enabled(app) == {"SETUP", "DESCRIBE"}
@@ -108,9 +116,22 @@ def test_gui_plays_shows_pixels_stats_seek_close(display, start_server, tmp_path
         for method in ("DESCRIBE", "SETUP", "PLAY"):
             assert f"{method} rtsp://" in log
         assert "Session: " in log and "RTSP/1.0 200 OK" in log
+        # The impairment panel: 5% loss applied while playing shows up as loss; the truth beside it.
+        app.impair_var.set("loss=5%,seed=2")
+        app.impair_apply.invoke()
+        pump(root, lambda: app.stat_vars["lost"].get() not in ("0", "-"), what="loss after Apply")
+        pump(root, lambda: app.impair_status.get().startswith("truth: dropped"), what="truth shown")
+        app.apply_impairment("loss=5%%,seed=2")
+        assert app.impair_status.get().startswith("error: loss=")          # a typo is reported
+        app.apply_impairment("loss=5%,seed=2")
+        # RTCP: RTT from the server's XR DLRR, the sender's counts beside ours, its wall clock.
+        pump(root, lambda: app.stat_vars["rtt"].get().endswith(" ms"), timeout=15, what="RTT shown")
+        assert float(app.stat_vars["rtt"].get().split()[0]) < 100
+        assert app.stat_vars["sender"].get().split(" / ")[1] != "-"
+        assert app.stat_vars["clock"].get().count(":") == 2
         # Screenshot of the playing window, once the plot has a few seconds of history.
         app.notebook.select(app.log_text)
-        pump(root, lambda: len(app.last_snapshot.history) >= 8, what="4 s of plot history")
+        pump(root, lambda: len(app.last_snapshot.history) >= 12, what="6 s of plot history")
         # It goes to tmp; UPDATE_SCREENSHOT=1 also writes docs/player.png (the README's picture).
         if shutil.which("import"):
             geo = f"{root.winfo_width()}x{root.winfo_height()}+{root.winfo_rootx()}+{root.winfo_rooty()}"
@@ -123,6 +144,8 @@ def test_gui_plays_shows_pixels_stats_seek_close(display, start_server, tmp_path
             if os.environ.get("UPDATE_SCREENSHOT") == "1":
                 (ROOT / "docs").mkdir(exist_ok=True)
                 shutil.copy(shot, ROOT / "docs" / "player.png")
+        app.apply_impairment("off")
+        assert eng.impairer is not None and not eng.impairer.spec.active
         # PAUSE stops the frames.
         app.pause()
         pump(root, lambda: not app.busy and eng.state is ClientState.READY, what="PAUSE")
