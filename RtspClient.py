@@ -5,22 +5,21 @@ a=control), matches replies to requests by CSeq, and remembers what the replies 
 and timeout, server ports, SSRC, RTP-Info, the SDP). It never touches a socket: the caller writes
 the bytes it returns and feeds it the bytes it reads. Time is passed in for the keepalive timer.
 
-:func:`parse_sdp_info` extracts what a player needs from an SDP (RFC 4566) with a small tolerant
-reader of the few lines it uses (session/media a=control, m=, c=, rtpmap, framerate, range).
+:func:`parse_sdp_info` extracts what a player needs from an SDP (RFC 4566), read by
+:func:`Sdp.parse_sdp` (session/media a=control, m=, c=, rtpmap, framerate, range).
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-import re
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from RtspHeaders import (NptRange, RtpInfo, Transport, format_range, join_url, parse_range,
                          parse_rtp_info, parse_session, split_url)
 from RtspMessage import (Headers, InterleavedFrame, MessageError, Method, Request, Response,
                          RtspParser, Status, reason_phrase)
+from Sdp import MediaDescription, SdpError, parse_sdp
 
 logger = logging.getLogger(__name__)
 
@@ -75,74 +74,39 @@ class SdpInfo:
     height: int | None = None
 
 
-_NUM = r"[0-9]+(?:\.[0-9]*)?"
-
-
-def _sdp_lines(text: str) -> Iterable[tuple[str, str]]:
-    for line in text.replace("\r\n", "\n").split("\n"):
-        line = line.strip()
-        if len(line) >= 2 and line[1] == "=":
-            yield line[0], line[2:]
-
-
 def parse_sdp_info(sdp: str | bytes) -> SdpInfo:
-    """Session/media control, port, c= address, rtpmap, framerate and a=range (RFC 4566, RFC 2326 C).
+    """What the player uses from an SDP (RFC 4566, RFC 2326 Appendix C), read by :func:`Sdp.parse_sdp`.
 
-    Only the first m=video (or first m=) section is used. Raises ValueError when there is no m= line.
+    The first m=video section (else the first m=) gives the port, payload type, rtpmap (static
+    types such as 26 included), a=control, a=framerate and a=x-dimensions; session-level
+    a=control and a=range (media-level when the session has none); the media's c= address, else
+    the session's. Raises ValueError (SdpError) for text that is not SDP or has no m= line.
     """
-    text = sdp.decode("utf-8", "replace") if isinstance(sdp, bytes) else sdp
-    info = SdpInfo(text=text)
-    in_media = False
-    media_seen = False
-    for key, value in _sdp_lines(text):
-        if key == "m":
-            if media_seen:
-                in_media = False
-                break
-            parts = value.split()
-            if len(parts) < 4:
-                raise ValueError(f"malformed SDP m= line: {value!r}")
-            in_media = media_seen = True
-            try:
-                info.media_port = int(parts[1].split("/")[0])
-                info.payload_type = int(parts[3])
-            except ValueError:
-                raise ValueError(f"malformed SDP m= line: {value!r}") from None
-            if info.payload_type == 26:
-                info.encoding, info.clock_rate = "JPEG", 90000
-        elif key == "c":
-            parts = value.split()
-            if len(parts) >= 3 and (in_media or info.connection is None):
-                info.connection = parts[2].split("/")[0]
-        elif key == "a":
-            name, _, val = value.partition(":")
-            name = name.strip().lower()
-            val = val.strip()
-            if name == "control":
-                if in_media:
-                    info.media_control = val
-                else:
-                    info.session_control = val
-            elif name == "range" and val.lower().startswith("npt"):
-                m = re.match(rf"npt\s*=\s*(now|{_NUM})?\s*-\s*({_NUM})?", val, re.I)
-                if m:
-                    info.range_start = None if m.group(1) in (None, "now") else float(m.group(1))
-                    info.range_end = float(m.group(2)) if m.group(2) else None
-            elif name == "rtpmap" and in_media:
-                m = re.match(r"(\d+)\s+([A-Za-z0-9_.-]+)/(\d+)", val)
-                if m and int(m.group(1)) == info.payload_type:
-                    info.encoding, info.clock_rate = m.group(2), int(m.group(3))
-            elif name == "framerate":
-                try:
-                    info.framerate = float(val)
-                except ValueError:
-                    logger.debug("ignoring malformed a=framerate:%s", val)
-            elif name in ("x-dimensions", "cliprect"):
-                nums = [int(n) for n in re.findall(r"\d+", val)]
-                if name == "x-dimensions" and len(nums) >= 2:
-                    info.width, info.height = nums[0], nums[1]
-    if not media_seen:
-        raise ValueError("SDP has no m= line")
+    desc = parse_sdp(sdp)
+    media = desc.video or (desc.media[0] if desc.media else None)
+    if media is None:
+        raise SdpError("SDP has no m= line")
+    info = SdpInfo(text=sdp.decode("utf-8", "replace") if isinstance(sdp, bytes) else sdp)
+    info.session_control = desc.control
+    info.media_control = media.control
+    info.media_port = media.port
+    info.connection = desc.media_address(media)
+    if media.formats and media.formats[0].isdigit():
+        info.payload_type = int(media.formats[0])
+    else:
+        raise SdpError(f"SDP m= line has no RTP payload type: {' '.join(media.formats)!r}")
+    encoding = media.rtpmap.get(info.payload_type)
+    if encoding is not None:
+        info.encoding, info.clock_rate = encoding
+    info.framerate = media.framerate
+    if info.framerate is None and desc.attribute("framerate") is not None:
+        # a=framerate is a media attribute, but some writers put it at session level
+        info.framerate = MediaDescription(attributes=[("framerate", desc.attribute("framerate"))]).framerate
+    rng = desc.range or media.range
+    if rng is not None:
+        info.range_start, info.range_end = rng.start, rng.end
+    if media.dimensions is not None:
+        info.width, info.height = media.dimensions
     return info
 
 

@@ -173,3 +173,25 @@ def test_sdp_info_ffmpeg_and_ours():
         (0.0, 25.0, 20.0, "trackID=0", "*")
     with pytest.raises(ValueError):
         parse_sdp_info("v=0\r\ns=x\r\n")
+
+
+GST_SDP = ("v=0\r\no=- 3289055060792802258 1 IN IP4 127.0.0.1\r\ns=Session streamed with GStreamer\r\n"
+           "i=rtsp-server\r\nt=0 0\r\na=tool:GStreamer\r\na=type:broadcast\r\na=control:*\r\n"
+           "a=range:npt=now-\r\nm=video 0 RTP/AVP 26\r\nc=IN IP4 0.0.0.0\r\na=framerate:25.000000\r\n"
+           "a=control:stream=0\r\na=ts-refclk:local\r\na=mediaclk:sender\r\n"
+           "a=ssrc:949323114 cname:user2185557350@host-78aefa48\r\n")
+
+
+@pytest.mark.parametrize("text,expected", [
+    # GStreamer (captured; its a=rtpmap line removed: static PT 26 still gives JPEG/90000)
+    (GST_SDP, dict(session_control="*", media_control="stream=0", range_start=None, range_end=None,
+                   framerate=25.0, encoding="JPEG", clock_rate=90000, connection="0.0.0.0")),
+    # session-level framerate and range, audio before video, dimensions
+    ("v=0\ns=x\nt=0 0\na=framerate:12.5\na=range:npt=1.5-9\nm=audio 5002 RTP/AVP 0\n"
+     "m=video 5004 RTP/AVP 96\nc=IN IP4 239.1.1.1/16\na=rtpmap:96 JPEG/90000\na=x-dimensions:320,240\n",
+     dict(media_port=5004, payload_type=96, framerate=12.5, range_start=1.5, range_end=9.0,
+          connection="239.1.1.1", width=320, height=240)),
+])
+def test_sdp_info_via_sdp_module(text, expected):
+    info = parse_sdp_info(text)
+    assert {k: getattr(info, k) for k in expected} == expected
