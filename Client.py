@@ -41,6 +41,7 @@ RCVBUF_BYTES = 4 * 1024 * 1024       # the default ~208 KB loses part of a burst
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 BYE_GRACE = 0.25                     # seconds of RTP silence after a BYE before the stream ends
 CNAME_TOOL = "RtpLabPlayer/1.0"
+DEFAULT_SESSION_BW = 125_000.0       # octets/s (1 Mbit/s) assumed until the rate is measured (§6.2)
 RRTR_MEMORY = 16                     # our last RRTR times kept to match the sender's DLRR answers
 
 
@@ -709,7 +710,13 @@ class ReceiveEngine:
         sharing 75% of 5% of the session bandwidth (measured), at least ``rtcp_min_time``
         (halved for the first report), randomized [0.5, 1.5] / (e - 3/2)."""
         elapsed = self.pstats.elapsed(time.monotonic())
-        session_bw = max(self.pstats.bytes / elapsed if elapsed > 0.5 else 0.0, 1000.0)
+        sdp = self.current_sdp
+        if sdp is not None and sdp.bandwidth_kbps:
+            session_bw = sdp.bandwidth_kbps * 125.0                  # b=AS kbit/s -> octets/s
+        elif elapsed >= 1.0:
+            session_bw = max(self.pstats.bytes / elapsed, 1000.0)    # measured
+        else:
+            session_bw = DEFAULT_SESSION_BW
         if not self._avg_rtcp_size:
             self._avg_rtcp_size = len(self._report_datagram(time.monotonic(), probe=True)[0]) + 28.0
         interval = rtcp_interval(members=2, senders=1, rtcp_bw=0.05 * session_bw, we_sent=False,

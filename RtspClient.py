@@ -72,6 +72,7 @@ class SdpInfo:
     range_end: float | None = None      # None: live / open ended ("npt=now-" or "npt=0-")
     width: int | None = None
     height: int | None = None
+    bandwidth_kbps: float | None = None  # b=AS (RFC 4566 §5.8), media level else session level
 
 
 def parse_sdp_info(sdp: str | bytes) -> SdpInfo:
@@ -107,6 +108,11 @@ def parse_sdp_info(sdp: str | bytes) -> SdpInfo:
         info.range_start, info.range_end = rng.start, rng.end
     if media.dimensions is not None:
         info.width, info.height = media.dimensions
+    for line in media.bandwidths + desc.bandwidths:
+        kind, _, value = line.partition(":")
+        if kind.strip().upper() == "AS" and value.strip().isdigit():
+            info.bandwidth_kbps = float(value.strip())
+            break
     return info
 
 

@@ -6,7 +6,9 @@ Run with the system interpreter that has python3-gi (not the project's python3):
 
 It prints "PORT <n>" once listening on 127.0.0.1 (port 0 = any free one), serves
 rtsp://127.0.0.1:<n>/test and runs until killed. --pattern snow --quality 95 at 1280x720 gives
-frames over 64 KB.
+frames over 64 KB. --report-rtcp prints one line per RTCP report received from a client
+("RTCP-RR ssrc=... fraction=... lost=... exthighestseq=... jitter=... lsr=... dlsr=...") from the
+rtpbin session's source statistics, so a test can check that its receiver reports arrived.
 """
 
 import argparse
@@ -19,6 +21,26 @@ gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
 
+def print_rr(session, source) -> None:
+    """on-ssrc-active: a source sent RTCP; print the report block it gave about our stream."""
+    stats = source.get_property("stats")
+    if stats is None or not stats.get_value("have-rb") or stats.get_value("internal"):
+        return
+    fields = ["ssrc", "rb-fractionlost", "rb-packetslost", "rb-exthighestseq", "rb-jitter", "rb-lsr",
+              "rb-dlsr", "rb-round-trip"]
+    values = " ".join(f"{name.replace('rb-', '')}={stats.get_value(name)}" for name in fields)
+    print(f"RTCP-RR {values}", flush=True)
+
+
+def watch_rtcp(factory, media) -> None:
+    def prepared(media) -> None:
+        for i in range(media.n_streams()):
+            session = media.get_stream(i).get_rtpsession()
+            if session is not None:
+                session.connect("on-ssrc-active", print_rr)
+    media.connect("prepared", prepared)
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, default=0)
@@ -28,6 +50,7 @@ def main() -> int:
     p.add_argument("--fps", type=int, default=25)
     p.add_argument("--pattern", default="smpte")
     p.add_argument("--quality", type=int, default=85)
+    p.add_argument("--report-rtcp", action="store_true")
     args = p.parse_args()
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
@@ -39,6 +62,8 @@ def main() -> int:
         f"! video/x-raw,format=I420,width={args.width},height={args.height},framerate={args.fps}/1 "
         f"! jpegenc quality={args.quality} ! rtpjpegpay name=pay0 pt=26 )")
     factory.set_shared(False)
+    if args.report_rtcp:
+        factory.connect("media-configure", watch_rtcp)
     server.get_mount_points().add_factory("/test", factory)
     if server.attach(None) == 0:
         print("could not attach the RTSP server", file=sys.stderr)

@@ -194,3 +194,28 @@ def test_ffmpeg_rtp_sender_via_sdp(tmp_path):
     assert len(ref) == len(got) == n
     for i in range(n):
         assert pixels(got.frame(i)) == pixels(ref.frame(i)), f"frame {i} differs from ffmpeg's own JPEG"
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_gstreamer_rtsp_server_receives_our_receiver_reports(gst_server, tmp_path, transport):
+    """Our RR + SDES + XR compounds reach gst-rtsp-server's rtpbin: it reports a block from our
+    SSRC (no loss, our extended highest sequence), logs nothing, and the session stays alive."""
+    srv = gst_server("--frames", "250", "--report-rtcp")
+    stats = tmp_path / "s.json"
+    r, st = play(f"rtsp://127.0.0.1:{srv.port}/test", "--headless", "--transport", transport,
+                 "--duration", "5", "--rtcp-min", "1", "--stats-json", str(stats))
+    assert st["end_reason"] == "--duration 5 s reached", r.stderr       # not "connection closed"
+    assert st["frames_completed"] >= 100 and st["packets_lost"] == 0
+    assert st["sr_received"] >= 1 and st["rtcp_errors"] == 0 and st["sender_packets"] > 0
+    srv.stop()
+    out, err = srv.proc.stdout.read(), srv.proc.stderr.read()
+    rrs = [dict(kv.split("=") for kv in line.split()[1:]) for line in out.splitlines()
+           if line.startswith("RTCP-RR ")]
+    print(f"\nGStreamer received {len(rrs)} RRs ({st['rr_sent']} sent); last: {rrs[-1] if rrs else None}")
+    assert len(rrs) >= 2, out
+    assert {int(rr["ssrc"]) for rr in rrs} == {st["our_ssrc"]}
+    assert all(rr["fractionlost"] == "0" and rr["packetslost"] == "0" for rr in rrs)
+    assert int(rrs[-1]["exthighestseq"]) > int(rrs[0]["exthighestseq"])
+    assert int(rrs[-1]["lsr"]) != 0                     # we echoed its SR (LSR/DLSR)
+    bad = [line for line in err.splitlines() if any(w in line for w in ("WARN", "ERROR", "CRITICAL", "rtcp"))]
+    assert not bad, err

@@ -171,6 +171,7 @@ def test_sdp_info_ffmpeg_and_ours():
                           "a=control:trackID=0\r\n")
     assert (ours.range_start, ours.range_end, ours.framerate, ours.media_control, ours.session_control) == \
         (0.0, 25.0, 20.0, "trackID=0", "*")
+    assert ff.bandwidth_kbps == 200.0
     with pytest.raises(ValueError):
         parse_sdp_info("v=0\r\ns=x\r\n")
 
