@@ -259,3 +259,12 @@ def test_error_461_suggests_tcp_and_uses_control_url():
     # Content-Base + a=control (RFC 2326 C.1.1), and the standard unicast transport
     assert setup.startswith(f"SETUP rtsp://127.0.0.1:{fake.port}/m/stream=0 RTSP/1.0")
     assert "Transport: RTP/AVP;unicast;client_port=" in setup
+
+
+@pytest.mark.parametrize("spec,message", [("loss=200%", "must be between 0% and 100%"),
+                                          ("bogus=1", "unknown impairment 'bogus'"),
+                                          ("loss=5%,burst=0.5", "burst")])
+def test_bad_impair_spec_is_a_usage_error(spec, message, capsys):
+    assert ClientLauncher.main(["rtsp://127.0.0.1:1/x", "--headless", "--impair", spec]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
