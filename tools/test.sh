@@ -23,4 +23,4 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 python3 -c "import tkinter" 2>/dev/null || echo "warning: this python3 has no tkinter; GUI tests will skip"
 python3 -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "running pip as the 'root' user" || true
-exec python3 -m pytest -q -p no:cacheprovider tests "$@"
+exec python3 -m pytest -q -rs -p no:cacheprovider tests "$@"
