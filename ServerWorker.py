@@ -653,8 +653,6 @@ class ServerWorker:
             if name.lower() not in ("cseq", "session"):
                 ordered.add(name, value)
         response.headers = ordered
-        if response.body and "Content-Length" not in ordered:
-            ordered.set("Content-Length", str(len(response.body)))
         self._write(response.serialize(lf_only=lab))
 
     def _write(self, data: bytes) -> None:
