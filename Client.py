@@ -17,6 +17,7 @@ import logging
 import queue
 import random
 import select
+import signal
 import socket
 import threading
 import time
@@ -42,6 +43,7 @@ SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 BYE_GRACE = 0.25                     # seconds of RTP silence after a BYE before the stream ends
 CNAME_TOOL = "RtpLabPlayer/1.0"
 DEFAULT_SESSION_BW = 125_000.0       # octets/s (1 Mbit/s) assumed until the rate is measured (§6.2)
+MAX_AUTH_ROUNDS = 3                  # the request, the answer to a 401, one retry for a stale nonce
 RRTR_MEMORY = 16                     # our last RRTR times kept to match the sender's DLRR answers
 
 
@@ -117,10 +119,10 @@ class ReceiveEngine:
                  idle_timeout: float = 3.0, frame_queue: int = 512, fps_hint: float | None = None,
                  log_frames: bool = True, impair: ImpairSpec | str | None = None,
                  impair_record: bool = False, rtcp_min_time: float = RTCP_MIN_TIME,
-                 rtcp_rng: random.Random | None = None, cname: str | None = None) -> None:
+                 rtcp_rng: random.Random | None = None, cname: str | None = None,
+                 username: str | None = None, password: str | None = None) -> None:
         if transport not in ("udp", "tcp"):
             raise ValueError(f"transport must be udp or tcp, not {transport!r}")
-        self.url = url
         self.rtp_port = rtp_port
         self.transport = transport
         self.reply_timeout = reply_timeout
@@ -129,7 +131,9 @@ class ReceiveEngine:
         self.fps_hint = fps_hint
         self.events: queue.Queue[Event] = queue.Queue()
         self.frame_queue_max = frame_queue
-        self.proto: RtspClientProtocol | None = RtspClientProtocol(url) if url else None
+        self.proto: RtspClientProtocol | None = \
+            RtspClientProtocol(url, username=username, password=password) if url else None
+        self.url = self.proto.url if self.proto else url      # without user:password@
         self.sdp: SdpInfo | None = parse_sdp_info(sdp_text) if sdp_text else None
         self.rtsp_sock: socket.socket | None = None
         self.rtp_sock: socket.socket | None = None
@@ -155,6 +159,8 @@ class ReceiveEngine:
         self.last_packet_time: float | None = None
         self.play_started: float | None = None
         self.ended: str | None = None
+        self.failure: str | None = None     # set with ``ended`` when the server vanished mid-stream
+        self.connection_lost = False
         self._pos_base: tuple[int, float] | None = None   # (rtp timestamp, media seconds) anchor
         self._position = 0.0
         self._skip_before: int | None = None              # RTP-Info seq after a seek
@@ -353,26 +359,38 @@ class ReceiveEngine:
         with self._reply_cond:
             while cseq not in self._replies:
                 left = deadline - time.monotonic()
-                if left <= 0 or self._stop.is_set() or self.ended == "connection closed":
+                if left <= 0 or self._stop.is_set() or self.connection_lost:
                     self.proto.pending.pop(cseq, None)
                     method = pending.method if pending else "request"
-                    why = "the server closed the connection" if self.ended else \
+                    why = "the server closed the connection" if self.connection_lost else \
                         f"no reply within {self.reply_timeout:.0f} s"
                     raise ClientError(f"{method} failed: {why}")
                 self._reply_cond.wait(min(left, 0.25))
             reply = self._replies.pop(cseq)
-        if not reply.ok:
-            raise ClientError(describe_failure(reply.request.method, reply.response.status,
-                                               reply.response.phrase, reply.request.uri))
-        self.events.put(Event(EventKind.STATE, self.proto.state))
+        if reply.ok:
+            self.events.put(Event(EventKind.STATE, self.proto.state))
         return reply
 
     def _request(self, build: Callable[..., tuple[int, bytes]], *args: Any) -> Reply:
+        """Send a request and wait for its reply; a 401 the protocol can answer (first
+        challenge, or a stale nonce) is sent again with a new CSeq and Authorization."""
         if self.proto is None:
             raise ClientError("no RTSP session: playing from an SDP file")
-        with self._lock:
-            cseq, data = build(*args, now=time.monotonic())
-        return self._send(cseq, data)
+        for _ in range(MAX_AUTH_ROUNDS):
+            with self._lock:
+                cseq, data = build(*args, now=time.monotonic())
+            reply = self._send(cseq, data)
+            if not reply.retry:
+                break
+            logger.info("%s: 401, answering the server's challenge as %r", reply.request.method,
+                        self.proto.username)
+        if reply.error is not None:
+            raise ClientError(reply.error)
+        if not reply.ok:
+            raise ClientError(describe_failure(reply.request.method, reply.response.status,
+                                               reply.response.phrase, reply.request.uri,
+                                               self.proto.username))
+        return reply
 
     def options(self) -> Reply:
         assert self.proto is not None
@@ -489,10 +507,10 @@ class ReceiveEngine:
             now = time.monotonic()
             if data == b"":
                 with self._reply_cond:
+                    self.connection_lost = True
                     if not self._stop.is_set():
                         logger.info("the server closed the RTSP connection")
-                        self.ended = "connection closed"
-                        self.events.put(Event(EventKind.END, "the server closed the RTSP connection"))
+                        self._on_connection_lost(now)
                     self._reply_cond.notify_all()
                 return
             if data:
@@ -673,12 +691,34 @@ class ReceiveEngine:
                 # little later (in _tick), once it has been read.
                 self._bye = (f"the server said BYE ({p.reason_text or 'end of stream'})", now)
 
-    def _finish(self, reason: str, now: float) -> None:
+    def _finish(self, reason: str, now: float, failed: bool = False) -> None:
+        """The stream ended (``failed``: abnormally -- the server vanished); one END event."""
         if self.ended is None:
             self._deliver(self.rx.flush(), now)
             self.ended = reason
+            if failed:
+                self.failure = reason
+                logger.warning("%s", reason)
             self.pstats.stop(now)
             self.events.put(Event(EventKind.END, reason))
+
+    def _stopped_short(self) -> str | None:
+        """Where the stream stopped, when that is more than a second before its known end."""
+        total = self.frame_total
+        if not total or self.last_frame is None or self._bye is not None:
+            return None
+        if self.last_frame.index >= total - 1 - max(1, round(self.fps)):
+            return None
+        return f"at frame {self.last_frame.index + 1} of {total}"
+
+    def _on_connection_lost(self, now: float) -> None:
+        """The server closed the RTSP connection: a failure while a session is open (RFC 2326
+        sessions outlive connections, but no server of ours or GStreamer's keeps one then)."""
+        if self.proto is not None and self.proto.session_id is not None and self._bye is None:
+            where = self._stopped_short() or f"in state {self.proto.state.value}"
+            self._finish(f"lost the server: it closed the RTSP connection {where}", now, failed=True)
+        else:
+            self._finish("the server closed the RTSP connection", now)
 
     def _tick(self, now: float) -> None:
         """Release packets whose reorder wait expired; detect the end; send RTCP RR."""
@@ -693,7 +733,12 @@ class ReceiveEngine:
                     and len(self.rx.reorder) == 0:
                 self._finish("end of stream", now)
             elif self.last_packet_time is not None and now - self.last_packet_time > self.idle_timeout:
-                self._finish(f"no RTP for {self.idle_timeout:g} s: end of stream", now)
+                short = self._stopped_short()
+                if short is not None:
+                    self._finish(f"lost the server: no RTP for {self.idle_timeout:g} s {short}", now,
+                                 failed=True)
+                else:
+                    self._finish(f"no RTP for {self.idle_timeout:g} s: end of stream", now)
         if self._next_rtcp is None:
             if self.ended is None and self.state == ClientState.PLAYING and self._rtcp_dest_known():
                 self._next_rtcp = now + self._rtcp_interval()
@@ -817,6 +862,17 @@ class ReceiveEngine:
         return s
 
     # -- shutdown --------------------------------------------------------------------------------
+    def quit(self, grace: float = 0.5) -> None:
+        """Leave now (Ctrl-C): TEARDOWN if the server is there, waiting at most ``grace`` s, then close."""
+        if self.proto is not None and self.proto.session_id is not None and not self.connection_lost \
+                and self.failure is None and not self._stop.is_set():
+            self.reply_timeout = grace
+            try:
+                self.teardown()
+            except ClientError as exc:
+                logger.info("TEARDOWN on quit: %s", exc)
+        self.close()
+
     def close(self) -> None:
         """Stop the threads and close every socket (idempotent); keeps the last statistics."""
         if not self._stop.is_set():
@@ -1296,6 +1352,21 @@ def run_gui(engine: ReceiveEngine, args: Any) -> int:
                 logger.info("OPTIONS: %s", exc)
             engine.describe()
         app._run("DESCRIBE", initial, done=app._show_sdp)
-    root.mainloop()
-    engine.close()
+    interrupted = threading.Event()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        # Tk callbacks swallow KeyboardInterrupt, so Ctrl-C is turned into a quit on the Tk thread.
+        if interrupted.is_set():
+            raise KeyboardInterrupt          # a second Ctrl-C: leave without waiting
+        interrupted.set()
+        root.after(0, lambda: (engine.quit(), app.close()))
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        root.mainloop()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        engine.close()
+    if interrupted.is_set():
+        raise KeyboardInterrupt
     return 0

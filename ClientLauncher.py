@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
                "  python3 ClientLauncher.py 127.0.0.1 2048 5008 movie.Mjpeg\n"
                "  python3 ClientLauncher.py rtsp://127.0.0.1:2048/movie.Mjpeg --transport tcp\n"
+               "  python3 ClientLauncher.py rtsp://alice:secret@127.0.0.1:2048/movie.Mjpeg\n"
                "  python3 ClientLauncher.py rtsp://127.0.0.1:2048/movie.Mjpeg --headless "
                "--save copy.Mjpeg --stats-json stats.json\n"
                "  ffmpeg -re -f lavfi -i testsrc=size=320x240:rate=25 -pix_fmt yuvj420p -c:v mjpeg "
@@ -50,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sdp", metavar="FILE", help="play a raw RTP/JPEG stream described by this SDP file")
     p.add_argument("--rtp-port", type=int, default=None,
                    help="local UDP port for RTP (RTCP uses the next one); 0 = any (default)")
+    p.add_argument("--user", metavar="USER:PASSWORD", default=None,
+                   help="credentials for a server that asks for them (RFC 2617 Digest or Basic); "
+                        "same as rtsp://USER:PASSWORD@host:port/file")
     p.add_argument("--transport", choices=("udp", "tcp"), default="udp",
                    help="udp: RTP on its own UDP ports; tcp: RTP interleaved on the RTSP connection")
     p.add_argument("--simple", action="store_true",
@@ -171,11 +175,14 @@ def run_headless(engine: ReceiveEngine, args: argparse.Namespace, out: TextIO | 
             if ev.kind is EventKind.FRAME and args.save:
                 frames.append(ev.payload.data)
         snap = engine.snapshot()
-        if engine.proto is not None and not (engine.ended or "").startswith("the server closed"):
+        if engine.proto is not None and not engine.connection_lost and engine.failure is None:
             try:
                 engine.teardown()
             except ClientError as exc:
                 logger.info("TEARDOWN: %s", exc)
+    except KeyboardInterrupt:
+        engine.quit()
+        raise
     finally:
         engine.close()
     out.write(("\r" if out.isatty() else "") + progress_line(snap) + "\n")
@@ -186,6 +193,9 @@ def run_headless(engine: ReceiveEngine, args: argparse.Namespace, out: TextIO | 
         out.write(f"saved {len(frames)} frames to {args.save}\n")
     if args.stats_json:
         write_stats(args.stats_json, snap, engine, end_reason, len(frames) if args.save else None)
+    if engine.failure is not None:
+        out.write(f"error: {engine.failure}\n")
+        return EXIT_ERROR
     return EXIT_OK
 
 
@@ -218,9 +228,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         impair = ImpairSpec.parse(args.impair) if args.impair is not None else None
         if args.rtcp_min <= 0:
             raise ValueError(f"--rtcp-min must be positive, got {args.rtcp_min:g}")
+        username = password = None
+        if args.user is not None:
+            if url is None:
+                raise ValueError("--user needs an RTSP server (it has no meaning with --sdp)")
+            username, _, password = args.user.partition(":")
         engine = ReceiveEngine(url, rtp_port=rtp_port, transport=args.transport, sdp_text=sdp_text,
                                reorder_window=args.reorder_window, idle_timeout=args.idle_timeout,
-                               impair=impair, rtcp_min_time=args.rtcp_min)
+                               impair=impair, rtcp_min_time=args.rtcp_min,
+                               username=username, password=password)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

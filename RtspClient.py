@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import enum
 import logging
+import secrets
 from dataclasses import dataclass, field
 
 from RtspHeaders import (NptRange, RtpInfo, Transport, format_range, join_url, parse_range,
                          parse_rtp_info, parse_session, split_url)
 from RtspMessage import (Headers, InterleavedFrame, MessageError, Method, Request, Response,
-                         RtspParser, Status, reason_phrase)
+                         RtspError, RtspParser, Status, reason_phrase)
+from RtspAuth import AuthError, answer_challenge, parse_challenges, split_credentials
 from Sdp import MediaDescription, SdpError, parse_sdp
 
 logger = logging.getLogger(__name__)
@@ -122,6 +124,7 @@ class PendingRequest:
     method: str
     uri: str
     request: Request
+    authorized: bool = False     # carried an Authorization header
 
 
 @dataclass
@@ -130,10 +133,12 @@ class Reply:
 
     request: PendingRequest
     response: Response
+    retry: bool = False          # a 401 the protocol can answer: send the same request again
+    error: str | None = None     # a 2xx whose content was unusable (e.g. DESCRIBE without SDP)
 
     @property
     def ok(self) -> bool:
-        return 200 <= self.response.status < 300
+        return 200 <= self.response.status < 300 and self.error is None
 
 
 @dataclass
@@ -169,8 +174,16 @@ def make_url(host: str, port: int, path: str) -> str:
 class RtspClientProtocol:
     """Client side of one RTSP connection and (at most) one session (RFC 2326)."""
 
-    def __init__(self, url: str, user_agent: str = USER_AGENT) -> None:
-        self.url = url
+    def __init__(self, url: str, user_agent: str = USER_AGENT, username: str | None = None,
+                 password: str | None = None) -> None:
+        # Credentials in the URL (rtsp://user:pass@host/...) are taken out of it: requests and
+        # logs carry the clean URL, the password only ever goes out as a Digest/Basic answer.
+        self.url, url_user, url_password = split_credentials(url)
+        self.username = username if username is not None else url_user
+        self.password = password if password is not None else (url_password or "")
+        self._challenges: list[str] | None = None    # WWW-Authenticate values being answered
+        self._nonce_count = 0                        # nc for the current Digest nonce (RFC 2617 3.2.2)
+        self._cnonce: str | None = None
         self.user_agent = user_agent
         self.cseq = 0
         self.state = ClientState.INIT
@@ -219,14 +232,64 @@ class RtspClientProtocol:
         if uri is None:
             uri = {Method.SETUP: self.track_url, Method.OPTIONS: self.url,
                    Method.DESCRIBE: self.url}.get(method, self.aggregate_url)
+        authorization = self._authorization(str(method), uri)
+        if authorization is not None:
+            h.set("Authorization", authorization)
         req = Request(str(method), uri, h, body)
-        self.pending[self.cseq] = PendingRequest(self.cseq, str(method), uri, req)
+        self.pending[self.cseq] = PendingRequest(self.cseq, str(method), uri, req,
+                                                 authorized=authorization is not None)
         if now is not None:
             self.last_request_time = now
         return self.cseq, req.serialize()
 
     def options(self, now: float | None = None) -> tuple[int, bytes]:
         return self.build(Method.OPTIONS, now=now)
+
+    # -- authentication (RFC 2617 as RTSP uses it, RFC 2326 §12.5) ---------------------------
+    @property
+    def has_credentials(self) -> bool:
+        return self.username is not None
+
+    def _authorization(self, method: str, uri: str) -> str | None:
+        """The Authorization value for the next request, once a challenge has been accepted.
+
+        Digest answers count nc up per request under one nonce (RFC 2617 3.2.2), so the server
+        can tell a replay; Basic repeats its token.
+        """
+        if self._challenges is None or self.username is None:
+            return None
+        self._nonce_count += 1
+        try:
+            return answer_challenge(self._challenges, self.username, self.password, method, uri,
+                                    nc=self._nonce_count, cnonce=self._cnonce)
+        except AuthError as exc:          # cannot happen: the challenge was checked when accepted
+            logger.warning("cannot answer the authentication challenge: %s", exc)
+            return None
+
+    def _accept_challenge(self, pending: PendingRequest, resp: Response) -> bool:
+        """A 401 came back: adopt its challenge and say whether to send the request again.
+
+        Again when the request had no Authorization yet (the first challenge), or when it had
+        one but the server says the nonce is stale (RFC 2617 3.2.1) -- not when the answer was
+        simply wrong, so a bad password fails at once instead of looping.
+        """
+        values = resp.headers.get_all("WWW-Authenticate")
+        if not self.has_credentials or not values:
+            return False
+        try:
+            challenges = parse_challenges(values)
+            answer_challenge(values, self.username or "", self.password, pending.method, pending.uri,
+                             cnonce="0")
+        except AuthError as exc:
+            logger.warning("the server's authentication challenge is unusable: %s", exc)
+            return False
+        stale = any(c.params.get("stale", "").lower() == "true" for c in challenges)
+        if pending.authorized and not stale:
+            return False
+        self._challenges = list(values)
+        self._nonce_count = 0
+        self._cnonce = secrets.token_hex(8)
+        return True
 
     def describe(self, now: float | None = None) -> tuple[int, bytes]:
         return self.build(Method.DESCRIBE, headers={"Accept": "application/sdp"}, now=now)
@@ -276,8 +339,15 @@ class RtspClientProtocol:
                 if pending is None:
                     events.errors.append(f"reply with unknown CSeq {cseq}: {msg.status} {msg.phrase}")
                     continue
-                self._apply(pending, msg)
-                events.replies.append(Reply(pending, msg))
+                retry = msg.status == Status.UNAUTHORIZED and self._accept_challenge(pending, msg)
+                error = None
+                try:
+                    self._apply(pending, msg)
+                except SdpError as exc:
+                    error = f"{pending.method} {pending.uri}: the server's SDP is unusable: {exc}"
+                except RtspError as exc:
+                    error = f"{pending.method} {pending.uri}: unusable reply from the server: {exc}"
+                events.replies.append(Reply(pending, msg, retry, error))
             elif isinstance(msg, Request):
                 events.server_requests.append(ServerRequest(msg, self._answer_server(msg)))
             elif isinstance(msg, MessageError):
@@ -346,13 +416,18 @@ class RtspClientProtocol:
             self.transport = None
 
 
-def describe_failure(method: str, status: int, phrase: str, url: str) -> str:
-    """One line for the user, with a hint for the usual mistakes."""
+def describe_failure(method: str, status: int, phrase: str, url: str,
+                     username: str | None = None) -> str:
+    """One line for the user, with a hint for the usual mistakes (``username``: who we tried as)."""
     text = f"{method} {url} failed: {status} {phrase or reason_phrase(status)}"
     if status == Status.NOT_FOUND:
         text = f"movie not found on the server: {url} (404 {phrase})"
     elif status == Status.UNSUPPORTED_TRANSPORT:
         text += " -- the server refused the transport; try --transport tcp (or udp)"
+    elif status == Status.UNAUTHORIZED and username is not None:
+        text = (f"authentication failed: the server refused user {username!r} "
+                f"({method} {url}: 401 {phrase or reason_phrase(status)})")
     elif status == Status.UNAUTHORIZED:
-        text += " -- authentication is not supported by this player"
+        text = (f"the server requires a user name and password: give "
+                f"rtsp://USER:PASSWORD@host:port/... or --user USER:PASSWORD ({method} {url}: 401)")
     return text

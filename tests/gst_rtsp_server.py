@@ -9,6 +9,8 @@ rtsp://127.0.0.1:<n>/test and runs until killed. --pattern snow --quality 95 at 
 frames over 64 KB. --report-rtcp prints one line per RTCP report received from a client
 ("RTCP-RR ssrc=... fraction=... lost=... exthighestseq=... jitter=... lsr=... dlsr=...") from the
 rtpbin session's source statistics, so a test can check that its receiver reports arrived.
+--auth USER:PASSWORD requires RTSP authentication (gst-rtsp-server's RTSPAuth; --auth-method
+digest (default) or basic), with a role that may access and construct the /test media.
 """
 
 import argparse
@@ -18,7 +20,8 @@ import gi
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+gi.require_version("GstRtsp", "1.0")
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 
 def print_rr(session, source) -> None:
@@ -41,6 +44,25 @@ def watch_rtcp(factory, media) -> None:
     media.connect("prepared", prepared)
 
 
+def require_auth(server, factory, credentials: str, method: str) -> None:
+    """Only USER (with PASSWORD) may open /test, by Digest or Basic (gst-rtsp-server >= 1.16)."""
+    user, _, password = credentials.partition(":")
+    auth = GstRtspServer.RTSPAuth()
+    token = GstRtspServer.RTSPToken()
+    token.set_string("media.factory.role", "user")
+    if method == "digest":
+        auth.add_digest(user, password, token)
+        auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+    else:
+        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
+        auth.set_supported_methods(GstRtsp.RTSPAuthMethod.BASIC)
+    server.set_auth(auth)
+    permissions = GstRtspServer.RTSPPermissions()
+    permissions.add_role_from_structure(Gst.Structure.new_from_string(
+        "user, media.factory.access=(boolean)true, media.factory.construct=(boolean)true"))
+    factory.set_permissions(permissions)
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, default=0)
@@ -51,6 +73,8 @@ def main() -> int:
     p.add_argument("--pattern", default="smpte")
     p.add_argument("--quality", type=int, default=85)
     p.add_argument("--report-rtcp", action="store_true")
+    p.add_argument("--auth", metavar="USER:PASSWORD")
+    p.add_argument("--auth-method", choices=("digest", "basic"), default="digest")
     args = p.parse_args()
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
@@ -64,6 +88,8 @@ def main() -> int:
     factory.set_shared(False)
     if args.report_rtcp:
         factory.connect("media-configure", watch_rtcp)
+    if args.auth:
+        require_auth(server, factory, args.auth, args.auth_method)
     server.get_mount_points().add_factory("/test", factory)
     if server.attach(None) == 0:
         print("could not attach the RTSP server", file=sys.stderr)

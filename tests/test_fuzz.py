@@ -10,6 +10,7 @@ RTCP compounds they sent (tests/fixtures/).  The long run is bench/fuzz_server.p
 
 from __future__ import annotations
 
+import os
 import struct
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ from RtcpPacket import RtcpError, parse_compound  # noqa: E402
 from RtpJpeg import JpegDepacketizer, JpegError, parse_payload  # noqa: E402
 from RtpPacket import RtpPacket  # noqa: E402
 from RtspAuth import AuthError, Authenticator, UserDatabase, answer_challenge, parse_challenges  # noqa: E402
+from RtspClient import RtspClientProtocol  # noqa: E402
 from RtspHeaders import Transport, parse_range, parse_rtp_info, parse_session, split_url  # noqa: E402
 from RtspMessage import (  # noqa: E402
     InterleavedFrame, MessageError, Request, Response, RtspError, RtspParser, parse_message,
@@ -36,8 +38,9 @@ from Sdp import SdpError, movie_sdp, parse_sdp  # noqa: E402
 # is a ValueError).
 FORBIDDEN = (IndexError, KeyError, struct.error, UnicodeError, TypeError, AttributeError, AssertionError,
              ZeroDivisionError, OverflowError, RecursionError, MemoryError)
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow],
-                database=None, derandomize=True)
+# FUZZ_EXAMPLES=20000 for a long run; CI keeps the default so the suite stays fast.
+FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")), deadline=None,
+                suppress_health_check=[HealthCheck.too_slow], database=None, derandomize=True)
 
 
 def only(allowed, fn, *args, **kwargs):
@@ -316,6 +319,25 @@ def test_auth_verify_never_raises(value, method, uri):
 def test_challenge_parsing(values):
     only((), parse_challenges, values)
     only(AuthError, answer_challenge, values, "u", "p", "DESCRIBE", "rtsp://h/x")
+
+
+@FUZZ
+@given(st.data())
+def test_client_protocol_feed_never_raises(data):
+    """The player's reader thread feeds whatever the server sends: mutated real replies (with an
+    outstanding request of every method, credentials known) become replies or errors, never raise."""
+    proto = RtspClientProtocol("rtsp://alice:pw@127.0.0.1:8554/movie.Mjpeg")
+    for method in ("OPTIONS", "DESCRIBE", "SETUP", "PLAY", "PAUSE", "GET_PARAMETER", "TEARDOWN"):
+        proto.build(method)
+    blob = b"".join(data.draw(st.lists(mutated(RTSP), min_size=1, max_size=4)))
+    for chunk in split(data.draw, blob):
+        try:
+            events = proto.feed(chunk)
+        except Exception as exc:
+            raise AssertionError(f"RtspClientProtocol.feed raised {type(exc).__name__}: {exc}") from exc
+        for r in events.replies:
+            if r.retry:
+                proto.build(r.request.method)        # what the engine does: the Authorization must build
 
 
 def test_depacketizer_three_inband_tables_is_a_bad_packet_not_an_exception():
