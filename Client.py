@@ -161,6 +161,7 @@ class ReceiveEngine:
         self.ended: str | None = None
         self.failure: str | None = None     # set with ``ended`` when the server vanished mid-stream
         self.connection_lost = False
+        self._lost_at: float | None = None   # when the RTSP connection closed mid-session (UDP)
         self._pos_base: tuple[int, float] | None = None   # (rtp timestamp, media seconds) anchor
         self._position = 0.0
         self._skip_before: int | None = None              # RTP-Info seq after a seek
@@ -715,10 +716,18 @@ class ReceiveEngine:
         """The server closed the RTSP connection: a failure while a session is open (RFC 2326
         sessions outlive connections, but no server of ours or GStreamer's keeps one then)."""
         if self.proto is not None and self.proto.session_id is not None and self._bye is None:
-            where = self._stopped_short() or f"in state {self.proto.state.value}"
-            self._finish(f"lost the server: it closed the RTSP connection {where}", now, failed=True)
+            if self.rtcp_sock is not None and self.transport == "udp":
+                self._lost_at = now          # a BYE on the RTCP port may still be on its way
+            else:
+                self._lost_server(now)
         else:
-            self._finish("the server closed the RTSP connection", now)
+            self._finish(self._bye[0] if self._bye is not None else "the server closed the RTSP connection",
+                         now)
+
+    def _lost_server(self, now: float) -> None:
+        assert self.proto is not None
+        where = self._stopped_short() or f"in state {self.proto.state.value}"
+        self._finish(f"lost the server: it closed the RTSP connection {where}", now, failed=True)
 
     def _tick(self, now: float) -> None:
         """Release packets whose reorder wait expired; detect the end; send RTCP RR."""
@@ -727,6 +736,8 @@ class ReceiveEngine:
             reason, at = self._bye
             if now - max(at, self.last_packet_time or at) >= BYE_GRACE:
                 self._finish(reason, now)
+        elif self._lost_at is not None and self.ended is None and now - self._lost_at >= BYE_GRACE:
+            self._lost_server(now)
         if self.ended is None and self.state == ClientState.PLAYING and self.play_started is not None:
             total = self.frame_total
             if total and self.last_frame is not None and self.last_frame.index >= total - 1 \

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import signal
 import socket
 import sys
 import threading
@@ -122,6 +123,10 @@ class RtspServer:
             workers = list(self.workers)
             threads = list(self._threads)
         for worker in workers:
+            # RTCP BYE first (RFC 3550 6.6): receivers learn the stream ended on purpose
+            for session in list(worker.sessions.values()):
+                self.streamer.remove(session, bye="server shutting down")
+        for worker in workers:
             worker.shutdown()
         for thread in threads:
             thread.join(timeout=1.0)
@@ -159,6 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(Exception):
+    """SIGTERM (systemd, docker stop, kill): stop like Ctrl-C."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -193,10 +206,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         log.warning("no .Mjpeg files in %s", media.folder)
     for name in names:
         log.info("serving rtsp://127.0.0.1:%d/%s", server.port, name)
+    signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         log.info("Ctrl-C: stopped")  # serve_forever's finally has closed everything
+    except Terminated:
+        log.info("SIGTERM: stopped")
     return 0
 
 

@@ -1,0 +1,216 @@
+"""When a side goes away: the server killed, frozen or stopped (SIGTERM/Ctrl-C) under a playing
+client, and Ctrl-C on the client (headless and windowed). The client must report a vanished server
+within a few seconds (headless: exit 1 and one line; window: the status line) and keep every frame
+it received; a server that stops on purpose says BYE and the client ends normally; Ctrl-C leaves
+within a second, with TEARDOWN sent, and no traceback on either side.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import fuzz_server  # noqa: E402
+from VideoStream import VideoStream  # noqa: E402
+
+IDLE = 3.0          # the player's default --idle-timeout: silence that means the server is gone
+
+
+def wait_for(cond, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def server():
+    srv = fuzz_server.ServerProcess()
+    yield srv
+    if srv.alive():
+        os.kill(srv.proc.pid, signal.SIGCONT)
+    srv.cleanup()
+
+
+def player(*args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(ROOT / "ClientLauncher.py"), *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_playing(srv, frames: int = 10) -> None:
+    """Until the server has streamed a few frames to the player (RTCP aside, the log is the truth)."""
+    wait_for(lambda: " PLAY " in srv.text(), 15, "the player's PLAY")
+    time.sleep(frames / 20)       # 20 fps: let `frames` frames go out before the fault
+
+
+def pixels(jpeg: bytes) -> bytes:
+    return Image.open(io.BytesIO(jpeg)).convert("RGB").tobytes()
+
+
+@pytest.mark.parametrize("fault,transport,within", [
+    ("kill", "udp", 1.5), ("kill", "tcp", 1.5),          # the RTSP connection closes: at once
+    ("freeze", "udp", IDLE + 1.5), ("freeze", "tcp", IDLE + 1.5),   # SIGSTOP: only silence tells
+])
+def test_vanished_server_is_reported_and_frames_are_kept(server, tmp_path, fault, transport, within):
+    save, stats = tmp_path / "got.Mjpeg", tmp_path / "s.json"
+    proc = player(f"rtsp://127.0.0.1:{server.port}/movie.Mjpeg",
+                  "--headless", "--transport", transport, "--save", str(save), "--stats-json", str(stats))
+    try:
+        wait_playing(server)
+        t0 = time.monotonic()
+        os.kill(server.proc.pid, signal.SIGKILL if fault == "kill" else signal.SIGSTOP)
+        _, err = proc.communicate(timeout=within + 10)
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert proc.returncode == 1, err
+    assert took <= within, f"reported after {took:.2f} s"
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: lost the server: ") and " of 500" in last, err
+    assert "Traceback" not in err
+    st = json.loads(stats.read_text())
+    got, source = VideoStream(save), VideoStream(ROOT / "movie.Mjpeg")
+    assert 5 <= len(got) == st["frames_completed"] < 500 and st["packets_lost"] == 0
+    for i in (0, len(got) // 2, len(got) - 1):
+        assert pixels(got.frame(i)) == pixels(source.frame(i)), f"frame {i}"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_server_stopping_on_purpose_says_bye(server, sig, transport):
+    proc = player(f"rtsp://127.0.0.1:{server.port}/movie.Mjpeg", "--headless", "--transport", transport)
+    try:
+        wait_playing(server)
+        t0 = time.monotonic()
+        server.proc.send_signal(sig)
+        server.proc.wait(5)
+        server_took = time.monotonic() - t0
+        _, err = proc.communicate(timeout=10)
+        client_took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert server.proc.returncode == 0 and server_took <= 1.0, server.text()[-1000:]
+    assert "SIGTERM: stopped" in server.text() if sig == signal.SIGTERM else "Ctrl-C: stopped" in server.text()
+    assert "Traceback" not in server.text()
+    assert proc.returncode == 0 and client_took <= 1.0, err
+    assert err.strip().splitlines()[-1] == "stopped: the server said BYE (server shutting down)", err
+
+
+def test_headless_ctrl_c_leaves_within_a_second_after_teardown(server):
+    proc = player(f"rtsp://127.0.0.1:{server.port}/movie.Mjpeg", "--headless")
+    try:
+        wait_playing(server)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=5)
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert proc.returncode == 130 and took <= 1.0, (took, err)
+    assert err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in err
+    wait_for(lambda: "ended (TEARDOWN)" in server.text(), 2, "the server to log the TEARDOWN")
+
+
+# --------------------------------------------------------------------------- with a window
+
+@pytest.fixture(scope="module")
+def display():
+    if shutil.which("Xvfb") is None:
+        print("SKIP reason: Xvfb missing")
+        pytest.skip("Xvfb missing")
+    r, w = os.pipe()
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1280x900x24", "-nolisten", "tcp"],
+                            pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(w)
+    with os.fdopen(r) as f:
+        number = f.readline().strip()
+    assert number.isdigit(), "Xvfb did not start"
+    yield f":{number}"
+    xvfb.terminate()
+    xvfb.wait(timeout=10)
+
+
+def test_window_shows_lost_server_then_ctrl_c_quits(display, tmp_path):
+    """The window's status line names the vanished server; Ctrl-C then closes it within a second."""
+    pytest.importorskip("tkinter")
+    import tkinter as tk
+    from Client import Client, ReceiveEngine
+
+    srv = fuzz_server.ServerProcess()
+    root = tk.Tk(screenName=display)
+    eng = ReceiveEngine(f"rtsp://127.0.0.1:{srv.port}/movie.Mjpeg")
+    try:
+        eng.open()
+        app = Client(root, eng)
+        app.ask_quit = lambda: True
+
+        def pump(cond, timeout, what):
+            deadline = time.monotonic() + timeout
+            while not cond():
+                assert time.monotonic() < deadline, f"timed out waiting for {what}"
+                root.update()
+                time.sleep(0.005)
+
+        app.play()                                           # SETUP first, then PLAY
+        pump(lambda: eng.frames_displayable >= 10, 15, "frames on screen")
+        os.kill(srv.proc.pid, signal.SIGKILL)
+        t0 = time.monotonic()
+        pump(lambda: "lost the server" in app.status_var.get(), 5, "the status line")
+        assert time.monotonic() - t0 < 2.0
+        assert app.status_var.get().startswith("lost the server: it closed the RTSP connection at frame ")
+    finally:
+        eng.close()
+        try:
+            root.destroy()
+        except tk.TclError:
+            pass
+        srv.cleanup()
+
+
+def test_window_ctrl_c_tears_down_and_exits_within_a_second(server, display):
+    env = dict(os.environ, DISPLAY=display)
+    proc = player(f"rtsp://127.0.0.1:{server.port}/movie.Mjpeg", "--simple", env=env)
+    try:
+        wait_for(lambda: " DESCRIBE " in server.text(), 15, "the window's DESCRIBE")
+        if shutil.which("xdotool") is None:
+            print("SKIP reason: xdotool missing")
+            pytest.skip("xdotool missing")
+        wait_for(lambda: subprocess.run(["xdotool", "search", "--name", "RTP player"], env=env,
+                                        capture_output=True, timeout=10).returncode == 0, 10, "the window")
+        win = subprocess.run(["xdotool", "search", "--name", "RTP player"], env=env, capture_output=True,
+                             text=True, timeout=10).stdout.split()[0]
+        subprocess.run(["xdotool", "windowfocus", win], env=env, timeout=10)
+        subprocess.run(["xdotool", "key", "space"], env=env, check=True, timeout=10)   # Play
+        wait_playing(server)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=5)
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert proc.returncode == 130 and took <= 1.0, (took, err)
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "interrupted", err
+    wait_for(lambda: "ended (TEARDOWN)" in server.text(), 2, "the server to log the TEARDOWN")
