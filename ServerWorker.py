@@ -945,10 +945,7 @@ class SessionRegistry:
         with self._lock:
             self._sessions[session.id] = session
 
-    def remove(self, session: StreamSession, bye: Optional[str] = None) -> None:
-        """Stop a session's stream; with `bye`, tell the receiver in an RTCP BYE first."""
-        if bye and not session.lab and session.id in self._sessions:
-            self._send_rtcp(session, session.bye(bye))
+    def remove(self, session: StreamSession) -> None:
         with self._lock:
             self._sessions.pop(session.id, None)
 
