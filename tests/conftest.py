@@ -1,6 +1,9 @@
-"""Shared fixtures: an in-process server on a free loopback port, stopped by its own handle."""
+"""Shared fixtures: an in-process server on a free loopback port, stopped by its own handle;
+an Xvfb display for the window tests."""
 
 import os
+import shutil
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -57,3 +60,21 @@ def start_server():
 @pytest.fixture
 def server(start_server):
     return start_server()
+
+
+@pytest.fixture(scope="session")
+def display():
+    """One Xvfb for the whole run: Xlib exits the process when a display Tk used goes away."""
+    if shutil.which("Xvfb") is None:
+        print("SKIP reason: Xvfb missing")
+        pytest.skip("Xvfb missing")
+    r, w = os.pipe()
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1280x900x24", "-nolisten", "tcp"],
+                            pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(w)
+    with os.fdopen(r) as f:
+        number = f.readline().strip()      # Xvfb writes the display number once it accepts clients
+    assert number.isdigit(), "Xvfb did not start"
+    yield f":{number}"
+    proc.terminate()
+    proc.wait(timeout=10)

@@ -27,23 +27,6 @@ from VideoStream import VideoStream  # noqa: E402
 FPS = 50
 
 
-@pytest.fixture(scope="module")
-def display():
-    if shutil.which("Xvfb") is None:
-        print("SKIP reason: Xvfb missing")
-        pytest.skip("Xvfb missing")
-    r, w = os.pipe()
-    proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1280x900x24", "-nolisten", "tcp"],
-                            pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(w)
-    with os.fdopen(r) as f:
-        number = f.readline().strip()      # Xvfb writes the display number once it accepts clients
-    assert number.isdigit(), "Xvfb did not start"
-    yield f":{number}"
-    proc.terminate()
-    proc.wait(timeout=10)
-
-
 def pump(root, cond, timeout: float = 10.0, what: str = "condition") -> None:
     """Run the Tk loop until cond() (bounded)."""
     deadline = time.monotonic() + timeout
