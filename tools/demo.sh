@@ -8,7 +8,8 @@ python3 -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 |
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 python3 Server.py "$port" --host 127.0.0.1 --log-level WARNING &
 server=$!
-trap 'kill -INT $server 2>/dev/null; wait $server 2>/dev/null' EXIT
+# SIGTERM, not SIGINT: a background job of a script starts with SIGINT ignored
+trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null' EXIT
 for _ in $(seq 50); do
     python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null && break
     sleep 0.1
