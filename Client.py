@@ -162,6 +162,7 @@ class ReceiveEngine:
         self.failure: str | None = None     # set with ``ended`` when the server vanished mid-stream
         self.connection_lost = False
         self._lost_at: float | None = None   # when the RTSP connection closed mid-session (UDP)
+        self._keepalive_sent: float | None = None   # an unanswered keepalive went out then
         self._pos_base: tuple[int, float] | None = None   # (rtp timestamp, media seconds) anchor
         self._position = 0.0
         self._skip_before: int | None = None              # RTP-Info seq after a seek
@@ -487,7 +488,10 @@ class ReceiveEngine:
         if self.proto is None or self.rtsp_sock is None:
             return
         with self._lock:
-            cseq, data = self.proto.keepalive(now=time.monotonic())
+            now = time.monotonic()
+            cseq, data = self.proto.keepalive(now=now)
+            if self._keepalive_sent is None:
+                self._keepalive_sent = now
         self.events.put(Event(EventKind.LOG, ("C->S", data.decode("utf-8", "replace").replace("\r\n", "\n"))))
         try:
             with self._send_lock:
@@ -536,6 +540,7 @@ class ReceiveEngine:
                         if reply.request.cseq not in self._awaiting:
                             # a keepalive reply: nobody waits for it
                             self._replies.pop(reply.request.cseq, None)
+                        self._keepalive_sent = None          # the server is there
                     for err in events.errors:
                         logger.warning("%s", err)
                     if events.replies:
@@ -738,6 +743,11 @@ class ReceiveEngine:
                 self._finish(reason, now)
         elif self._lost_at is not None and self.ended is None and now - self._lost_at >= BYE_GRACE:
             self._lost_server(now)
+        elif self._keepalive_sent is not None and self.ended is None \
+                and now - self._keepalive_sent > self.reply_timeout:
+            # paused (no RTP to miss), the server frozen or the path down: the keepalive tells
+            self._finish(f"lost the server: no reply to a keepalive within {self.reply_timeout:g} s",
+                         now, failed=True)
         if self.ended is None and self.state == ClientState.PLAYING and self.play_started is not None:
             total = self.frame_total
             if total and self.last_frame is not None and self.last_frame.index >= total - 1 \

@@ -96,6 +96,32 @@ def test_vanished_server_is_reported_and_frames_are_kept(server, tmp_path, fault
         assert pixels(got.frame(i)) == pixels(source.frame(i)), f"frame {i}"
 
 
+def test_frozen_server_noticed_while_paused_by_the_keepalive():
+    """Paused, there is no RTP to miss: the unanswered keepalive (every timeout/2) gives it away."""
+    from Client import EventKind, ReceiveEngine
+
+    srv = fuzz_server.ServerProcess("--session-timeout", "2")      # keepalive every second
+    eng = ReceiveEngine(f"rtsp://127.0.0.1:{srv.port}/movie.Mjpeg", reply_timeout=1.5, log_frames=False)
+    try:
+        eng.open()
+        eng.describe()
+        eng.setup()
+        eng.play()
+        wait_for(lambda: eng.frames_displayable >= 3, 10, "frames")
+        eng.pause()
+        wait_for(lambda: "GET_PARAMETER" in srv.text(), 5, "a first keepalive, answered")
+        os.kill(srv.proc.pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        wait_for(lambda: eng.failure is not None, 1.0 + 1.5 + 2.0, "the player to notice")
+        ends = [ev.payload for ev in list(eng.events.queue) if ev.kind is EventKind.END]
+        assert ends == ["lost the server: no reply to a keepalive within 1.5 s"]
+        assert time.monotonic() - t0 <= 1.0 + 1.5 + 1.0
+    finally:
+        eng.close()
+        os.kill(srv.proc.pid, signal.SIGCONT)
+        srv.cleanup()
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 def test_server_stopping_on_purpose_says_bye(server, sig, transport):
