@@ -3,6 +3,7 @@ slider seek, close-window dialog, TEARDOWN; a screenshot for docs/; decode+displ
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import random
@@ -249,6 +250,15 @@ def test_cli_window_real_keys(display, start_server, tmp_path):
     import json
     st = json.loads(stats.read_text())
     assert st["frames_completed"] > 20 and st["packets_lost"] == 0
+
+
+@pytest.fixture(autouse=True)
+def collect_tk_garbage():
+    """Tk objects must die in the main thread, right after their test: left to a later automatic
+    collection they die in whatever thread runs it, e.g. a later test's RTSP thread, where each Tk
+    variable blocks ~1 s ("main thread is not in main loop") and DESCRIBE times out."""
+    yield
+    gc.collect()
 
 
 FIT_CASES = [
