@@ -923,6 +923,40 @@ from PIL import Image, ImageTk            # noqa: E402
 GUI_TICK_MS = 15          # queue drain period
 STATS_TICK_MS = 250       # statistics panel and plot: 4 updates per second
 PLOT_SPAN = 30.0          # seconds shown in the plot
+VIEW_DEFAULT = (1280, 720)  # the default view shows 640x480 and 1280x720 streams 1:1 (screen permitting)
+FIT_SLACK = 8             # px a frame may exceed the view by and still be shown 1:1 (edges clipped):
+                          # resampling a whole frame to gain a few pixels costs more than decoding it
+SCREEN_MARGIN = (32, 96)  # px of the screen left to window decorations and desktop panels
+RESIZE_FILTER = Image.BOX  # area average: antialiased for the < 2x reductions left after draft(), and
+                           # ~1/3 cheaper than BILINEAR (1280x720 -> 704x396: 2.9 vs 4.4 ms here)
+
+
+def fit_size(frame: tuple[int, int], view: tuple[int, int], slack: int = FIT_SLACK) -> tuple[int, int]:
+    """The size a frame is shown at in a view: its own when it fits (or overflows by at most ``slack``
+    px, clipped evenly at the edges), else scaled down to fit, aspect ratio kept. Never scaled up.
+    A view not laid out yet (1x1) shows frames 1:1."""
+    fw, fh = frame
+    vw, vh = view
+    if vw <= 1 or vh <= 1 or (fw <= vw + slack and fh <= vh + slack):
+        return frame
+    scale = min(vw / fw, vh / fh)
+    return max(1, min(vw, round(fw * scale))), max(1, min(vh, round(fh * scale)))
+
+
+def decode_for_view(data: bytes, view: tuple[int, int]) -> tuple[Image.Image, tuple[int, int]]:
+    """Decode one JPEG from memory at the size :func:`fit_size` gives for ``view``; also returns the
+    frame's own size. Reductions of 2x or more happen in the decoder (``draft``: DCT scaling to 1/2,
+    1/4 or 1/8, never below the target), the rest with :data:`RESIZE_FILTER`. The decoder's mode is
+    kept (a Tk photo takes RGB and L as they are). Raises OSError or ValueError for a bad frame."""
+    img = Image.open(io.BytesIO(data), formats=("JPEG",))     # RFC 2435 carries JPEG only
+    native = img.size
+    size = fit_size(native, view)
+    if size != native:
+        img.draft(None, size)
+    img.load()
+    if img.size != size:
+        img = img.resize(size, RESIZE_FILTER)
+    return img, native
 
 
 def _fmt_bytes(n: int | None) -> str:
@@ -964,6 +998,8 @@ class Client:
         self.start_pos = start
         self.photo: ImageTk.PhotoImage | None = None
         self.photo_size: tuple[int, int] | None = None
+        self.photo_mode: str | None = None
+        self.frame_size: tuple[int, int] | None = None   # the shown frame's own size
         self.display_times: list[float] = []     # seconds per decode+display
         self.frames_shown = 0
         self.shown_frame: Frame | None = None    # the frame the view holds now
@@ -993,7 +1029,6 @@ class Client:
     def _build(self) -> None:
         m = self.master
         m.title(f"RTP player - {self.engine.url or 'SDP stream'}")
-        m.geometry("1100x720")
         m.minsize(640, 480)
         m.columnconfigure(0, weight=1)
         m.rowconfigure(0, weight=1)
@@ -1001,8 +1036,14 @@ class Client:
         main.grid(row=0, column=0, sticky="nsew")
         main.columnconfigure(0, weight=1)
         main.rowconfigure(0, weight=1)
-        self.view = tk.Label(main, background="black", text="no video yet", foreground="gray")
+        # A canvas, not a Label: a new frame redraws only the picture's area, not the whole view
+        # (0.4 ms less per 640x480 frame in a 1280x720 view). No border: all of it is picture.
+        self.view = tk.Canvas(main, background="black", borderwidth=0, highlightthickness=0,
+                              width=VIEW_DEFAULT[0], height=VIEW_DEFAULT[1])
         self.view.grid(row=0, column=0, sticky="nsew")
+        self.view_image = self.view.create_image(0, 0, anchor="center")
+        self.view_text = self.view.create_text(0, 0, text="no video yet", fill="gray", anchor="center")
+        self.view.bind("<Configure>", self._on_view_configure)
         side = ttk.Frame(main, padding=(8, 0))
         side.grid(row=0, column=1, rowspan=4, sticky="ns")
         stats = ttk.LabelFrame(side, text="Statistics", padding=6)
@@ -1057,6 +1098,23 @@ class Client:
         nb.add(self.sdp_text, text="SDP")
         self.log_text.tag_configure("c2s", foreground="#0645ad")
         self.log_text.tag_configure("s2c", foreground="#116611")
+        self._size_window()
+
+    def _size_window(self) -> None:
+        """Open with a view of VIEW_DEFAULT (the rest of the layout as it asks), within the screen.
+
+        The requested size is measured while the window is withdrawn, so it maps once, at its
+        final size; then the view asks for nothing and takes what the window gives it."""
+        m = self.master
+        was_withdrawn = m.state() == "withdrawn"
+        m.withdraw()
+        m.update_idletasks()
+        width = min(m.winfo_reqwidth(), m.winfo_screenwidth() - SCREEN_MARGIN[0])
+        height = min(m.winfo_reqheight(), m.winfo_screenheight() - SCREEN_MARGIN[1])
+        self.view.configure(width=1, height=1)
+        m.geometry(f"{width}x{height}")
+        if not was_withdrawn:
+            m.deiconify()
 
     def _build_impairment(self, side: ttk.Frame) -> None:
         """The network-impairment panel: a spec (as --impair) applied to incoming RTP while playing."""
@@ -1246,33 +1304,51 @@ class Client:
         self._after("drain", GUI_TICK_MS, self._drain)
 
     def show_frame(self, frame: Frame) -> None:
-        """Decode in memory and paste into the one PhotoImage (draft() when the view is smaller)."""
+        """Decode in memory and show the frame centred in the view: 1:1 when it fits, else scaled
+        down (see :func:`decode_for_view`); one PhotoImage is pasted into while size and mode hold."""
         t0 = time.perf_counter()
-        vw = max(16, self.view.winfo_width())
-        vh = max(16, self.view.winfo_height())
-        try:
-            img = Image.open(io.BytesIO(frame.data))
-            if img.width > vw or img.height > vh:
-                img.draft("RGB", (vw, vh))       # DCT scaling: decode at 1/2, 1/4 or 1/8 size
-            img = img.convert("RGB")
-        except (OSError, ValueError) as exc:
-            logger.debug("frame %d does not decode: %s", frame.index, exc)
+        if not self._render(frame):
             return
-        scale = min(vw / img.width, vh / img.height)
-        size = (max(1, int(img.width * scale)), max(1, int(img.height * scale)))
-        if size != img.size:
-            img = img.resize(size, Image.BILINEAR)
-        if self.photo is None or self.photo_size != size:
-            self.photo = ImageTk.PhotoImage(img)
-            self.photo_size = size
-            self.view.configure(image=self.photo, text="")
-        else:
-            self.photo.paste(img)
         self.frames_shown += 1
         self.shown_frame = frame
         self.display_times.append(time.perf_counter() - t0)
         if len(self.display_times) > 2000:
             del self.display_times[:1000]
+
+    def _render(self, frame: Frame) -> bool:
+        try:
+            img, self.frame_size = decode_for_view(frame.data, self._view_size())
+        except (OSError, ValueError) as exc:
+            logger.debug("frame %d does not decode: %s", frame.index, exc)
+            return False
+        if self.photo is None or self.photo_size != img.size or self.photo_mode != img.mode:
+            self.photo = ImageTk.PhotoImage(img)
+            self.photo_size = img.size
+            self.photo_mode = img.mode
+            self.view.itemconfigure(self.view_image, image=self.photo)
+            self.view.itemconfigure(self.view_text, state="hidden")
+        else:
+            self.photo.paste(img)
+        return True
+
+    def _view_size(self) -> tuple[int, int]:
+        return self.view.winfo_width(), self.view.winfo_height()
+
+    def _on_view_configure(self, event: Any) -> None:
+        """The view changed size (window resized): keep the picture centred and re-fit it once the
+        drag settles, so a paused picture follows the window too."""
+        for item in (self.view_image, self.view_text):
+            self.view.coords(item, event.width // 2, event.height // 2)
+        if self.shown_frame is not None and not self.closed and "refit" not in self._after_ids:
+            self._after_ids["refit"] = self.master.after(50, self._refit)
+
+    def _refit(self) -> None:
+        self._after_ids.pop("refit", None)
+        frame = self.shown_frame
+        if frame is None or self.closed or self.frame_size is None:
+            return
+        if fit_size(self.frame_size, self._view_size()) != self.photo_size:
+            self._render(frame)
 
     def _log(self, direction: str, text: str) -> None:
         self.log_text.insert("end", f"--- {direction} ---\n", "c2s" if direction == "C->S" else "s2c")

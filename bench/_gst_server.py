@@ -10,6 +10,7 @@ our server shares packetized frames), and prints "PORT <n> PID <pid>" once liste
 """
 
 import argparse
+import itertools
 import os
 import sys
 
@@ -43,19 +44,22 @@ def main() -> int:
     factory.set_launch(
         f"( appsrc name=src format=time is-live=false block=false "
         f"caps=image/jpeg,framerate={args.fps}/1 ! jpegparse ! rtpjpegpay name=pay0 pt=26 mtu=1412 )")
-    counter = [0]
 
-    def need_data(src, _length):
-        k = counter[0]
-        counter[0] += 1
+    def need_data(src, _length, counter):
+        k = next(counter)
         buf = Gst.Buffer.new_wrapped(frames[k % len(frames)])
         buf.pts = k * duration
         buf.duration = duration
         src.emit("push-buffer", buf)
 
     def configure(_factory, media):
+        # The frame count starts at 0 for every media.  The factory builds a new media whenever
+        # the last client of the previous one has gone (every SETUP/PLAY/TEARDOWN probe does
+        # that), and its running time starts at 0: a count carried over from earlier media
+        # stamped the first frame k/fps seconds in the future, so after 200 probes the sink held
+        # everything back ~10 s and the 100 "streaming" clients received nothing.
         src = media.get_element().get_by_name_recurse_up("src")
-        src.connect("need-data", need_data)
+        src.connect("need-data", need_data, itertools.count())
     factory.connect("media-configure", configure)
     factory.set_shared(True)
     server.get_mount_points().add_factory("/bench", factory)

@@ -3,13 +3,13 @@
 
 Runs the Tk player (Client.Client) under the current $DISPLAY, or under an Xvfb it starts.
 
-  decode+display: Client.show_frame(Frame) -- Pillow decode (draft() when the view is smaller),
-      resize to the view, PhotoImage.paste -- then root.update_idletasks() so Tk redraws and
-      the pixels are handed to the X server.  Generated frames (quality 80) at 640x480 and
-      1280x720, in the player's default 1100x720 window and in a window larger than the frame
-      (the view never equals the frame size, so the client always resizes to fit; Pillow's
-      decode alone is shown beside).  Two figures per case: the client's own display_times (decode+paste) and
-      the wall time including the redraw.
+  decode+display: Client.show_frame(Frame) -- Pillow decode from memory, shown 1:1 when the frame
+      fits the view (draft() + a box filter only when it must shrink), PhotoImage.paste -- then
+      root.update_idletasks() so Tk redraws and the pixels are handed to the X server.  Generated
+      frames (quality 80) at 640x480 and 1280x720, in the player's default window (a 1280x720 view
+      when the screen allows: the Xvfb started here is 1920x1200) and in a window larger than the
+      frame; Pillow's decode alone is shown beside.  Two figures per case: the client's own
+      display_times (decode+paste) and the wall time including the redraw.
   end-to-end: our server (bench/_server_proc.py --log-sends, another process) streams the
       640x480 ~20 KB movie to a ReceiveEngine + Client in this process; the server notes
       time.time() as each frame's first packet goes out, the client when show_frame +

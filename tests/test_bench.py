@@ -25,8 +25,10 @@ def test_benchmark_runs_quick(script, title, timeout):
         import shutil
         if not shutil.which("Xvfb"):
             pytest.skip("no $DISPLAY and no Xvfb for the Tk client benchmark")
+    # env=os.environ, not the process's C environment: Tk writes DISPLAY there when a GUI test opens
+    # a window on its own Xvfb (tk.Tk(screenName=...)), and that Xvfb is gone by now.
     proc = subprocess.run([sys.executable, str(BENCH / script), "--quick"], capture_output=True, text=True,
-                          timeout=timeout, cwd=BENCH.parent)
+                          timeout=timeout, cwd=BENCH.parent, env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
     assert f"# {title}" in out, out[-2000:]

@@ -3,6 +3,7 @@ slider seek, close-window dialog, TEARDOWN; a screenshot for docs/; decode+displ
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import random
@@ -13,14 +14,14 @@ import time
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageChops, ImageStat
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 tk = pytest.importorskip("tkinter")
 
-from Client import Client, ReceiveEngine  # noqa: E402
+from Client import FIT_SLACK, Client, Frame, ReceiveEngine, decode_for_view, fit_size  # noqa: E402
 from RtspClient import ClientState  # noqa: E402
 from VideoStream import VideoStream  # noqa: E402
 
@@ -77,10 +78,10 @@ def test_gui_plays_shows_pixels_stats_seek_close(display, start_server, tmp_path
         app.play()
         pump(root, lambda: app.frames_shown >= 30, what="30 frames shown")
         assert enabled(app) == {"PAUSE", "TEARDOWN", "DESCRIBE"}
-        # The view holds decoded pixels of the frame last shown, scaled like the player scales.
+        # The view holds the decoded pixels of the frame last shown, 1:1 (384x288 fits the view).
         shown = app.shown_frame
-        expected = Image.open(io.BytesIO(source.frame(shown.index))).convert("RGB").resize(
-            app.photo_size, Image.BILINEAR)
+        expected = Image.open(io.BytesIO(source.frame(shown.index))).convert("RGB")
+        assert app.photo_size == expected.size
         w, h = app.photo_size
         pts = [(x * w // 7, y * h // 5) for x in range(1, 7) for y in range(1, 5)]
         got = view_pixels(app, pts)
@@ -232,3 +233,86 @@ def test_cli_window_real_keys(display, start_server, tmp_path):
     import json
     st = json.loads(stats.read_text())
     assert st["frames_completed"] > 20 and st["packets_lost"] == 0
+
+
+@pytest.fixture(autouse=True)
+def collect_tk_garbage():
+    """Tk objects must die in the main thread, right after their test: left to a later automatic
+    collection they die in whatever thread runs it, e.g. a later test's RTSP thread, where each Tk
+    variable blocks ~1 s ("main thread is not in main loop") and DESCRIBE times out."""
+    yield
+    gc.collect()
+
+
+FIT_CASES = [
+    # frame, view, shown: 1:1 whenever the frame fits, give or take FIT_SLACK px; never scaled up
+    ((640, 480), (1280, 720), (640, 480)),
+    ((1280, 720), (1280, 720), (1280, 720)),
+    ((640, 480), (636, 477), (640, 480)),                    # the old default view: no resample now
+    ((640, 480), (640 - FIT_SLACK, 480 - FIT_SLACK), (640, 480)),
+    ((640, 480), (640 - FIT_SLACK - 1, 480), (631, 473)),    # beyond the slack: scaled, aspect kept
+    ((1280, 720), (850, 561), (850, 478)),
+    ((1280, 720), (600, 600), (600, 338)),
+    ((384, 288), (1920, 1080), (384, 288)),
+    ((1280, 720), (1, 1), (1280, 720)),                      # view not laid out yet
+]
+
+
+@pytest.mark.parametrize("frame,view,shown", FIT_CASES)
+def test_fit_size(frame, view, shown):
+    assert fit_size(frame, view) == shown
+
+
+def test_decode_for_view_sizes_modes_and_bad_frames():
+    from media import scene_jpeg
+    jpeg = scene_jpeg(1280, 720)
+    img, native = decode_for_view(jpeg, (1280, 720))
+    assert (img.size, img.mode, native) == ((1280, 720), "RGB", (1280, 720))
+    assert img.tobytes() == Image.open(io.BytesIO(jpeg)).convert("RGB").tobytes()     # 1:1 is the decode
+    small, native = decode_for_view(jpeg, (600, 400))          # 2x+: DCT scaling, then the box filter
+    assert (small.size, small.mode, native) == ((600, 338), "RGB", (1280, 720))
+    full = Image.open(io.BytesIO(jpeg)).convert("RGB").resize((600, 338), Image.BOX)
+    diff = ImageStat.Stat(ImageChops.difference(small, full)).mean       # ~1 of 255 per channel here
+    assert max(diff) < 4, f"the scaled frame does not look like the frame: {diff}"
+    gray = io.BytesIO()
+    Image.open(io.BytesIO(jpeg)).convert("L").save(gray, "JPEG")
+    assert decode_for_view(gray.getvalue(), (1280, 720))[0].mode == "L"   # no needless conversion
+    with pytest.raises((OSError, ValueError)):
+        decode_for_view(jpeg[:len(jpeg) // 2], (1280, 720))
+    with pytest.raises((OSError, ValueError)):
+        decode_for_view(b"not a jpeg", (1280, 720))
+
+
+def test_view_default_size_one_photo_and_refit(display):
+    """The default window is as large as the screen allows; frames that fit are shown 1:1 into one
+    PhotoImage; a bigger frame is scaled to the view; a paused picture follows a window resize."""
+    from media import scene_jpeg
+    root = tk.Tk(screenName=display)
+    eng = ReceiveEngine(None)
+    app = Client(root, eng)
+    try:
+        pump(root, lambda: root.winfo_viewable() and app.view.winfo_width() > 1, what="window mapped")
+        assert root.winfo_width() <= root.winfo_screenwidth() and root.winfo_height() <= root.winfo_screenheight()
+        view = (app.view.winfo_width(), app.view.winfo_height())
+        assert view[0] >= 640 and view[1] >= 480        # 1280x900 screen: 640x480 fits, 1280x720 does not
+        frames = [scene_jpeg(640, 480, index=i) for i in range(3)]
+        app.show_frame(Frame(frames[0], 0, 0, 0.0, time.monotonic()))
+        photo = app.photo
+        for i, jpeg in enumerate(frames[1:], 1):
+            app.show_frame(Frame(jpeg, i * 4500, i, i / 20, time.monotonic()))
+        assert app.photo is photo and app.photo_size == (640, 480) and app.frames_shown == 3
+        expected = Image.open(io.BytesIO(frames[2])).convert("RGB")
+        pts = [(x * 640 // 7, y * 480 // 5) for x in range(1, 7) for y in range(1, 5)]
+        assert view_pixels(app, pts) == [expected.getpixel(p) for p in pts]
+        # A frame larger than the view is scaled down to it, aspect kept.
+        app.show_frame(Frame(scene_jpeg(1280, 720), 0, 3, 0.15, time.monotonic()))
+        assert app.photo_size == fit_size((1280, 720), view) and app.photo_size[0] == view[0] < 1280
+        # The window shrinks with no new frame (paused): the picture is re-fitted to the new view.
+        root.geometry(f"{root.winfo_width() - 200}x{root.winfo_height()}")
+        pump(root, lambda: app.view.winfo_width() == view[0] - 200, what="view resized")
+        pump(root, lambda: app.photo_size == fit_size((1280, 720), (view[0] - 200, app.view.winfo_height())),
+             what="picture re-fitted")
+        assert app.frames_shown == 4
+    finally:
+        app.close()
+        eng.close()
