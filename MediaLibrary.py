@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Tuple
 from urllib.parse import unquote, urlsplit
 
 from RtpJpeg import packetize
+from RtpPacket import PT_JPEG, PacketTrain
 from RtspMessage import RtspError, Status
 from VideoStream import VideoStream
 
@@ -40,7 +41,7 @@ class Movie:
         self.stream = VideoStream(path, fps)
         self.payload_size = payload_size
         self.problems = self.stream.problems
-        self._cache: "OrderedDict[int, Tuple[List[bytes], bytes]]" = OrderedDict()
+        self._cache: "OrderedDict[Tuple[int, bool, Optional[int]], PacketTrain]" = OrderedDict()
         self._cache_bytes = 0
         self._cache_limit = cache_bytes
         self._lock = threading.Lock()
@@ -61,23 +62,27 @@ class Movie:
     def duration(self) -> float:
         return self.stream.duration
 
-    def packets(self, index: int) -> Tuple[List[bytes], bytes]:
-        """(RFC 2435 payloads, whole JPEG) of frame `index`, packetized once and shared."""
+    def train(self, index: int, lab: bool = False, channel: Optional[int] = None) -> PacketTrain:
+        """Frame `index` as RTP packets ready to stamp (RtpPacket.PacketTrain), built once and
+        shared by every session: RFC 2435 payloads, or the whole JPEG in one packet for the
+        lab dialect (and for files whose JPEGs cannot be cut up); with `channel`, framed for
+        RTSP interleaved over TCP."""
+        key = (index, lab, channel)
         with self._lock:
-            hit = self._cache.get(index)
+            hit = self._cache.get(key)
             if hit is not None:
-                self._cache.move_to_end(index)
+                self._cache.move_to_end(key)
                 return hit
         jpeg = self.stream.frame(index)
-        payloads = packetize(jpeg, self.payload_size) if not self.problems else []
-        entry = (payloads, jpeg)
+        payloads = [jpeg] if lab or self.problems else packetize(jpeg, self.payload_size)
+        train = PacketTrain(payloads, PT_JPEG, channel)
         with self._lock:
-            self._cache[index] = entry
-            self._cache_bytes += 2 * len(jpeg)
+            self._cache[key] = train
+            self._cache_bytes += len(train.template)
             while self._cache_bytes > self._cache_limit and len(self._cache) > 1:
-                _, (_, old) = self._cache.popitem(last=False)
-                self._cache_bytes -= 2 * len(old)
-        return entry
+                _, old = self._cache.popitem(last=False)
+                self._cache_bytes -= len(old.template)
+        return train
 
 
 class MediaLibrary:

@@ -9,7 +9,7 @@ material still reads against this class.
 from __future__ import annotations
 
 import struct
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 RTP_VERSION = 2
 PT_JPEG = 26  # RFC 3551 table 5: JPEG, 90 kHz
@@ -40,6 +40,9 @@ def seq_lt(a: int, b: int) -> bool:
 def ts_diff(a: int, b: int) -> int:
     """Signed distance a - b between 32-bit RTP timestamps."""
     return ((a - b + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+
+
+_new = object.__new__
 
 
 class RtpPacket:
@@ -80,8 +83,12 @@ class RtpPacket:
         pad = self.padding
         pt = self.payload_type
         if not (csrc or pad) and ext is None and 0 <= pt <= 127:  # the common case, kept short
-            return _pack_header(0x80, (0x80 | pt) if self.marker else pt, self.sequence_number & 0xFFFF,
-                                self.rtp_timestamp & 0xFFFFFFFF, self.ssrc & 0xFFFFFFFF) + self.payload
+            try:  # fields already in range need no masking; struct.error sends the rest below
+                return _pack_header(0x80, (0x80 | pt) if self.marker else pt, self.sequence_number,
+                                    self.rtp_timestamp, self.ssrc) + self.payload
+            except struct.error:
+                return _pack_header(0x80, (0x80 | pt) if self.marker else pt, self.sequence_number & 0xFFFF,
+                                    self.rtp_timestamp & 0xFFFFFFFF, self.ssrc & 0xFFFFFFFF) + self.payload
         if not 0 <= self.payload_type <= 127:
             raise ValueError(f"payload type {self.payload_type} outside 0..127")
         if len(csrc) > 15:
@@ -124,7 +131,7 @@ class RtpPacket:
             raise ValueError(f"RTP packet of {size} bytes is shorter than the 12-byte header")
         first, second, seq, ts, ssrc = _unpack_header(data)
         if first == 0x80:  # version 2 with no padding, extension or CSRC: the common case
-            packet = cls.__new__(cls)
+            packet = _new(cls)
             packet.payload_type = second & 0x7F
             packet.marker = second > 0x7F
             packet.sequence_number = seq
@@ -226,3 +233,75 @@ class RtpPacket:
 
     def getPacket(self) -> bytes:
         return self.serialize()
+
+
+# sequence(16) | timestamp(32) | SSRC(32): the per-session part of a header, at offset 2
+_STAMP = struct.Struct("!HII")
+_INTERLEAVED = struct.Struct("!cBH")  # RFC 2326 10.12: '$', channel, length
+
+
+class PacketTrain:
+    """One frame's RTP packets laid out once, back to back, for every session to send.
+
+    The template holds each packet's header (version, marker on the last, payload type)
+    and payload at a fixed stride; a session's copy differs only in sequence number,
+    timestamp and SSRC, which `stamp()` writes into a fresh copy with one pack_into per
+    packet.  With `channel` set, every packet is preceded by the RFC 2326 10.12
+    interleaved frame header ('$', channel, length) for RTSP over TCP.
+
+    Packets are `segment` octets apart; all but the last are exactly that long when the
+    payloads are (RFC 2435 packetize() cuts them so), which is what UDP segmentation
+    offload needs: the kernel cuts one buffer into datagrams of `segment` octets.
+    """
+
+    __slots__ = ("template", "count", "offsets", "sizes", "segment", "uniform", "payload_octets", "prefix")
+
+    def __init__(self, payloads: Sequence[bytes], payload_type: int = PT_JPEG,
+                 channel: Optional[int] = None) -> None:
+        if not payloads:
+            raise ValueError("a packet train needs at least one payload")
+        if not 0 <= payload_type <= 127:
+            raise ValueError(f"payload type {payload_type} outside 0..127")
+        prefix = 0 if channel is None else _INTERLEAVED.size
+        last = len(payloads) - 1
+        parts: List[bytes] = []
+        offsets: List[int] = []
+        sizes: List[int] = []
+        position = 0
+        for i, payload in enumerate(payloads):
+            size = HEADER_SIZE + len(payload)
+            if channel is not None:
+                if size > 0xFFFF:
+                    raise ValueError(f"RTP packet of {size} octets does not fit an interleaved frame")
+                parts.append(_INTERLEAVED.pack(b"$", channel, size))
+            parts.append(_pack_header(0x80, (0x80 | payload_type) if i == last else payload_type, 0, 0, 0))
+            parts.append(payload)
+            offsets.append(position)
+            sizes.append(prefix + size)
+            position += prefix + size
+        self.template = b"".join(parts)
+        self.count = len(payloads)
+        self.offsets = offsets
+        self.sizes = sizes
+        self.prefix = prefix
+        self.segment = sizes[0]
+        self.uniform = all(size == sizes[0] for size in sizes[:-1]) and sizes[-1] <= sizes[0]
+        self.payload_octets = sum(map(len, payloads))
+
+    def stamp(self, seq: int, timestamp: int, ssrc: int) -> bytearray:
+        """A copy of the train with sequence numbers seq, seq+1, ... (mod 2**16), the RTP
+        timestamp and the SSRC written in."""
+        buf = bytearray(self.template)
+        pack_into = _STAMP.pack_into
+        at = self.prefix + 2
+        timestamp &= 0xFFFFFFFF
+        ssrc &= 0xFFFFFFFF
+        for offset in self.offsets:
+            pack_into(buf, offset + at, seq & 0xFFFF, timestamp, ssrc)
+            seq += 1
+        return buf
+
+    def packets(self, buf: bytes) -> List[memoryview]:
+        """The stamped buffer cut into its packets (interleaved frames with `channel`)."""
+        view = memoryview(buf)
+        return [view[offset:offset + size] for offset, size in zip(self.offsets, self.sizes)]

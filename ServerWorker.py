@@ -34,7 +34,7 @@ from RtcpPacket import (
     dlsr_from_seconds, ntp_from_unix, ntp_middle32, parse_compound, rtcp_interval, rtt_seconds,
     serialize_compound, update_avg_rtcp_size,
 )
-from RtpPacket import JPEG_CLOCK_RATE, PT_JPEG, RTP_HEADER
+from RtpPacket import JPEG_CLOCK_RATE, PacketTrain
 from RtspAuth import Authenticator
 from RtspHeaders import NptRange, RtpInfo, Transport, format_range, format_rtp_info, format_session, parse_range, parse_session
 from RtspMessage import (
@@ -55,6 +55,8 @@ UDP_BURST = 24  # packets sent back to back (about 33 KB)
 UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)  # Linux >= 4.18 UDP GSO (include/uapi/linux/udp.h)
 GSO_MAX_SEGMENTS = 64
 GSO_MAX_BYTES = 65000
+_SEGMENT_SIZE = struct.Struct("=H")  # the UDP_SEGMENT control message's value
+SEND_EARLY = 0.001  # deadlines this close are served in the same wake-up (frames up to 1 ms early)
 SLICE_SPREAD = 0.5  # a large frame's slices go out within this share of the frame interval
 POLL_INTERVAL = 0.25  # how often idle loops look at shutdown / timeouts
 WORKER_POLL = 1.0  # a worker wakes this often for its timeouts; shutdown() wakes it at once
@@ -112,9 +114,9 @@ class StreamSession:
         self.max_lateness = 0.0
         # RTCP (RFC 3550 6.3): our SR schedule and what the receiver's RRs said
         self.rtcp_initial = True
-        self.out_headers: List[bytes] = []  # the frame being sent in slices (UDP)
-        self.out_payloads: List[bytes] = []
-        self.out_next = 0
+        self.out_train: Optional[PacketTrain] = None  # the frame being sent in slices (UDP)
+        self.out_buf: Optional[bytearray] = None  # ... stamped with this session's header fields
+        self.out_next = 0  # index of its next packet
         self.slice_gap = 0.0
         self.rtcp_epoch = 0  # bumped when the stream is removed: stale SR deadlines are ignored
         self.avg_rtcp_size = 0.0
@@ -297,43 +299,45 @@ class Streamer(threading.Thread):
         self._wake_w.close()
 
     def _send_due(self) -> None:
-        while True:
-            now = time.monotonic()
-            with self._lock:
-                if not self._heap or self._heap[0][0] > now:
-                    return
-                due, _, generation, session, kind = heapq.heappop(self._heap)
+        """Send everything due now or within SEND_EARLY: one wake-up serves every session whose
+        deadline falls in the same short window instead of one select() per session."""
+        now = time.monotonic()
+        horizon = now + SEND_EARLY
+        batch = []
+        with self._lock:
+            heap = self._heap
+            while heap and heap[0][0] <= horizon:
+                entry = heapq.heappop(heap)
+                generation, session, kind = entry[2], entry[3], entry[4]
+                if generation != (session.generation if kind == FRAME else session.rtcp_epoch):
+                    continue  # a stale deadline: the session was paused, replayed or removed
                 if kind == RTCP:
-                    if generation != session.rtcp_epoch:
-                        continue
-                    heapq.heappush(self._heap, (now + session.rtcp_interval(self.config.rng),
-                                                next(self._counter), generation, session, RTCP))
-                elif kind == FRAME and generation != session.generation:
-                    continue
-            if kind == SLICE:
+                    heapq.heappush(heap, (now + session.rtcp_interval(self.config.rng),
+                                          next(self._counter), generation, session, RTCP))
+                batch.append(entry)
+        again = []
+        for due, _, generation, session, kind in batch:
+            if kind == FRAME:
                 with session.lock:
-                    if generation == session.rtcp_epoch and session.out_payloads:
+                    if generation != session.generation or not self._send_frame(session, time.monotonic() - due):
+                        continue
+                    n = session.position - session.play_k0
+                again.append((session.play_t0 + n / session.movie.fps, generation, session, FRAME))
+            elif kind == SLICE:
+                with session.lock:
+                    if generation == session.rtcp_epoch and session.out_train is not None:
                         self._send_slice(session)
-                        if session.out_payloads:
-                            with self._lock:
-                                heapq.heappush(self._heap, (now + session.slice_gap, next(self._counter),
-                                                            generation, session, SLICE))
-                continue
-            if kind == RTCP:
+                        if session.out_train is not None:
+                            again.append((time.monotonic() + session.slice_gap, generation, session, SLICE))
+            else:
                 report = session.sender_report()
                 session.avg_rtcp_size = update_avg_rtcp_size(session.avg_rtcp_size, len(report))
                 self._send_rtcp(session, report)
-                continue
-            with session.lock:
-                if generation != session.generation:
-                    continue
-                more = self._send_frame(session, now - due)
-            if more:
-                n = session.position - session.play_k0
-                with self._lock:
-                    if generation == session.generation:
-                        heapq.heappush(self._heap, (session.play_t0 + n / session.movie.fps,
-                                                    next(self._counter), generation, session, FRAME))
+        if again:
+            with self._lock:
+                for due, generation, session, kind in again:
+                    if generation == (session.generation if kind == FRAME else session.rtcp_epoch):
+                        heapq.heappush(self._heap, (due, next(self._counter), generation, session, kind))
 
     def _send_frame(self, session: StreamSession, lateness: float) -> bool:
         """Send (or skip, if too late) the frame at session.position; False when the stream ended."""
@@ -353,80 +357,71 @@ class Streamer(threading.Thread):
         if lateness > late_skip:
             session.frames_skipped += 1
             return True
-        session.max_lateness = max(session.max_lateness, lateness)
-        payloads, jpeg = movie.packets(position % count)
-        if session.lab or not payloads:
-            payloads = [jpeg]  # lab dialect: the whole JPEG in one packet
-        ts = session.rtptime(position)
-        seq = session.seq
-        ssrc = session.ssrc
-        last = len(payloads) - 1
-        headers = [RTP_HEADER.pack(0x80, (0x80 | PT_JPEG) if i == last else PT_JPEG, (seq + i) & 0xFFFF, ts, ssrc)
-                   for i in range(len(payloads))]
-        session.seq = (seq + len(payloads)) & 0xFFFF
+        if lateness > session.max_lateness:
+            session.max_lateness = lateness
+        try:
+            train = movie.train(position % count, session.lab, session.channel)
+        except ValueError as exc:  # e.g. a whole-JPEG lab packet too large for a '$' frame
+            session.frames_skipped += 1
+            log.warning("session %s: frame %d of %s not sent: %s", session.id, position % count, movie.name, exc)
+            return True
+        buf = train.stamp(session.seq, session.rtptime(position), session.ssrc)
+        session.seq = (session.seq + train.count) & 0xFFFF
         if session.channel is not None:
-            chunks = []
-            for header, payload in zip(headers, payloads):
-                chunks.append(struct.pack("!cBH", b"$", session.channel, len(header) + len(payload)))
-                chunks.append(header)
-                chunks.append(payload)
-            if not session.worker.send_interleaved(b"".join(chunks)):
+            if not session.worker.send_interleaved(buf):
                 session.frames_skipped += 1
                 return True
         else:
-            session.out_headers, session.out_payloads, session.out_next = headers, payloads, 0
+            session.out_train, session.out_buf, session.out_next = train, buf, 0
             self._send_slice(session)
-            if session.out_payloads:
+            if session.out_train is not None:
                 # A large frame goes out in slices spread over part of the frame interval, so
                 # a receiver's socket buffer (Linux default ~200 KB) is not overrun by a burst.
-                slices = -(-len(payloads) // UDP_BURST)
-                gap = SLICE_SPREAD / movie.fps / slices
+                slices = -(-train.count // UDP_BURST)
+                session.slice_gap = SLICE_SPREAD / movie.fps / slices
                 with self._lock:
-                    heapq.heappush(self._heap, (time.monotonic() + gap, next(self._counter),
+                    heapq.heappush(self._heap, (time.monotonic() + session.slice_gap, next(self._counter),
                                                 session.rtcp_epoch, session, SLICE))
-                session.slice_gap = gap
         session.frames_sent += 1
-        session.packets_sent += len(payloads)
-        session.octets_sent += sum(map(len, payloads))
+        session.packets_sent += train.count
+        session.octets_sent += train.payload_octets
         return True
 
     def _send_slice(self, session: StreamSession) -> None:
         """Send the next UDP_BURST packets of the frame in progress."""
+        train = session.out_train
+        buf = session.out_buf
         start = session.out_next
-        end = min(start + UDP_BURST, len(session.out_payloads))
-        headers = session.out_headers[start:end]
-        payloads = session.out_payloads[start:end]
+        end = min(start + UDP_BURST, train.count)
         dest = session.udp_dest
-        if not (self.gso and len(payloads) > 1 and self._send_segmented(headers, payloads, dest)):
-            sendmsg = self.rtp_sock.sendmsg
-            for header, payload in zip(headers, payloads):
+        if not (self.gso and end - start > 1 and train.uniform and self._send_segmented(train, buf, start, end, dest)):
+            view = memoryview(buf)
+            sendto = self.rtp_sock.sendto
+            for offset, size in zip(train.offsets[start:end], train.sizes[start:end]):
                 try:
-                    sendmsg([header, payload], (), 0, dest)
+                    sendto(view[offset:offset + size], dest)
                 except OSError as exc:
                     log.debug("session %s: RTP send to %s failed: %s", session.id, dest, exc)
-        if end >= len(session.out_payloads):
-            session.out_headers, session.out_payloads = [], []
+        if end >= train.count:
+            session.out_train = session.out_buf = None
         session.out_next = end
 
-    def _send_segmented(self, headers: List[bytes], payloads: List[bytes], dest) -> bool:
-        """Send equal-size packets with one sendmsg via UDP GSO (Linux UDP_SEGMENT).
-
-        The kernel cuts the scatter list [h1, p1, h2, p2, ...] into datagrams of the
-        segment size (the last may be shorter): one system call per slice instead of one
-        per packet, which is most of what streaming costs.  False: not applicable here."""
-        size = len(payloads[0])
-        if any(len(p) != size for p in payloads[:-1]) or len(payloads[-1]) > size:
-            return False
-        segment = len(headers[0]) + size
+    def _send_segmented(self, train: PacketTrain, buf: bytearray, start: int, end: int, dest) -> bool:
+        """Send packets start..end-1 of a stamped train with one sendmsg via UDP GSO (Linux
+        UDP_SEGMENT): the kernel cuts the buffer into datagrams of the train's segment size
+        (the last may be shorter), one system call per slice instead of one per packet, which
+        is most of what streaming costs.  False: not applicable here."""
+        segment = train.segment
         per_call = max(1, min(GSO_MAX_SEGMENTS, GSO_MAX_BYTES // segment))
-        control = [(socket.SOL_UDP, UDP_SEGMENT, struct.pack("=H", segment))]
-        for first in range(0, len(payloads), per_call):
-            chunk = [part for pair in zip(headers[first:first + per_call], payloads[first:first + per_call])
-                     for part in pair]
+        control = [(socket.SOL_UDP, UDP_SEGMENT, _SEGMENT_SIZE.pack(segment))]
+        view = memoryview(buf)
+        offsets, sizes = train.offsets, train.sizes
+        for first in range(start, end, per_call):
+            last = min(first + per_call, end) - 1
             try:
-                self.rtp_sock.sendmsg(chunk, control, 0, dest)
+                self.rtp_sock.sendmsg([view[offsets[first]:offsets[last] + sizes[last]]], control, 0, dest)
             except OSError as exc:
-                if exc.errno in (errno.EINVAL, errno.ENOPROTOOPT, errno.EOPNOTSUPP, errno.EIO) and first == 0:
+                if exc.errno in (errno.EINVAL, errno.ENOPROTOOPT, errno.EOPNOTSUPP, errno.EIO) and first == start:
                     log.info("UDP segmentation offload unavailable (%s): one send per packet", exc)
                     self.gso = False
                     return False
