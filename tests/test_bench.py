@@ -13,6 +13,7 @@ CASES = [
     ("rtp_packet.py", "Figure 1", 60),
     ("rtp_jpeg.py", "Figure 2", 60),
     ("capacity.py", "Figure 3", 120),
+    ("streamer_cpu.py", "Figure 3c", 60),
     ("rtsp_latency.py", "Figure 4", 120),
     ("client_display.py", "Figure 5", 120),
     ("memory.py", "Figure 6", 120),
