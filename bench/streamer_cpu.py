@@ -12,10 +12,14 @@ columns.
     python3 bench/streamer_cpu.py                  # N = 100 and 400, 6 s each (~20 s)
     python3 bench/streamer_cpu.py --quick          # N = 20, 1 s
     python3 bench/streamer_cpu.py --sessions 100 --seconds 10
+    python3 bench/streamer_cpu.py --sessions 100 --profile     # + cProfile of the Streamer thread
 """
 
 from __future__ import annotations
 
+import cProfile
+import io
+import pstats
 import random
 import socket
 import subprocess
@@ -46,7 +50,20 @@ print(n, flush=True)
 """
 
 
-def measure(media: MediaLibrary, sessions: int, seconds: float) -> dict:
+def profiled(streamer: Streamer, top: int, out: list) -> None:
+    """Run the Streamer's loop under cProfile (it profiles only the thread it runs in)."""
+    run = streamer.run
+
+    def run_profiled() -> None:
+        profile = cProfile.Profile()
+        profile.runcall(run)
+        text = io.StringIO()
+        pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(top)
+        out.append(text.getvalue())
+    streamer.run = run_profiled
+
+
+def measure(media: MediaLibrary, sessions: int, seconds: float, profile: list = None) -> dict:
     drain = subprocess.Popen([sys.executable, "-c", DRAIN], stdout=subprocess.PIPE, text=True)
     try:
         port = int(drain.stdout.readline())
@@ -57,6 +74,8 @@ def measure(media: MediaLibrary, sessions: int, seconds: float) -> dict:
         rtcp.bind(("127.0.0.1", 0))
         config = ServerConfig(media=media, loop=True, rng=random.Random(1))
         streamer = Streamer(rtp, rtcp, config)
+        if profile is not None:
+            profiled(streamer, 14, profile)
         streamer.start()
         movie = media.lookup("bench.Mjpeg")
         rng = random.Random(2)
@@ -98,14 +117,22 @@ def main() -> None:
     p = _common.parser(__doc__.split("\n")[0])
     p.add_argument("--sessions", type=int, nargs="*")
     p.add_argument("--seconds", type=float, default=6.0)
+    p.add_argument("--profile", action="store_true", help="print the Streamer thread's cProfile top lines "
+                   "(the profiler's own cost inflates the CPU figures of that run)")
     args = p.parse_args()
     counts = args.sessions or ([20] if args.quick else [100, 400])
     seconds = 1.0 if args.quick else args.seconds
     media = MediaLibrary(_common.movie_dir(640, 480, 200, 75), fps=20.0)
-    rows = [measure(media, n, seconds) for n in counts]
+    profiles = [] if args.profile else None
+    rows = [measure(media, n, seconds, profiles) for n in counts]
     _common.emit("Figure 3c: Streamer CPU per frame (in-process, UDP, 640x480 ~20 KB frames, 20 fps)", rows,
                  ["sessions", "frames", "skipped", "us_per_frame", "core_share", "max_lateness_ms"], args.json,
                  {"window": f"{seconds:.0f} s after 1 s of steady state; CPU = the Streamer thread's pthread clock"})
+    for n, text in zip(counts, profiles or []):
+        print(f"# cProfile of the Streamer thread, {n} sessions (tottime order):")
+        for line in text.strip().splitlines():
+            if line.strip() and not line.lstrip().startswith(("Ordered by", "List reduced")):
+                print("#   " + line.strip())
 
 
 if __name__ == "__main__":
