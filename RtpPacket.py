@@ -78,17 +78,17 @@ class RtpPacket:
     # -- wire format -------------------------------------------------------
     def serialize(self) -> bytes:
         """The packet as sent on the wire (RFC 3550 5.1)."""
-        csrc = self.csrc
-        ext = self.extension
-        pad = self.padding
         pt = self.payload_type
-        if not (csrc or pad) and ext is None and 0 <= pt <= 127:  # the common case, kept short
+        if not (self.csrc or self.padding or pt & -128) and self.extension is None:  # the common case
             try:  # fields already in range need no masking; struct.error sends the rest below
                 return _pack_header(0x80, (0x80 | pt) if self.marker else pt, self.sequence_number,
                                     self.rtp_timestamp, self.ssrc) + self.payload
             except struct.error:
                 return _pack_header(0x80, (0x80 | pt) if self.marker else pt, self.sequence_number & 0xFFFF,
                                     self.rtp_timestamp & 0xFFFFFFFF, self.ssrc & 0xFFFFFFFF) + self.payload
+        csrc = self.csrc
+        ext = self.extension
+        pad = self.padding
         if not 0 <= self.payload_type <= 127:
             raise ValueError(f"payload type {self.payload_type} outside 0..127")
         if len(csrc) > 15:
@@ -126,10 +126,10 @@ class RtpPacket:
     @classmethod
     def parse(cls, data: bytes) -> "RtpPacket":
         """Parse one datagram; malformed input raises ValueError saying what is wrong."""
-        size = len(data)
-        if size < HEADER_SIZE:
-            raise ValueError(f"RTP packet of {size} bytes is shorter than the 12-byte header")
-        first, second, seq, ts, ssrc = _unpack_header(data)
+        try:
+            first, second, seq, ts, ssrc = _unpack_header(data)
+        except struct.error:
+            raise ValueError(f"RTP packet of {len(data)} bytes is shorter than the 12-byte header") from None
         if first == 0x80:  # version 2 with no padding, extension or CSRC: the common case
             packet = _new(cls)
             packet.payload_type = second & 0x7F
@@ -140,8 +140,9 @@ class RtpPacket:
             packet.csrc = ()
             packet.extension = None
             packet.padding = 0
-            packet.payload = data[HEADER_SIZE:] if type(data) is bytes else bytes(data[HEADER_SIZE:])
+            packet.payload = data[12:] if type(data) is bytes else bytes(data[12:])
             return packet
+        size = len(data)
         if first >> 6 != RTP_VERSION:
             raise ValueError(f"RTP version {first >> 6}, expected 2")
         pos = HEADER_SIZE
