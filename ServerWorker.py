@@ -57,6 +57,7 @@ GSO_MAX_SEGMENTS = 64
 GSO_MAX_BYTES = 65000
 _SEGMENT_SIZE = struct.Struct("=H")  # the UDP_SEGMENT control message's value
 SEND_EARLY = 0.001  # deadlines this close are served in the same wake-up (frames up to 1 ms early)
+START_PHASES = 16  # start slots per frame interval: PLAYs arriving together are spread over them
 SLICE_SPREAD = 0.5  # a large frame's slices go out within this share of the frame interval
 POLL_INTERVAL = 0.25  # how often idle loops look at shutdown / timeouts
 WORKER_POLL = 1.0  # a worker wakes this often for its timeouts; shutdown() wakes it at once
@@ -105,6 +106,7 @@ class StreamSession:
         self.generation = 0  # bumped on PLAY/PAUSE/TEARDOWN; stale heap entries are ignored
         self.play_t0 = 0.0
         self.play_k0 = 0
+        self.phase: Optional[int] = None  # the Streamer's start slot while playing
         self.ended = False
         self.last_activity = time.monotonic()
         self.packets_sent = 0
@@ -222,6 +224,7 @@ class Streamer(threading.Thread):
         self._stopping = False
         self._sessions: Dict[str, StreamSession] = {}
         self._rtcp_routes: Dict[Tuple[str, int], StreamSession] = {}
+        self._phase_load = [0] * START_PHASES  # playing sessions per start slot
 
     # -- called from worker threads --------------------------------------
     def add(self, session: StreamSession) -> None:
@@ -240,11 +243,13 @@ class Streamer(threading.Thread):
             return len(self._sessions)
 
     def play(self, session: StreamSession) -> None:
-        """Start sending from session.position now (the PLAY reply has been sent)."""
+        """Start sending from session.position (the PLAY reply has been sent): now, or a few
+        ms later in a less used start slot when many sessions share this moment."""
         with self._lock:
             session.generation += 1
             session.ended = False
-            session.play_t0 = time.monotonic()
+            self._release_phase(session)
+            session.play_t0 = self._start_time(session, time.monotonic())
             session.play_k0 = session.position
             heapq.heappush(self._heap, (session.play_t0, next(self._counter), session.generation, session, FRAME))
         self._wake()
@@ -252,6 +257,32 @@ class Streamer(threading.Thread):
     def pause(self, session: StreamSession) -> None:
         with self._lock:
             session.generation += 1
+            self._release_phase(session)
+
+    def _start_time(self, session: StreamSession, now: float) -> float:
+        """Spread frame deadlines (called with the lock held).  A session's frames are due at
+        start + k * interval, so its start's place in the frame interval (one of START_PHASES
+        slots) fixes when it sends for as long as it plays.  Take the least used slot, the
+        soonest among equals: alone, a session starts at once; 100 PLAYs at the same moment
+        start over one interval instead of sending 100 frames in a burst every interval.
+        The RTP timestamps follow the frame position, so the delay changes no timestamp."""
+        interval = 1.0 / session.movie.fps
+        slot = interval / START_PHASES
+        into = now % interval
+        current = int(into / slot) % START_PHASES
+        load = self._phase_load
+        best = 0
+        for step in range(1, START_PHASES):
+            if load[(current + step) % START_PHASES] < load[(current + best) % START_PHASES]:
+                best = step
+        session.phase = (current + best) % START_PHASES
+        load[session.phase] += 1
+        return now if best == 0 else now + (current + best) * slot - into
+
+    def _release_phase(self, session: StreamSession) -> None:
+        if session.phase is not None:
+            self._phase_load[session.phase] -= 1
+            session.phase = None
 
     def remove(self, session: StreamSession, bye: Optional[str] = None) -> None:
         """Stop a session's stream; with `bye`, tell the receiver in an RTCP BYE first."""
@@ -260,6 +291,7 @@ class Streamer(threading.Thread):
         with self._lock:
             session.generation += 1
             session.rtcp_epoch += 1
+            self._release_phase(session)
             self._sessions.pop(session.id, None)
             if session.rtcp_dest and self._rtcp_routes.get(session.rtcp_dest) is session:
                 del self._rtcp_routes[session.rtcp_dest]
@@ -316,10 +348,14 @@ class Streamer(threading.Thread):
                                           next(self._counter), generation, session, RTCP))
                 batch.append(entry)
         again = []
+        ended = []
         for due, _, generation, session, kind in batch:
             if kind == FRAME:
                 with session.lock:
-                    if generation != session.generation or not self._send_frame(session, time.monotonic() - due):
+                    if generation != session.generation:
+                        continue
+                    if not self._send_frame(session, time.monotonic() - due):
+                        ended.append((session, generation))
                         continue
                     n = session.position - session.play_k0
                 again.append((session.play_t0 + n / session.movie.fps, generation, session, FRAME))
@@ -333,8 +369,11 @@ class Streamer(threading.Thread):
                 report = session.sender_report()
                 session.avg_rtcp_size = update_avg_rtcp_size(session.avg_rtcp_size, len(report))
                 self._send_rtcp(session, report)
-        if again:
+        if again or ended:
             with self._lock:
+                for session, generation in ended:
+                    if generation == session.generation:
+                        self._release_phase(session)
                 for due, generation, session, kind in again:
                     if generation == (session.generation if kind == FRAME else session.rtcp_epoch):
                         heapq.heappush(self._heap, (due, next(self._counter), generation, session, kind))

@@ -3,6 +3,7 @@
 import io
 import re
 import shutil
+import select
 import socket
 import sys
 import time
@@ -521,3 +522,46 @@ def test_both_udp_send_paths_deliver_every_packet(start_server, tmp_path, gso):
         assert srv.server.streamer.gso, "the kernel refused UDP_SEGMENT"
     conn.close()
     r.close()
+
+
+def test_plays_at_the_same_moment_are_spread_over_the_frame_interval(start_server):
+    """16 PLAYs in one write: the streams start in 16 different slots of the 50 ms frame
+    interval (not 16 frames in one burst every interval), each paced at 20 fps from its start,
+    and the first frame is still the one RTP-Info announces."""
+    srv = start_server()
+    receivers = [RtpReceiver() for _ in range(16)]
+    conn = RtspConn(srv.port)
+    try:
+        sids = [setup_udp(conn, srv.url(), r)[1] for r in receivers]
+        conn.send_raw(b"".join(
+            f"PLAY {srv.url()} RTSP/1.0\r\nCSeq: {100 + i}\r\nSession: {sid}\r\n\r\n".encode()
+            for i, sid in enumerate(sids)))
+        replies = [conn.read_response() for _ in sids]
+        assert [r.status for r in replies] == [200] * 16
+        firsts = {}  # receiver index -> (arrival of its first packet, that packet)
+        marks = {i: [] for i in range(16)}  # arrivals of each stream's frame ends
+        deadline = time.monotonic() + 5
+        while any(len(m) < 4 for m in marks.values()) and time.monotonic() < deadline:
+            ready, _, _ = select.select([r.rtp for r in receivers], [], [], 0.5)
+            now = time.monotonic()
+            for sock in ready:
+                i = next(k for k, r in enumerate(receivers) if r.rtp is sock)
+                packet = RtpPacket.parse(sock.recv(65536))
+                firsts.setdefault(i, (now, packet))
+                if packet.marker:
+                    marks[i].append(now)
+        assert len(firsts) == 16 and all(len(m) >= 4 for m in marks.values())
+        starts = sorted(t for t, _ in firsts.values())
+        assert starts[-1] - starts[0] >= 0.030, [round((t - starts[0]) * 1000, 1) for t in starts]
+        for reply in replies:  # RTP-Info's rtptime is the first packet's timestamp
+            sid = parse_session(reply.headers["Session"])[0]
+            i = sids.index(sid)
+            info = parse_rtp_info(reply.headers["RTP-Info"])[0]
+            assert firsts[i][1].rtp_timestamp == info.rtptime
+        for m in marks.values():  # each stream paced at 50 ms from its own start
+            gaps = [b - a for a, b in zip(m, m[1:])]
+            assert all(0.030 < g < 0.080 for g in gaps), gaps
+    finally:
+        conn.close()
+        for r in receivers:
+            r.close()
