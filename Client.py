@@ -1010,6 +1010,7 @@ class Client:
             "Quit the player?", "The stream is paused.\n\nQuit the player?\n"
             "(No = keep watching)", parent=self.master)
         self.last_snapshot: StatsSnapshot | None = None
+        self.title = ""  # the window title as last set: "RTP player - URL - STATE position / duration"
         self._build()
         master.protocol("WM_DELETE_WINDOW", self.on_close)
         master.bind("<space>", lambda e: self.toggle_play())
@@ -1028,7 +1029,7 @@ class Client:
     # -- layout --------------------------------------------------------------------------------
     def _build(self) -> None:
         m = self.master
-        m.title(f"RTP player - {self.engine.url or 'SDP stream'}")
+        self._set_title(f"RTP player - {self.engine.url or 'SDP stream'}")
         m.minsize(640, 480)
         m.columnconfigure(0, weight=1)
         m.rowconfigure(0, weight=1)
@@ -1399,8 +1400,15 @@ class Client:
         if not self.dragging and s.frames_completed:
             self.pos_var.set(s.position)
         self.time_var.set(f"{_fmt_time(s.position if s.frames_completed else 0)} / {_fmt_time(s.duration)}")
+        # the state and position in the title too: seen in a task bar, and by scripts (xdotool)
+        self._set_title(f"RTP player - {self.engine.url or 'SDP stream'} - {v['state'].get()} {self.time_var.get()}")
         self._draw_plot(s)
         self._after("stats", STATS_TICK_MS, self._stats_tick)
+
+    def _set_title(self, title: str) -> None:
+        if title != self.title:
+            self.master.title(title)
+            self.title = title
 
     def _draw_plot(self, s: StatsSnapshot) -> None:
         c = self.plot

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import io
 import os
+import re
 import random
 import shutil
 import subprocess
@@ -200,8 +201,27 @@ def test_gui_decode_display_time(display, start_server, tmp_path, size, capsys):
             app.close()
 
 
+def window_title(env, win):
+    r = subprocess.run(["xdotool", "getwindowname", win], env=env, capture_output=True, text=True, timeout=10)
+    return r.stdout.strip()
+
+
+def wait_title(env, win, proc, pattern, timeout=10.0):
+    """Poll the window title (the player writes state and position there) until it matches."""
+    deadline = time.monotonic() + timeout
+    title = ""
+    while time.monotonic() < deadline and proc.poll() is None:
+        title = window_title(env, win)
+        match = re.search(pattern, title)
+        if match:
+            return match
+        time.sleep(0.05)
+    raise AssertionError(f"window title never matched {pattern!r}; last: {title!r}")
+
+
 def test_cli_window_real_keys(display, start_server, tmp_path):
-    """ClientLauncher with a window, driven by real key presses (xdotool): space plays, q quits."""
+    """ClientLauncher with a window, driven by real key presses (xdotool): space plays, q quits.
+    Progress is read where a person sees it: the title shows state and position."""
     if shutil.which("xdotool") is None:
         print("SKIP reason: xdotool missing")
         pytest.skip("xdotool missing")
@@ -218,11 +238,13 @@ def test_cli_window_real_keys(display, start_server, tmp_path):
             r = subprocess.run(["xdotool", "search", "--name", "RTP player"], env=env, capture_output=True,
                                text=True, timeout=10)
             win = r.stdout.split()[0] if r.stdout.split() else ""
-            time.sleep(0.1)
-        time.sleep(0.5)                     # let the initial DESCRIBE finish
+            time.sleep(0.05)
+        # DESCRIBE done: the title knows the duration (before it, "--:--")
+        wait_title(env, win, proc, r" - INIT 00:00\.0 / 00:\d\d\.\d$")
         subprocess.run(["xdotool", "windowfocus", win], env=env, timeout=10)
         subprocess.run(["xdotool", "key", "space"], env=env, check=True, timeout=10)
-        time.sleep(1.5)
+        # playing, at least 0.5 s in (25 frames at 50 fps)
+        wait_title(env, win, proc, r" - PLAYING 00:(0[1-9]|00\.[5-9])")
         subprocess.run(["xdotool", "key", "q"], env=env, check=True, timeout=10)
         out, err = proc.communicate(timeout=15)
     finally:
