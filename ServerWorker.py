@@ -434,11 +434,10 @@ class Streamer(threading.Thread):
         end = min(start + UDP_BURST, train.count)
         dest = session.udp_dest
         if not (self.gso and end - start > 1 and train.uniform and self._send_segmented(train, buf, start, end, dest)):
-            view = memoryview(buf)
             sendto = self.rtp_sock.sendto
-            for offset, size in zip(train.offsets[start:end], train.sizes[start:end]):
+            for packet in train.packets(buf)[start:end]:
                 try:
-                    sendto(view[offset:offset + size], dest)
+                    sendto(packet, dest)
                 except OSError as exc:
                     log.debug("session %s: RTP send to %s failed: %s", session.id, dest, exc)
         if end >= train.count:
