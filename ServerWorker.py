@@ -7,8 +7,11 @@ one place, `_reply_error`), and owns the sessions created on its connection.
 Streamer is the single pacing loop for all sessions (a thread per session drifts and
 does not scale): a heap of deadlines, frame k of a PLAY due at t0 + k/fps on the
 monotonic clock.  A frame that is already later than `late_skip` is skipped and
-counted instead of being burst out to catch up.  Each frame is packetized once
-(MediaLibrary.Movie) and shared; per session only the 12-byte RTP header is built.
+counted instead of being burst out to catch up.  Each frame is packetized and laid
+out with its RTP headers once (MediaLibrary.Movie.train -> RtpPacket.PacketTrain) and
+shared; per session a copy is stamped with its sequence numbers, timestamp and SSRC and
+sent with one sendmsg per slice (UDP GSO).  Sessions that PLAY at the same moment take
+different start slots of the frame interval, so their frames are not sent in one burst.
 """
 
 from __future__ import annotations
