@@ -255,7 +255,7 @@ class PacketTrain:
     offload needs: the kernel cuts one buffer into datagrams of `segment` octets.
     """
 
-    __slots__ = ("template", "count", "offsets", "sizes", "segment", "uniform", "payload_octets", "prefix")
+    __slots__ = ("template", "view", "count", "offsets", "sizes", "segment", "uniform", "payload_octets", "prefix")
 
     def __init__(self, payloads: Sequence[bytes], payload_type: int = PT_JPEG,
                  channel: Optional[int] = None) -> None:
@@ -281,6 +281,7 @@ class PacketTrain:
             sizes.append(prefix + size)
             position += prefix + size
         self.template = b"".join(parts)
+        self.view = memoryview(self.template)
         self.count = len(payloads)
         self.offsets = offsets
         self.sizes = sizes
@@ -289,20 +290,36 @@ class PacketTrain:
         self.uniform = all(size == sizes[0] for size in sizes[:-1]) and sizes[-1] <= sizes[0]
         self.payload_octets = sum(map(len, payloads))
 
-    def stamp(self, seq: int, timestamp: int, ssrc: int) -> bytearray:
-        """A copy of the train with sequence numbers seq, seq+1, ... (mod 2**16), the RTP
-        timestamp and the SSRC written in."""
-        buf = bytearray(self.template)
+    def stamp(self, seq: int, timestamp: int, ssrc: int, start: int = 0, end: Optional[int] = None) -> bytearray:
+        """Packets start..end-1 (all by default) as one buffer: a copy of that part of the
+        template with their sequence numbers (packet i gets seq + i, mod 2**16), the RTP
+        timestamp and the SSRC written in.  A large frame is stamped slice by slice, so no
+        session holds a copy of a whole frame between its slices."""
+        offsets = self.offsets
+        if end is None:
+            end = self.count
+        if not 0 <= start < end <= self.count:
+            raise ValueError(f"packets {start}..{end} outside the train's 0..{self.count}")
+        base = offsets[start]
+        buf = bytearray(self.view[base:offsets[end - 1] + self.sizes[end - 1]])
         pack_into = _STAMP.pack_into
-        at = self.prefix + 2
+        at = self.prefix + 2 - base
         timestamp &= 0xFFFFFFFF
         ssrc &= 0xFFFFFFFF
-        for offset in self.offsets:
+        seq += start
+        for offset in offsets[start:end]:
             pack_into(buf, offset + at, seq & 0xFFFF, timestamp, ssrc)
             seq += 1
         return buf
 
-    def packets(self, buf: bytes) -> List[memoryview]:
-        """The stamped buffer cut into its packets (interleaved frames with `channel`)."""
+    def packets(self, buf: bytes, start: int = 0) -> List[memoryview]:
+        """A buffer from stamp(..., start, ...) cut into its packets (interleaved frames
+        with `channel`)."""
         view = memoryview(buf)
-        return [view[offset:offset + size] for offset, size in zip(self.offsets, self.sizes)]
+        base = self.offsets[start]
+        out = []
+        for offset, size in zip(self.offsets[start:], self.sizes[start:]):
+            if offset - base >= len(view):
+                break
+            out.append(view[offset - base:offset - base + size])
+        return out

@@ -120,8 +120,9 @@ class StreamSession:
         # RTCP (RFC 3550 6.3): our SR schedule and what the receiver's RRs said
         self.rtcp_initial = True
         self.out_train: Optional[PacketTrain] = None  # the frame being sent in slices (UDP)
-        self.out_buf: Optional[bytearray] = None  # ... stamped with this session's header fields
-        self.out_next = 0  # index of its next packet
+        self.out_seq = 0  # ... the sequence number of its first packet
+        self.out_ts = 0  # ... its RTP timestamp
+        self.out_next = 0  # ... the index of its next packet
         self.slice_gap = 0.0
         self.rtcp_epoch = 0  # bumped when the stream is removed: stale SR deadlines are ignored
         self.avg_rtcp_size = 0.0
@@ -407,14 +408,14 @@ class Streamer(threading.Thread):
             session.frames_skipped += 1
             log.warning("session %s: frame %d of %s not sent: %s", session.id, position % count, movie.name, exc)
             return True
-        buf = train.stamp(session.seq, session.rtptime(position), session.ssrc)
-        session.seq = (session.seq + train.count) & 0xFFFF
+        seq, ts = session.seq, session.rtptime(position)
+        session.seq = (seq + train.count) & 0xFFFF
         if session.channel is not None:
-            if not session.worker.send_interleaved(buf):
+            if not session.worker.send_interleaved(train.stamp(seq, ts, session.ssrc)):
                 session.frames_skipped += 1
                 return True
         else:
-            session.out_train, session.out_buf, session.out_next = train, buf, 0
+            session.out_train, session.out_seq, session.out_ts, session.out_next = train, seq, ts, 0
             self._send_slice(session)
             if session.out_train is not None:
                 # A large frame goes out in slices spread over part of the frame interval, so
@@ -430,39 +431,36 @@ class Streamer(threading.Thread):
         return True
 
     def _send_slice(self, session: StreamSession) -> None:
-        """Send the next UDP_BURST packets of the frame in progress."""
+        """Stamp and send the next UDP_BURST packets of the frame in progress."""
         train = session.out_train
-        buf = session.out_buf
         start = session.out_next
         end = min(start + UDP_BURST, train.count)
         dest = session.udp_dest
-        if not (self.gso and end - start > 1 and train.uniform and self._send_segmented(train, buf, start, end, dest)):
+        buf = train.stamp(session.out_seq, session.out_ts, session.ssrc, start, end)
+        if not (self.gso and end - start > 1 and train.uniform and self._send_segmented(buf, train.segment, dest)):
             sendto = self.rtp_sock.sendto
-            for packet in train.packets(buf)[start:end]:
+            for packet in train.packets(buf, start):
                 try:
                     sendto(packet, dest)
                 except OSError as exc:
                     log.debug("session %s: RTP send to %s failed: %s", session.id, dest, exc)
         if end >= train.count:
-            session.out_train = session.out_buf = None
+            session.out_train = None
         session.out_next = end
 
-    def _send_segmented(self, train: PacketTrain, buf: bytearray, start: int, end: int, dest) -> bool:
-        """Send packets start..end-1 of a stamped train with one sendmsg via UDP GSO (Linux
-        UDP_SEGMENT): the kernel cuts the buffer into datagrams of the train's segment size
-        (the last may be shorter), one system call per slice instead of one per packet, which
-        is most of what streaming costs.  False: not applicable here."""
-        segment = train.segment
-        per_call = max(1, min(GSO_MAX_SEGMENTS, GSO_MAX_BYTES // segment))
+    def _send_segmented(self, buf: bytearray, segment: int, dest) -> bool:
+        """Send a stamped run of equal-size packets (the last may be shorter) with one sendmsg
+        per GSO_MAX_SEGMENTS via UDP GSO (Linux UDP_SEGMENT): the kernel cuts the buffer into
+        datagrams of `segment` octets, one system call per slice instead of one per packet,
+        which is most of what streaming costs.  False: not applicable here."""
+        step = segment * max(1, min(GSO_MAX_SEGMENTS, GSO_MAX_BYTES // segment))
         control = [(socket.SOL_UDP, UDP_SEGMENT, _SEGMENT_SIZE.pack(segment))]
         view = memoryview(buf)
-        offsets, sizes = train.offsets, train.sizes
-        for first in range(start, end, per_call):
-            last = min(first + per_call, end) - 1
+        for first in range(0, len(buf), step):
             try:
-                self.rtp_sock.sendmsg([view[offsets[first]:offsets[last] + sizes[last]]], control, 0, dest)
+                self.rtp_sock.sendmsg([view[first:first + step]], control, 0, dest)
             except OSError as exc:
-                if exc.errno in (errno.EINVAL, errno.ENOPROTOOPT, errno.EOPNOTSUPP, errno.EIO) and first == start:
+                if exc.errno in (errno.EINVAL, errno.ENOPROTOOPT, errno.EOPNOTSUPP, errno.EIO) and first == 0:
                     log.info("UDP segmentation offload unavailable (%s): one send per packet", exc)
                     self.gso = False
                     return False

@@ -156,6 +156,9 @@ def test_packet_train_stamps_do_not_touch_the_template():
     assert first != second
     assert [RtpPacket.parse(bytes(p)).sequence_number for p in train.packets(first)] == [1, 2, 3]
     assert [RtpPacket.parse(bytes(p)).ssrc for p in train.packets(second)] == [300] * 3
+    tail = train.stamp(100, 200, 300, 1)  # a slice: packets 1.. with their own sequence numbers
+    assert [RtpPacket.parse(bytes(p)).sequence_number for p in train.packets(tail, 1)] == [101, 102]
+    assert bytes(tail) == bytes(second[train.offsets[1]:])
 
 
 def test_packet_train_uneven_payloads_are_not_uniform():
@@ -186,4 +189,17 @@ def test_packet_train_equals_one_packet_at_a_time(payloads, seq, ts, ssrc, pt, c
         if channel is not None:
             expected += b"$" + bytes([channel]) + len(packet).to_bytes(2, "big")
         expected += packet
-    assert bytes(train.stamp(seq, ts, ssrc)) == expected
+    whole = train.stamp(seq, ts, ssrc)
+    assert bytes(whole) == expected
+    # any run of packets stamped on its own equals that run of the whole, and cuts the same
+    packets = [bytes(p) for p in train.packets(whole)]
+    for start in range(len(payloads)):
+        for end in range(start + 1, len(payloads) + 1):
+            part = train.stamp(seq, ts, ssrc, start, end)
+            assert [bytes(p) for p in train.packets(part, start)] == packets[start:end]
+
+
+@pytest.mark.parametrize("start, end", [(0, 0), (2, 1), (-1, 2), (0, 4), (3, 4)])
+def test_packet_train_stamp_range_checked(start, end):
+    with pytest.raises(ValueError, match="outside the train"):
+        PacketTrain([b"a", b"b", b"c"]).stamp(0, 0, 0, start, end)
