@@ -525,7 +525,7 @@ def test_both_udp_send_paths_deliver_every_packet(start_server, tmp_path, gso):
 
 
 def test_plays_at_the_same_moment_are_spread_over_the_frame_interval(start_server):
-    """16 PLAYs in one write: the streams start in 16 different slots of the 50 ms frame
+    """16 PLAYs in one write: the streams start in the 16 different slots of the 50 ms frame
     interval (not 16 frames in one burst every interval), each paced at 20 fps from its start,
     and the first frame is still the one RTP-Info announces."""
     srv = start_server()
@@ -551,8 +551,12 @@ def test_plays_at_the_same_moment_are_spread_over_the_frame_interval(start_serve
                 if packet.marker:
                     marks[i].append(now)
         assert len(firsts) == 16 and all(len(m) >= 4 for m in marks.values())
+        # each took its own start slot (the schedule), and the first packets arrived spread out
+        # (ideally over 15/16 of 50 ms; the bound leaves room for a loaded machine)
+        sessions = [srv.server.registry._sessions[sid] for sid in sids]
+        assert sorted(s.phase for s in sessions) == list(range(16))
         starts = sorted(t for t, _ in firsts.values())
-        assert starts[-1] - starts[0] >= 0.030, [round((t - starts[0]) * 1000, 1) for t in starts]
+        assert starts[-1] - starts[0] >= 0.020, [round((t - starts[0]) * 1000, 1) for t in starts]
         for reply in replies:  # RTP-Info's rtptime is the first packet's timestamp
             sid = parse_session(reply.headers["Session"])[0]
             i = sids.index(sid)
