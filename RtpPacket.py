@@ -11,6 +11,8 @@ from __future__ import annotations
 import struct
 from typing import List, Optional, Sequence, Tuple
 
+from RtspMessage import INTERLEAVED_HEADER_SIZE, InterleavedFrame
+
 RTP_VERSION = 2
 PT_JPEG = 26  # RFC 3551 table 5: JPEG, 90 kHz
 JPEG_CLOCK_RATE = 90000
@@ -80,12 +82,11 @@ class RtpPacket:
         """The packet as sent on the wire (RFC 3550 5.1)."""
         pt = self.payload_type
         if not (self.csrc or self.padding or pt & -128) and self.extension is None:  # the common case
-            try:  # fields already in range need no masking; struct.error sends the rest below
+            try:  # fields already in range need no masking; out of range, the path below masks them
                 return _pack_header(0x80, (0x80 | pt) if self.marker else pt, self.sequence_number,
                                     self.rtp_timestamp, self.ssrc) + self.payload
             except struct.error:
-                return _pack_header(0x80, (0x80 | pt) if self.marker else pt, self.sequence_number & 0xFFFF,
-                                    self.rtp_timestamp & 0xFFFFFFFF, self.ssrc & 0xFFFFFFFF) + self.payload
+                pass
         csrc = self.csrc
         ext = self.extension
         pad = self.padding
@@ -238,7 +239,6 @@ class RtpPacket:
 
 # sequence(16) | timestamp(32) | SSRC(32): the per-session part of a header, at offset 2
 _STAMP = struct.Struct("!HII")
-_INTERLEAVED = struct.Struct("!cBH")  # RFC 2326 10.12: '$', channel, length
 
 
 class PacketTrain:
@@ -261,25 +261,20 @@ class PacketTrain:
                  channel: Optional[int] = None) -> None:
         if not payloads:
             raise ValueError("a packet train needs at least one payload")
-        if not 0 <= payload_type <= 127:
-            raise ValueError(f"payload type {payload_type} outside 0..127")
-        prefix = 0 if channel is None else _INTERLEAVED.size
+        prefix = 0 if channel is None else INTERLEAVED_HEADER_SIZE
         last = len(payloads) - 1
         parts: List[bytes] = []
         offsets: List[int] = []
         sizes: List[int] = []
         position = 0
         for i, payload in enumerate(payloads):
-            size = HEADER_SIZE + len(payload)
+            packet = RtpPacket(payload_type, 0, 0, 0, payload, i == last).serialize()
             if channel is not None:
-                if size > 0xFFFF:
-                    raise ValueError(f"RTP packet of {size} octets does not fit an interleaved frame")
-                parts.append(_INTERLEAVED.pack(b"$", channel, size))
-            parts.append(_pack_header(0x80, (0x80 | payload_type) if i == last else payload_type, 0, 0, 0))
-            parts.append(payload)
+                packet = InterleavedFrame(channel, packet).serialize()
+            parts.append(packet)
             offsets.append(position)
-            sizes.append(prefix + size)
-            position += prefix + size
+            sizes.append(len(packet))
+            position += len(packet)
         self.template = b"".join(parts)
         self.view = memoryview(self.template)
         self.count = len(payloads)

@@ -485,6 +485,7 @@ class Response:
 
 
 _INTERLEAVED = struct.Struct("!cBH")
+INTERLEAVED_HEADER_SIZE = _INTERLEAVED.size
 
 
 @dataclass

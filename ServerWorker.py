@@ -469,7 +469,7 @@ class Streamer(threading.Thread):
 
     def _send_rtcp(self, session: StreamSession, data: bytes) -> None:
         if session.channel is not None:
-            session.worker.send_interleaved(struct.pack("!cBH", b"$", session.channel + 1, len(data)) + data)
+            session.worker.send_interleaved(InterleavedFrame(session.channel + 1, data).serialize())
         elif session.rtcp_dest is not None:
             host, port = session.udp_dest[0], session.rtcp_dest[1]
             try:

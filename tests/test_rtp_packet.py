@@ -170,7 +170,8 @@ def test_packet_train_uneven_payloads_are_not_uniform():
 @pytest.mark.parametrize("payloads, kwargs, message", [
     ([], {}, "at least one payload"),
     ([b"x"], {"payload_type": 128}, "outside 0..127"),
-    ([bytes(65524)], {"channel": 0}, "does not fit an interleaved frame"),
+    ([bytes(65524)], {"channel": 0}, "exceeds 65535"),
+    ([b"x"], {"channel": 256}, "outside 0..255"),
 ])
 def test_packet_train_refuses(payloads, kwargs, message):
     with pytest.raises(ValueError, match=message):
