@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Sequence, TextIO
 
-from Client import ClientError, EventKind, ReceiveEngine
+from ReceiveEngine import ClientError, EventKind, ReceiveEngine
 from Impair import ImpairSpec
 from RtcpPacket import RTCP_MIN_TIME
 from RtspClient import make_url

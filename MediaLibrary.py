@@ -20,7 +20,8 @@ from typing import Dict, List, Optional, Tuple
 from urllib.parse import unquote, urlsplit
 
 from RtpJpeg import packetize
-from RtpPacket import PT_JPEG, PacketTrain
+from PacketTrain import PacketTrain
+from RtpPacket import PT_JPEG
 from RtspMessage import RtspError, Status
 from VideoStream import VideoStream
 
@@ -41,7 +42,7 @@ class Movie:
         self.stream = VideoStream(path, fps)
         self.payload_size = payload_size
         self.problems = self.stream.problems
-        self._cache: "OrderedDict[Tuple[int, bool, Optional[int]], PacketTrain]" = OrderedDict()
+        self._cache: "OrderedDict[Tuple[int, bool], PacketTrain]" = OrderedDict()
         self._cache_bytes = 0
         self._cache_limit = cache_bytes
         self._lock = threading.Lock()
@@ -62,12 +63,11 @@ class Movie:
     def duration(self) -> float:
         return self.stream.duration
 
-    def train(self, index: int, lab: bool = False, channel: Optional[int] = None) -> PacketTrain:
-        """Frame `index` as RTP packets ready to stamp (RtpPacket.PacketTrain), built once and
-        shared by every session: RFC 2435 payloads, or the whole JPEG in one packet for the
-        lab dialect (and for files whose JPEGs cannot be cut up); with `channel`, framed for
-        RTSP interleaved over TCP."""
-        key = (index, lab, channel)
+    def train(self, index: int, lab: bool = False) -> PacketTrain:
+        """Frame `index` as RTP packets ready to stamp (PacketTrain), built once and shared by
+        every session: RFC 2435 payloads, or the whole JPEG in one packet for the lab dialect
+        (and for files whose JPEGs cannot be cut up)."""
+        key = (index, lab)
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
@@ -75,7 +75,7 @@ class Movie:
                 return hit
         jpeg = self.stream.frame(index)
         payloads = [jpeg] if lab or self.problems else packetize(jpeg, self.payload_size)
-        train = PacketTrain(payloads, PT_JPEG, channel)
+        train = PacketTrain(payloads, PT_JPEG)
         with self._lock:
             self._cache[key] = train
             self._cache_bytes += len(train.template)

@@ -9,9 +9,7 @@ material still reads against this class.
 from __future__ import annotations
 
 import struct
-from typing import List, Optional, Sequence, Tuple
-
-from RtspMessage import INTERLEAVED_HEADER_SIZE, InterleavedFrame
+from typing import Optional, Sequence, Tuple
 
 RTP_VERSION = 2
 PT_JPEG = 26  # RFC 3551 table 5: JPEG, 90 kHz
@@ -235,86 +233,3 @@ class RtpPacket:
 
     def getPacket(self) -> bytes:
         return self.serialize()
-
-
-# sequence(16) | timestamp(32) | SSRC(32): the per-session part of a header, at offset 2
-_STAMP = struct.Struct("!HII")
-
-
-class PacketTrain:
-    """One frame's RTP packets laid out once, back to back, for every session to send.
-
-    The template holds each packet's header (version, marker on the last, payload type)
-    and payload at a fixed stride; a session's copy differs only in sequence number,
-    timestamp and SSRC, which `stamp()` writes into a fresh copy with one pack_into per
-    packet.  With `channel` set, every packet is preceded by the RFC 2326 10.12
-    interleaved frame header ('$', channel, length) for RTSP over TCP.
-
-    Packets are `segment` octets apart; all but the last are exactly that long when the
-    payloads are (RFC 2435 packetize() cuts them so), which is what UDP segmentation
-    offload needs: the kernel cuts one buffer into datagrams of `segment` octets.
-    """
-
-    __slots__ = ("template", "view", "count", "offsets", "sizes", "segment", "uniform", "payload_octets", "prefix")
-
-    def __init__(self, payloads: Sequence[bytes], payload_type: int = PT_JPEG,
-                 channel: Optional[int] = None) -> None:
-        if not payloads:
-            raise ValueError("a packet train needs at least one payload")
-        prefix = 0 if channel is None else INTERLEAVED_HEADER_SIZE
-        last = len(payloads) - 1
-        parts: List[bytes] = []
-        offsets: List[int] = []
-        sizes: List[int] = []
-        position = 0
-        for i, payload in enumerate(payloads):
-            packet = RtpPacket(payload_type, 0, 0, 0, payload, i == last).serialize()
-            if channel is not None:
-                packet = InterleavedFrame(channel, packet).serialize()
-            parts.append(packet)
-            offsets.append(position)
-            sizes.append(len(packet))
-            position += len(packet)
-        self.template = b"".join(parts)
-        self.view = memoryview(self.template)
-        self.count = len(payloads)
-        self.offsets = offsets
-        self.sizes = sizes
-        self.prefix = prefix
-        self.segment = sizes[0]
-        self.uniform = all(size == sizes[0] for size in sizes[:-1]) and sizes[-1] <= sizes[0]
-        self.payload_octets = sum(map(len, payloads))
-
-    def stamp(self, seq: int, timestamp: int, ssrc: int, start: int = 0, end: Optional[int] = None) -> bytearray:
-        """Packets start..end-1 (all by default) as one buffer: a copy of that part of the
-        template with their sequence numbers (packet i gets seq + i, mod 2**16), the RTP
-        timestamp and the SSRC written in.  A large frame is stamped slice by slice, so no
-        session holds a copy of a whole frame between its slices."""
-        offsets = self.offsets
-        if end is None:
-            end = self.count
-        if not 0 <= start < end <= self.count:
-            raise ValueError(f"packets {start}..{end} outside the train's 0..{self.count}")
-        base = offsets[start]
-        buf = bytearray(self.view[base:offsets[end - 1] + self.sizes[end - 1]])
-        pack_into = _STAMP.pack_into
-        at = self.prefix + 2 - base
-        timestamp &= 0xFFFFFFFF
-        ssrc &= 0xFFFFFFFF
-        seq += start
-        for offset in offsets[start:end]:
-            pack_into(buf, offset + at, seq & 0xFFFF, timestamp, ssrc)
-            seq += 1
-        return buf
-
-    def packets(self, buf: bytes, start: int = 0) -> List[memoryview]:
-        """A buffer from stamp(..., start, ...) cut into its packets (interleaved frames
-        with `channel`)."""
-        view = memoryview(buf)
-        base = self.offsets[start]
-        out = []
-        for offset, size in zip(self.offsets[start:], self.sizes[start:]):
-            if offset - base >= len(view):
-                break
-            out.append(view[offset - base:offset - base + size])
-        return out

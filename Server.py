@@ -17,7 +17,8 @@ from typing import List, Optional, Set, Tuple
 
 from MediaLibrary import MediaLibrary
 from RtspAuth import AuthError, Authenticator, UserDatabase
-from ServerWorker import SOCKET_BUFFER, ServerConfig, ServerWorker, SessionRegistry, Streamer
+from ServerWorker import SOCKET_BUFFER, ServerConfig, ServerWorker, SessionRegistry
+from Streamer import Streamer
 
 log = logging.getLogger("Server")
 
@@ -72,7 +73,8 @@ class RtspServer:
         self.port = self.listener.getsockname()[1]
         self.rtp_sock, self.rtcp_sock = _udp_pair(family, "::" if bind_host == "::" else bind_host)
         self.server_ports = (self.rtp_sock.getsockname()[1], self.rtcp_sock.getsockname()[1])
-        self.streamer = Streamer(self.rtp_sock, self.rtcp_sock, config)
+        self.streamer = Streamer(self.rtp_sock, self.rtcp_sock, loop=config.loop,
+                                 session_timeout=config.session_timeout, rng=config.rng)
         self.registry = SessionRegistry()
         self.workers: Set[ServerWorker] = set()
         self._threads: List[threading.Thread] = []

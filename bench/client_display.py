@@ -59,7 +59,8 @@ def ensure_display():
 
 def decode_display(quick: bool) -> list:
     import tkinter as tk
-    from Client import Client, Frame, ReceiveEngine
+    from Client import Client
+    from ReceiveEngine import Frame, ReceiveEngine
     rows = []
     count = 10 if quick else 60
     for width, height in ((640, 480), (1280, 720)):
@@ -108,7 +109,8 @@ def decode_display(quick: bool) -> list:
 
 def end_to_end(seconds: float) -> dict:
     import tkinter as tk
-    from Client import Client, ReceiveEngine
+    from Client import Client
+    from ReceiveEngine import ReceiveEngine
     media = _common.movie_dir(640, 480, 200, 75, jpeg_dir=False)
     server = _procs.Server("ours", media, log_sends=True)
     shown = {}

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Figure 3c: the Streamer's own CPU per frame sent, in-process, without RTSP or receivers' noise.
 
-The server's pacing thread (ServerWorker.Streamer) is started with N UDP sessions of the 640x480
+The server's pacing thread (Streamer.Streamer) is started with N UDP sessions of the 640x480
 ~20 KB movie (the capacity benchmark's), all PLAYing at 20 fps from spread start times and sending
 to one loopback sink socket that another process drains.  The figure is the Streamer thread's CPU
 time (its pthread CPU clock: Python plus the kernel work of its sendmsg calls) divided by the
@@ -29,7 +29,7 @@ import time
 import _common
 from MediaLibrary import MediaLibrary
 from RtspSession import State
-from ServerWorker import ServerConfig, StreamSession, Streamer
+from Streamer import StreamSession, Streamer
 
 DRAIN = r"""
 import socket, sys
@@ -72,8 +72,7 @@ def measure(media: MediaLibrary, sessions: int, seconds: float, profile: list = 
         rtp.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
         rtp.bind(("127.0.0.1", 0))
         rtcp.bind(("127.0.0.1", 0))
-        config = ServerConfig(media=media, loop=True, rng=random.Random(1))
-        streamer = Streamer(rtp, rtcp, config)
+        streamer = Streamer(rtp, rtcp, loop=True, rng=random.Random(1))
         if profile is not None:
             profiled(streamer, 14, profile)
         streamer.start()
@@ -82,7 +81,7 @@ def measure(media: MediaLibrary, sessions: int, seconds: float, profile: list = 
         interval = 1.0 / movie.fps
         all_sessions = []
         for i in range(sessions):
-            s = StreamSession(f"{i:016x}", None, movie, rng)
+            s = StreamSession(f"{i:016x}", movie, rng)
             s.udp_dest = ("127.0.0.1", port)
             s.state = State.PLAYING
             streamer.add(s)

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ClientLauncher  # noqa: E402
-from Client import ClientError, EventKind, ReceiveEngine  # noqa: E402
+from ReceiveEngine import ClientError, EventKind, ReceiveEngine  # noqa: E402
 from RtspAuth import Authenticator, UserDatabase, digest_response, ha1, parse_authorization  # noqa: E402
 from RtspClient import RtspClientProtocol, describe_failure  # noqa: E402
 from RtspMessage import Request, RtspParser  # noqa: E402

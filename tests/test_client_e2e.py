@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import ClientLauncher  # noqa: E402
-from Client import ClientError, EventKind, ReceiveEngine  # noqa: E402
+from ReceiveEngine import ClientError, EventKind, ReceiveEngine  # noqa: E402
 from RtspClient import ClientState  # noqa: E402
 from VideoStream import VideoStream  # noqa: E402
 

@@ -98,7 +98,7 @@ def test_vanished_server_is_reported_and_frames_are_kept(server, tmp_path, fault
 
 def test_frozen_server_noticed_while_paused_by_the_keepalive():
     """Paused, there is no RTP to miss: the unanswered keepalive (every timeout/2) gives it away."""
-    from Client import EventKind, ReceiveEngine
+    from ReceiveEngine import EventKind, ReceiveEngine
 
     srv = fuzz_server.ServerProcess("--session-timeout", "2")      # keepalive every second
     eng = ReceiveEngine(f"rtsp://127.0.0.1:{srv.port}/movie.Mjpeg", reply_timeout=1.5, log_frames=False)
@@ -163,7 +163,8 @@ def test_window_shows_lost_server_then_ctrl_c_quits(display, tmp_path):
     """The window's status line names the vanished server; Ctrl-C then closes it within a second."""
     pytest.importorskip("tkinter")
     import tkinter as tk
-    from Client import Client, ReceiveEngine
+    from Client import Client
+    from ReceiveEngine import ReceiveEngine
 
     srv = fuzz_server.ServerProcess()
     root = tk.Tk(screenName=display)

@@ -22,7 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 tk = pytest.importorskip("tkinter")
 
-from Client import FIT_SLACK, Client, Frame, ReceiveEngine, decode_for_view, fit_size  # noqa: E402
+from Client import FIT_SLACK, Client, decode_for_view, fit_size  # noqa: E402
+from ReceiveEngine import Frame, ReceiveEngine  # noqa: E402
 from RtspClient import ClientState  # noqa: E402
 from VideoStream import VideoStream  # noqa: E402
 

@@ -17,7 +17,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from Client import EventKind, ReceiveEngine  # noqa: E402
+from ReceiveEngine import EventKind, ReceiveEngine  # noqa: E402
 from RtpJpeg import packetize  # noqa: E402
 from RtpPacket import RtpPacket  # noqa: E402
 from VideoStream import VideoStream  # noqa: E402

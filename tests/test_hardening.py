@@ -336,6 +336,7 @@ def test_client_that_vanishes_stops_being_streamed_to(start_server, caplog):
     """The player dies without TEARDOWN and its RTSP connection lingers (or its port is
     closed: ICMP port unreachable): no RTCP, no request -> torn down within the timeout."""
     caplog.set_level(logging.INFO, logger="ServerWorker")
+    caplog.set_level(logging.INFO, logger="Streamer")  # RTCP, timeouts, end of stream
     srv = start_server(session_timeout=1.0)
     receiver = RtpReceiver()
     conn = RtspConn(srv.port)

@@ -75,6 +75,7 @@ def gst_copy(url, protocol, folder, timeout=60):
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 def test_ffmpeg_receives_every_frame(start_server, tmp_path, transport, caplog):
     caplog.set_level(logging.INFO, logger="ServerWorker")
+    caplog.set_level(logging.INFO, logger="Streamer")  # RTCP, timeouts, end of stream
     srv = start_server(fps=FAST_FPS)
     out = tmp_path / "got.mjpeg"
     result = ffmpeg_copy(srv.url(), transport, out)
@@ -92,6 +93,7 @@ def test_ffmpeg_receives_every_frame(start_server, tmp_path, transport, caplog):
 @pytest.mark.parametrize("protocol", ["udp", "tcp"])
 def test_gstreamer_receives_every_frame(start_server, tmp_path, protocol, caplog):
     caplog.set_level(logging.INFO, logger="ServerWorker")
+    caplog.set_level(logging.INFO, logger="Streamer")  # RTCP, timeouts, end of stream
     srv = start_server(fps=FAST_FPS)
     result = gst_copy(srv.url(), protocol, tmp_path)
     assert result.returncode == 0, result.stderr

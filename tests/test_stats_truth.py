@@ -41,7 +41,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from Client import ReceiveEngine  # noqa: E402
+from ReceiveEngine import ReceiveEngine  # noqa: E402
 from Impair import Delivery, Impairer, ImpairSpec  # noqa: E402
 from RtpPacket import RtpPacket  # noqa: E402
 from RtpStats import ts_signed_diff  # noqa: E402
@@ -144,6 +144,7 @@ RESULTS: list[str] = []
 @pytest.mark.parametrize("spec_text,transport", SETTINGS)
 def test_statistics_equal_ground_truth(start_server, caplog, spec_text, transport):
     caplog.set_level(logging.INFO, logger="ServerWorker")
+    caplog.set_level(logging.INFO, logger="Streamer")  # RTCP, timeouts, end of stream
     srv = start_server(fps=FPS, rng=WrapRng())
     spec = ImpairSpec.parse(spec_text)
     engine = ReceiveEngine(srv.url(), transport=transport, rtcp_min_time=0.5,

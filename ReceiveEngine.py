@@ -1,0 +1,911 @@
+"""The player's receive engine (sockets + threads, no Tk), shared by the Tk window and the headless mode.
+
+:class:`ReceiveEngine` speaks RTSP (RFC 2326) through the sans-IO :class:`RtspClient.RtspClientProtocol`,
+receives RTP (RFC 3550) over UDP or interleaved on the RTSP connection (§10.12), validates and
+reorders it (:mod:`RtpStats`), reassembles RFC 2435 frames (:class:`RtpJpeg.JpegDepacketizer`) and
+hands complete frames, log lines and the end of the stream to its consumer over a ``queue.Queue``.
+Only the consumer's thread touches widgets: :class:`Client.Client` drains the queue with ``after()``.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import logging
+import queue
+import random
+import select
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from Impair import Impairer, ImpairSpec
+from RtcpPacket import (RTCP_MIN_TIME, Bye, ExtendedReport, ReceiverReport, ReportBlock, SenderReport,
+                        SourceDescription, XrBlock, XrBlockType, dlsr_from_seconds, ntp_from_unix,
+                        ntp_middle32, parse_compound, rtcp_interval, rtt_seconds, serialize_compound,
+                        unix_from_ntp, update_avg_rtcp_size)
+from RtpJpeg import JpegDepacketizer
+from RtpPacket import RtpPacket, seq_diff, ts_diff
+from RtpStats import IntervalReport, PlaybackStats, RtpReceiver, StatsSnapshot
+from RtspClient import (ClientState, Reply, RtspClientProtocol, SdpInfo,
+                        describe_failure, parse_rtsp_url, parse_sdp_info)
+from RtspMessage import InterleavedFrame, Method
+
+logger = logging.getLogger(__name__)
+
+RCVBUF_BYTES = 4 * 1024 * 1024       # the default ~208 KB loses part of a burst of fragments
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+BYE_GRACE = 0.25                     # seconds of RTP silence after a BYE before the stream ends
+CNAME_TOOL = "RtpLabPlayer/1.0"
+DEFAULT_SESSION_BW = 125_000.0       # octets/s (1 Mbit/s) assumed until the rate is measured (§6.2)
+MAX_AUTH_ROUNDS = 3                  # the request, the answer to a 401, one retry for a stale nonce
+RRTR_MEMORY = 16                     # our last RRTR times kept to match the sender's DLRR answers
+
+
+class ClientError(Exception):
+    """A failure the user can act on; ``str()`` is one line."""
+
+
+class EventKind(enum.Enum):
+    FRAME = "frame"
+    LOG = "log"          # RTSP request/reply text, for the log view
+    STATE = "state"      # ClientState changed
+    END = "end"          # the stream ended (reason text)
+    ERROR = "error"      # a request failed (one line)
+
+
+@dataclass
+class Frame:
+    """A complete JPEG frame and where it sits in the stream."""
+
+    data: bytes
+    rtp_timestamp: int
+    index: int            # frame number in the media (from the timestamp and the PLAY position)
+    position: float       # media time in seconds
+    arrival: float        # time.monotonic() at completion
+    generation: int = 0   # ReceiveEngine.generation when completed: older ones predate a seek
+
+
+@dataclass
+class Event:
+    kind: EventKind
+    payload: Any = None
+
+
+@dataclass(frozen=True)
+class SentReport:
+    """One receiver report we sent (RFC 3550 §6.4.2), for tests and diagnostics.
+
+    ``impair_delivered`` is how many packets the impairer had delivered when the report was
+    built: the ground truth for the report's interval is computed from exactly those.
+    """
+
+    time: float
+    block: ReportBlock | None
+    interval: IntervalReport | None
+    impair_delivered: int | None
+
+
+def _set_rcvbuf(sock: socket.socket, size: int) -> int:
+    """Ask for ``size`` bytes of receive buffer; force it past rmem_max when allowed. Returns actual."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    actual = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    if actual < size:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+            actual = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        except OSError:
+            logger.warning("UDP receive buffer is %d bytes (wanted %d); raise net.core.rmem_max "
+                           "to avoid losing bursts", actual, size)
+    return actual
+
+
+class ReceiveEngine:
+    """Owns the RTSP connection, the RTP/RTCP sockets and the threads; frames go to :attr:`events`.
+
+    Use: ``open()``, then ``options()/describe()/setup()/play()/pause()/teardown()`` (each blocks
+    until its reply, raising :class:`ClientError` on failure), ``snapshot()`` for statistics at
+    any time, ``close()`` at the end. ``url=None`` with ``sdp_text`` plays a raw RTP stream.
+    """
+
+    def __init__(self, url: str | None = None, *, rtp_port: int = 0, transport: str = "udp",
+                 sdp_text: str | None = None, reorder_window: float = 0.05,
+                 reply_timeout: float = 10.0, connect_timeout: float = 5.0,
+                 idle_timeout: float = 3.0, frame_queue: int = 512, fps_hint: float | None = None,
+                 log_frames: bool = True, impair: ImpairSpec | str | None = None,
+                 impair_record: bool = False, rtcp_min_time: float = RTCP_MIN_TIME,
+                 rtcp_rng: random.Random | None = None, cname: str | None = None,
+                 username: str | None = None, password: str | None = None) -> None:
+        if transport not in ("udp", "tcp"):
+            raise ValueError(f"transport must be udp or tcp, not {transport!r}")
+        self.rtp_port = rtp_port
+        self.transport = transport
+        self.reply_timeout = reply_timeout
+        self.connect_timeout = connect_timeout
+        self.idle_timeout = idle_timeout
+        self.fps_hint = fps_hint
+        self.events: queue.Queue[Event] = queue.Queue()
+        self.frame_queue_max = frame_queue
+        self.proto: RtspClientProtocol | None = \
+            RtspClientProtocol(url, username=username, password=password) if url else None
+        self.url = self.proto.url if self.proto else url      # without user:password@
+        self.sdp: SdpInfo | None = parse_sdp_info(sdp_text) if sdp_text else None
+        self.rtsp_sock: socket.socket | None = None
+        self.rtp_sock: socket.socket | None = None
+        self.rtcp_sock: socket.socket | None = None
+        self.rcvbuf = 0
+        self.server_addr: tuple[str, int] | None = None
+        self._lock = threading.RLock()
+        self._send_lock = threading.Lock()
+        self._reply_cond = threading.Condition(self._lock)
+        self._replies: dict[int, Reply] = {}
+        self._awaiting: set[int] = set()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._reorder_window = reorder_window
+        self._new_receiver()
+        self.pstats = PlaybackStats()
+        self.ssrc: int | None = None
+        self.bad_packets = 0
+        self.foreign_packets = 0
+        self.frames_displayable = 0
+        self.queue_dropped = 0
+        self.last_frame: Frame | None = None
+        self.last_packet_time: float | None = None
+        self.play_started: float | None = None
+        self.ended: str | None = None
+        self.failure: str | None = None     # set with ``ended`` when the server vanished mid-stream
+        self.connection_lost = False
+        self._lost_at: float | None = None   # when the RTSP connection closed mid-session (UDP)
+        self._keepalive_sent: float | None = None   # an unanswered keepalive went out then
+        self._pos_base: tuple[int, float] | None = None   # (rtp timestamp, media seconds) anchor
+        self._position = 0.0
+        self._skip_before: int | None = None              # RTP-Info seq after a seek
+        self._hold: list | None = None                     # packets held while a PLAY is outstanding
+        self._play_pending: float | None = None            # Range start of the outstanding PLAY
+        self.generation = 0                                # +1 per seek; frames carry it
+        self._bye: tuple[str, float] | None = None        # (reason, arrival) of an RTCP BYE
+        self._sr: tuple[int, int, float] | None = None    # (ntp64, rtp ts, monotonic arrival)
+        self.delay_ms: float | None = None
+        self._our_ssrc = int.from_bytes(os.urandom(4), "big")
+        # RTCP (RFC 3550 §6): our RR schedule (§6.3) and what the sender's reports said
+        self.rtcp_min_time = rtcp_min_time
+        self._rtcp_rng = rtcp_rng or random.Random()
+        self.cname = cname or f"player-{self._our_ssrc:08x}@{socket.gethostname()}"
+        self._next_rtcp: float | None = None
+        self._rtcp_initial = True
+        self._avg_rtcp_size = 0.0
+        self._rrtr_sent: dict[int, float] = {}           # LRR (NTP middle 32) -> monotonic send time
+        self.reports_sent: list[SentReport] = []        # the last 1000
+        self.rr_sent = 0
+        self.sr_received = 0
+        self.rtcp_errors = 0
+        self.rtt_ms: float | None = None
+        self.sender_packets: int | None = None
+        self.sender_octets: int | None = None
+        self.sender_clock: float | None = None           # sender's wall clock of the last frame
+        # Network impairment applied to incoming RTP before the receive path (Impair.py)
+        self.impairer: Impairer | None = None
+        self._impair_record = impair_record
+        if impair is not None:
+            self.set_impairment(impair)
+        self.interleaved = (0, 1)
+        self.log_frames = log_frames
+        self.final_snapshot: StatsSnapshot | None = None
+
+    def _new_receiver(self) -> None:
+        self.rx: RtpReceiver[RtpPacket] = RtpReceiver(90000, self._reorder_window)
+        self.depack = JpegDepacketizer()
+
+    def set_impairment(self, spec: ImpairSpec | str) -> ImpairSpec:
+        """Impair incoming RTP from now on (any thread; the GUI's Apply button).
+
+        The first call creates the :class:`Impair.Impairer`; later ones reconfigure it, so its
+        ground-truth counters keep counting. Raises ImpairError (a ValueError) for a bad spec.
+        """
+        parsed = ImpairSpec.parse(spec) if isinstance(spec, str) else spec
+        with self._lock:
+            if self.impairer is None:
+                self.impairer = Impairer(parsed, record=self._impair_record)
+                logger.info("impairment %s", parsed)
+            else:
+                self.impairer.reconfigure(parsed)
+        return parsed
+
+    # -- properties used by the UIs ------------------------------------------------------------
+    @property
+    def our_ssrc(self) -> int:
+        """The SSRC of our RTCP reports (RFC 3550 §8: random)."""
+        return self._our_ssrc
+
+    @property
+    def state(self) -> ClientState:
+        return self.proto.state if self.proto else ClientState.PLAYING
+
+    @property
+    def fps(self) -> float:
+        sdp = self.current_sdp
+        if sdp is not None and sdp.framerate:
+            return sdp.framerate
+        return self.fps_hint or 25.0
+
+    @property
+    def current_sdp(self) -> SdpInfo | None:
+        return self.proto.sdp if self.proto and self.proto.sdp else self.sdp
+
+    @property
+    def duration(self) -> float | None:
+        sdp = self.current_sdp
+        if sdp is not None and sdp.range_end is not None:
+            return sdp.range_end
+        return None
+
+    @property
+    def frame_total(self) -> int | None:
+        d = self.duration
+        return int(round(d * self.fps)) if d is not None else None
+
+    # -- opening -------------------------------------------------------------------------------
+    def open(self) -> None:
+        """Connect the RTSP control connection (or bind the SDP's port); one-line ClientError on failure."""
+        if self.proto is None:
+            if self.sdp is None:
+                raise ClientError("nothing to play: give an rtsp:// URL or an SDP file")
+            port = self.sdp.media_port or self.rtp_port
+            self._bind_udp(port, self.sdp.connection or "0.0.0.0")
+            self._start_threads()
+            self.pstats.start(time.monotonic())
+            self.play_started = time.monotonic()
+            return
+        host, port, _ = parse_rtsp_url(self.proto.url)
+        try:
+            self.rtsp_sock = socket.create_connection((host, port), timeout=self.connect_timeout)
+        except socket.gaierror as exc:
+            raise ClientError(f"cannot resolve server {host!r}: {exc.strerror}") from None
+        except ConnectionRefusedError:
+            raise ClientError(f"server unreachable: connection to {host}:{port} refused "
+                              "(is the server running on that port?)") from None
+        except (socket.timeout, OSError) as exc:
+            raise ClientError(f"server unreachable: {host}:{port}: {exc}") from None
+        self.rtsp_sock.settimeout(None)
+        self.rtsp_sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.rtsp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
+        self.server_addr = self.rtsp_sock.getpeername()[:2]
+        if self.transport == "udp":
+            family = self.rtsp_sock.family
+            self._bind_udp(self.rtp_port, "::" if family == socket.AF_INET6 else "0.0.0.0")
+        self._start_threads()
+
+    def _bind_udp(self, port: int, host: str) -> None:
+        """Bind the RTP socket on ``port`` (0: any even port) and RTCP on port + 1 (RFC 3550 §11)."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        bind_host = host
+        try:
+            import ipaddress
+            addr = ipaddress.ip_address(host)
+            if addr.is_multicast:
+                bind_host = host
+            elif not addr.is_unspecified and not addr.is_loopback:
+                bind_host = "::" if family == socket.AF_INET6 else "0.0.0.0"
+        except ValueError:
+            bind_host = "0.0.0.0"
+            family = socket.AF_INET
+        for attempt in range(50):
+            rtp = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                rtp.bind((bind_host, port))
+            except OSError as exc:
+                rtp.close()
+                if port:
+                    raise ClientError(f"RTP port {port} is busy ({exc.strerror}); "
+                                      f"choose another port or 0 for any") from None
+                continue
+            actual = rtp.getsockname()[1]
+            if port == 0 and actual % 2:
+                rtp.close()
+                continue
+            rtcp: socket.socket | None = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                rtcp.bind((bind_host, actual + 1))
+            except OSError:
+                rtcp.close()
+                rtcp = None
+                if port == 0:
+                    rtp.close()
+                    continue
+                logger.warning("RTCP port %d busy: no receiver reports", actual + 1)
+            self.rtp_sock, self.rtcp_sock, self.rtp_port = rtp, rtcp, actual
+            self.rcvbuf = _set_rcvbuf(rtp, RCVBUF_BYTES)
+            logger.info("RTP on UDP port %d (receive buffer %d bytes)", actual, self.rcvbuf)
+            return
+        raise ClientError("could not bind a free even/odd UDP port pair for RTP/RTCP")
+
+    def _start_threads(self) -> None:
+        if self.rtsp_sock is not None:
+            t = threading.Thread(target=self._rtsp_loop, name="rtsp-reader", daemon=True)
+            self._threads.append(t)
+            t.start()
+        if self.rtp_sock is not None:
+            t = threading.Thread(target=self._udp_loop, name="rtp-reader", daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    # -- RTSP requests (blocking; call from any thread but the reader threads) -----------------
+    def _send(self, cseq: int, data: bytes) -> Reply:
+        assert self.rtsp_sock is not None and self.proto is not None
+        pending = self.proto.pending.get(cseq)
+        with self._lock:
+            self._awaiting.add(cseq)
+        try:
+            return self._send_and_wait(cseq, data, pending)
+        finally:
+            with self._lock:
+                self._awaiting.discard(cseq)
+                self._replies.pop(cseq, None)
+
+    def _send_and_wait(self, cseq: int, data: bytes, pending: Any) -> Reply:
+        assert self.rtsp_sock is not None and self.proto is not None
+        self.events.put(Event(EventKind.LOG, ("C->S", data.decode("utf-8", "replace").replace("\r\n", "\n"))))
+        logger.debug("C->S\n%s", data.decode("utf-8", "replace"))
+        try:
+            with self._send_lock:
+                self.rtsp_sock.sendall(data)
+        except OSError as exc:
+            raise ClientError(f"lost the RTSP connection to the server: {exc}") from None
+        deadline = time.monotonic() + self.reply_timeout
+        with self._reply_cond:
+            while cseq not in self._replies:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stop.is_set() or self.connection_lost:
+                    self.proto.pending.pop(cseq, None)
+                    method = pending.method if pending else "request"
+                    why = "the server closed the connection" if self.connection_lost else \
+                        f"no reply within {self.reply_timeout:.0f} s"
+                    raise ClientError(f"{method} failed: {why}")
+                self._reply_cond.wait(min(left, 0.25))
+            reply = self._replies.pop(cseq)
+        if reply.ok:
+            self.events.put(Event(EventKind.STATE, self.proto.state))
+        return reply
+
+    def _request(self, build: Callable[..., tuple[int, bytes]], *args: Any) -> Reply:
+        """Send a request and wait for its reply; a 401 the protocol can answer (first
+        challenge, or a stale nonce) is sent again with a new CSeq and Authorization."""
+        if self.proto is None:
+            raise ClientError("no RTSP session: playing from an SDP file")
+        for _ in range(MAX_AUTH_ROUNDS):
+            with self._lock:
+                cseq, data = build(*args, now=time.monotonic())
+            reply = self._send(cseq, data)
+            if not reply.retry:
+                break
+            logger.info("%s: 401, answering the server's challenge as %r", reply.request.method,
+                        self.proto.username)
+        if reply.error is not None:
+            raise ClientError(reply.error)
+        if not reply.ok:
+            raise ClientError(describe_failure(reply.request.method, reply.response.status,
+                                               reply.response.phrase, reply.request.uri,
+                                               self.proto.username))
+        return reply
+
+    def options(self) -> Reply:
+        assert self.proto is not None
+        return self._request(self.proto.options)
+
+    def describe(self) -> Reply:
+        assert self.proto is not None
+        return self._request(self.proto.describe)
+
+    def setup(self) -> Reply:
+        """SETUP the track: UDP client_port=a-(a+1) or TCP interleaved=0-1 (RFC 2326 §10.4, §12.39)."""
+        assert self.proto is not None
+        if self.transport == "udp":
+            spec = f"RTP/AVP;unicast;client_port={self.rtp_port}-{self.rtp_port + 1}"
+        else:
+            spec = "RTP/AVP/TCP;unicast;interleaved=0-1"
+        reply = self._request(self.proto.setup, spec)
+        tr = self.proto.transport
+        if tr is not None:
+            if tr.ssrc is not None:
+                self.ssrc = tr.ssrc
+            if tr.interleaved is not None:
+                self.interleaved = tr.interleaved
+            if self.transport == "tcp" and tr.lower != "TCP" and tr.interleaved is None:
+                raise ClientError("the server answered SETUP for TCP with a UDP transport")
+        return reply
+
+    def play(self, start: float | None = None) -> Reply:
+        """PLAY (``start`` seconds: seek with Range: npt=start-).
+
+        Until the reply is in, completed packets are held back: the reply's RTP-Info seq tells
+        which of them still belong to the old position (RFC 2326 §12.33), whichever of the RTSP
+        and RTP sockets is read first.
+        """
+        assert self.proto is not None
+        with self._lock:
+            self._play_pending = start
+            self._hold = []
+        try:
+            return self._request(self.proto.play, start)
+        finally:
+            with self._lock:
+                if self._hold is not None:           # no reply (error): let the packets go
+                    held, self._hold = self._hold, None
+                    self._deliver(held, time.monotonic())
+
+    def _on_play_reply(self, start: float | None, now: float) -> None:
+        """Called by the RTSP reader with the lock held, as soon as a 2xx PLAY reply is parsed."""
+        assert self.proto is not None
+        info = self.proto.rtp_info[0] if self.proto.rtp_info else None
+        rng = self.proto.play_range
+        pos = rng.start if rng is not None and rng.start is not None else \
+            (start if start is not None else self._position)
+        if start is not None:
+            # A seek: packets still in flight belong to the old position. They still count in
+            # the statistics, but frames before the RTP-Info seq are not shown.
+            self.generation += 1
+            self._skip_before = info.seq if info is not None and info.seq is not None else None
+            self.last_frame = None
+        self._pos_base = (info.rtptime, pos) if info is not None and info.rtptime is not None else None
+        self._pending_pos = pos
+        self.pstats.start(now)
+        if self.play_started is None:
+            self.play_started = now
+        self.last_packet_time = None
+        self.ended = None
+        self._bye = None
+        held, self._hold = self._hold or [], None
+        self._deliver(held, now)
+
+    def pause(self) -> Reply:
+        assert self.proto is not None
+        reply = self._request(self.proto.pause)
+        with self._lock:
+            self.pstats.stop(time.monotonic())
+        return reply
+
+    def teardown(self) -> Reply | None:
+        """RTCP BYE (RFC 3550 §6.6), then TEARDOWN (§10.7); tolerant of a server that already went away."""
+        if self.proto is None or self.proto.session_id is None:
+            return None
+        with self._lock:
+            self._send_report(time.monotonic(), bye="teardown")
+            self._next_rtcp = None
+        try:
+            return self._request(self.proto.teardown)
+        finally:
+            with self._lock:
+                self.pstats.stop(time.monotonic())
+
+    def keepalive(self) -> None:
+        """Send a keepalive without waiting (the reply is matched and logged by the reader)."""
+        if self.proto is None or self.rtsp_sock is None:
+            return
+        with self._lock:
+            now = time.monotonic()
+            cseq, data = self.proto.keepalive(now=now)
+            if self._keepalive_sent is None:
+                self._keepalive_sent = now
+        self.events.put(Event(EventKind.LOG, ("C->S", data.decode("utf-8", "replace").replace("\r\n", "\n"))))
+        try:
+            with self._send_lock:
+                self.rtsp_sock.sendall(data)
+        except OSError as exc:
+            logger.warning("keepalive failed: %s", exc)
+
+    # -- reader threads --------------------------------------------------------------------------
+    def _rtsp_loop(self) -> None:
+        assert self.rtsp_sock is not None and self.proto is not None
+        sock = self.rtsp_sock
+        while not self._stop.is_set():
+            try:
+                ready, _, _ = select.select([sock], [], [], self._wait(0.02))
+                data = sock.recv(262144) if ready else None
+            except OSError:
+                data = b""
+            now = time.monotonic()
+            if data == b"":
+                with self._reply_cond:
+                    self.connection_lost = True
+                    if not self._stop.is_set():
+                        logger.info("the server closed the RTSP connection")
+                        self._on_connection_lost(now)
+                    self._reply_cond.notify_all()
+                return
+            if data:
+                with self._reply_cond:
+                    events = self.proto.feed(data)
+                    for frame in events.interleaved:
+                        if frame.channel == self.interleaved[0]:
+                            self._rtp_in(frame.data, now)
+                        elif frame.channel == self.interleaved[1]:
+                            self._on_rtcp(frame.data, now)
+                    for reply in events.replies:
+                        if reply.request.method == Method.PLAY:
+                            if reply.ok:
+                                self._on_play_reply(self._play_pending, now)
+                            else:
+                                held, self._hold = self._hold or [], None
+                                self._deliver(held, now)
+                        self._replies[reply.request.cseq] = reply
+                        text = reply.response.serialize().decode("utf-8", "replace").replace("\r\n", "\n")
+                        self.events.put(Event(EventKind.LOG, ("S->C", text)))
+                        logger.debug("S->C\n%s", text)
+                        if reply.request.cseq not in self._awaiting:
+                            # a keepalive reply: nobody waits for it
+                            self._replies.pop(reply.request.cseq, None)
+                        self._keepalive_sent = None          # the server is there
+                    for err in events.errors:
+                        logger.warning("%s", err)
+                    if events.replies:
+                        self._reply_cond.notify_all()
+                for sreq in events.server_requests:
+                    with self._send_lock:
+                        sock.sendall(sreq.reply)
+            with self._lock:
+                self._pump(time.monotonic())
+                self._tick(now)
+                due = self.proto.keepalive_due(now)
+            if due:
+                self.keepalive()
+
+    def _udp_loop(self) -> None:
+        socks = [s for s in (self.rtp_sock, self.rtcp_sock) if s is not None]
+        while not self._stop.is_set():
+            try:
+                ready, _, _ = select.select(socks, [], [], self._wait(0.01))
+            except (OSError, ValueError):
+                return
+            now = time.monotonic()
+            for s in ready:
+                # Drain everything queued: a frame arrives as a burst of fragments.
+                for _ in range(256):
+                    try:
+                        data, addr = s.recvfrom(65536, socket.MSG_DONTWAIT)
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    except OSError:
+                        break
+                    with self._lock:
+                        if s is self.rtp_sock:
+                            self._rtp_in(data, now)
+                        else:
+                            self._on_rtcp(data, now, addr)
+            with self._lock:
+                self._pump(time.monotonic())
+                self._tick(now)
+
+    # -- data path (called with the lock held) ----------------------------------------------------
+    def _wait(self, longest: float) -> float:
+        """select() timeout: ``longest``, or less when the impairer delivers a packet sooner."""
+        imp = self.impairer
+        due = imp.next_due() if imp is not None else None
+        if due is None:
+            return longest
+        return min(longest, max(0.0, due - time.monotonic()))
+
+    def _rtp_in(self, data: bytes, now: float) -> None:
+        """An RTP packet off the wire: through the impairer (if any), then the receive path."""
+        if self.impairer is None:
+            self._on_rtp(data, now)
+        else:
+            self.impairer.push(data, now)
+            self._pump(now)
+
+    def _pump(self, now: float) -> None:
+        """Packets the impaired network delivers by ``now`` go to the receive path."""
+        if self.impairer is not None:
+            for data in self.impairer.pop_due(now):
+                self._on_rtp(data, now)
+
+    def _on_rtp(self, data: bytes, now: float) -> None:
+        try:
+            pkt = RtpPacket.parse(data)
+        except ValueError as exc:
+            self.bad_packets += 1
+            logger.debug("dropped a malformed RTP packet: %s", exc)
+            return
+        if self.ssrc is None:
+            self.ssrc = pkt.ssrc
+        elif pkt.ssrc != self.ssrc:
+            self.foreign_packets += 1
+            return
+        self.last_packet_time = now
+        self.pstats.on_packet(now, len(data))
+        self._deliver(self.rx.push(pkt.sequence_number, pkt.rtp_timestamp, now, pkt, len(pkt.payload)), now)
+
+    def _deliver(self, released: list, now: float) -> None:
+        if self._hold is not None:
+            self._hold.extend(released)
+            return
+        for r in released:
+            pkt: RtpPacket = r.item
+            if self._skip_before is not None:
+                if seq_diff(pkt.sequence_number, self._skip_before) < 0:
+                    continue                      # from before the seek
+                self._skip_before = None
+                # A half-built frame from before the seek is discarded, not counted as dropped.
+                old, self.depack = self.depack, JpegDepacketizer()
+                for name in ("frames_completed", "frames_dropped", "bad_packets", "duplicates"):
+                    setattr(self.depack, name, getattr(old, name))
+            jpeg = self.depack.push(pkt.payload, pkt.rtp_timestamp, pkt.marker, r.missing_before)
+            if jpeg is not None:
+                self._on_frame(jpeg, pkt.rtp_timestamp, now)
+
+    def _on_frame(self, jpeg: bytes, ts: int, now: float) -> None:
+        if self._pos_base is None:
+            self._pos_base = (ts, getattr(self, "_pending_pos", 0.0))
+        base_ts, base_pos = self._pos_base
+        position = base_pos + ts_diff(ts, base_ts) / 90000.0
+        self._position = position
+        index = int(round(position * self.fps))
+        self.pstats.on_frame(now)
+        if self._sr is not None:
+            # The SR maps RTP time to the sender's wall clock (RFC 3550 §6.4.1): when this
+            # frame was sampled there. The delay is meaningful only with synchronised clocks.
+            ntp, sr_ts, _ = self._sr
+            sent = unix_from_ntp(ntp) + ts_diff(ts, sr_ts) / 90000.0
+            self.sender_clock = sent
+            self.delay_ms = (time.time() - sent) * 1000.0
+        frame = Frame(jpeg, ts, index, position, now, self.generation)
+        self.last_frame = frame
+        self.frames_displayable += 1
+        self.events.put(Event(EventKind.FRAME, frame))
+
+    def _on_rtcp(self, data: bytes, now: float, addr: Any = None) -> None:
+        """A compound RTCP datagram from the sender: SR clock mapping and counts, the XR DLRR
+        answer to our RRTR (RTT), BYE. Malformed ones are counted and dropped (RFC 3550 A.2)."""
+        arrival = ntp_middle32(ntp_from_unix(time.time()))
+        try:
+            packets = parse_compound(data, strict=False)
+        except ValueError as exc:
+            self.rtcp_errors += 1
+            logger.debug("malformed RTCP dropped: %s", exc)
+            return
+        self._avg_rtcp_size = update_avg_rtcp_size(self._avg_rtcp_size or len(data) + 28.0, len(data))
+        for p in packets:
+            if isinstance(p, SenderReport):
+                if self.ssrc is not None and p.ssrc != self.ssrc:
+                    continue
+                self._sr = (p.ntp_timestamp, p.rtp_timestamp, now)
+                self.sender_packets, self.sender_octets = p.packet_count, p.octet_count
+                self.sr_received += 1
+            elif isinstance(p, ExtendedReport):
+                for block in p.blocks:
+                    if block.block_type != XrBlockType.DLRR:
+                        continue
+                    try:
+                        items = block.dlrr_items
+                    except ValueError as exc:
+                        self.rtcp_errors += 1
+                        logger.debug("bad XR DLRR block: %s", exc)
+                        continue
+                    for ssrc, lrr, dlrr in items:
+                        if ssrc == self._our_ssrc and lrr in self._rrtr_sent:
+                            # RFC 3611 §4.5: RTT = A - LRR - DLRR
+                            rtt = rtt_seconds(arrival, lrr, dlrr)
+                            if rtt is not None:
+                                self.rtt_ms = rtt * 1000.0
+            elif isinstance(p, Bye) and (self.ssrc is None or self.ssrc in p.ssrcs):
+                # RTP sent before the BYE may still be queued on the other socket: finish a
+                # little later (in _tick), once it has been read.
+                self._bye = (f"the server said BYE ({p.reason_text or 'end of stream'})", now)
+
+    def _finish(self, reason: str, now: float, failed: bool = False) -> None:
+        """The stream ended (``failed``: abnormally -- the server vanished); one END event."""
+        if self.ended is None:
+            self._deliver(self.rx.flush(), now)
+            self.ended = reason
+            if failed:
+                self.failure = reason
+                logger.warning("%s", reason)
+            self.pstats.stop(now)
+            self.events.put(Event(EventKind.END, reason))
+
+    def _stopped_short(self) -> str | None:
+        """Where the stream stopped, when that is more than a second before its known end."""
+        total = self.frame_total
+        if not total or self.last_frame is None or self._bye is not None:
+            return None
+        if self.last_frame.index >= total - 1 - max(1, round(self.fps)):
+            return None
+        return f"at frame {self.last_frame.index + 1} of {total}"
+
+    def _on_connection_lost(self, now: float) -> None:
+        """The server closed the RTSP connection: a failure while a session is open (RFC 2326
+        sessions outlive connections, but no server of ours or GStreamer's keeps one then)."""
+        if self.proto is not None and self.proto.session_id is not None and self._bye is None:
+            if self.rtcp_sock is not None and self.transport == "udp":
+                self._lost_at = now          # a BYE on the RTCP port may still be on its way
+            else:
+                self._lost_server(now)
+        else:
+            self._finish(self._bye[0] if self._bye is not None else "the server closed the RTSP connection",
+                         now)
+
+    def _lost_server(self, now: float) -> None:
+        assert self.proto is not None
+        where = self._stopped_short() or f"in state {self.proto.state.value}"
+        self._finish(f"lost the server: it closed the RTSP connection {where}", now, failed=True)
+
+    def _tick(self, now: float) -> None:
+        """Release packets whose reorder wait expired; detect the end; send RTCP RR."""
+        self._deliver(self.rx.poll(now), now)
+        if self._bye is not None and self.ended is None:
+            reason, at = self._bye
+            if now - max(at, self.last_packet_time or at) >= BYE_GRACE:
+                self._finish(reason, now)
+        elif self._lost_at is not None and self.ended is None and now - self._lost_at >= BYE_GRACE:
+            self._lost_server(now)
+        elif self._keepalive_sent is not None and self.ended is None \
+                and now - self._keepalive_sent > self.reply_timeout:
+            # paused (no RTP to miss), the server frozen or the path down: the keepalive tells
+            self._finish(f"lost the server: no reply to a keepalive within {self.reply_timeout:g} s",
+                         now, failed=True)
+        if self.ended is None and self.state == ClientState.PLAYING and self.play_started is not None:
+            total = self.frame_total
+            if total and self.last_frame is not None and self.last_frame.index >= total - 1 \
+                    and len(self.rx.reorder) == 0:
+                self._finish("end of stream", now)
+            elif self.last_packet_time is not None and now - self.last_packet_time > self.idle_timeout:
+                short = self._stopped_short()
+                if short is not None:
+                    self._finish(f"lost the server: no RTP for {self.idle_timeout:g} s {short}", now,
+                                 failed=True)
+                else:
+                    self._finish(f"no RTP for {self.idle_timeout:g} s: end of stream", now)
+        if self._next_rtcp is None:
+            if self.ended is None and self.state == ClientState.PLAYING and self._rtcp_dest_known():
+                self._next_rtcp = now + self._rtcp_interval()
+        elif self.proto is None or self.proto.session_id is None:
+            self._next_rtcp = None          # the session is gone (TEARDOWN): no more reports
+        elif now >= self._next_rtcp:
+            # Reports continue while paused: they keep the session alive (RFC 2326 §12.37).
+            self._send_report(now)
+            self._next_rtcp = now + self._rtcp_interval()
+
+    # -- RTCP (RFC 3550 §6) --------------------------------------------------------------------
+    def _rtcp_interval(self) -> float:
+        """Our next report interval (RFC 3550 §6.3, A.7): a receiver among 2 members, 1 sender,
+        sharing 75% of 5% of the session bandwidth (measured), at least ``rtcp_min_time``
+        (halved for the first report), randomized [0.5, 1.5] / (e - 3/2)."""
+        elapsed = self.pstats.elapsed(time.monotonic())
+        sdp = self.current_sdp
+        if sdp is not None and sdp.bandwidth_kbps:
+            session_bw = sdp.bandwidth_kbps * 125.0                  # b=AS kbit/s -> octets/s
+        elif elapsed >= 1.0:
+            session_bw = max(self.pstats.bytes / elapsed, 1000.0)    # measured
+        else:
+            session_bw = DEFAULT_SESSION_BW
+        if not self._avg_rtcp_size:
+            self._avg_rtcp_size = len(self._report_datagram(time.monotonic(), probe=True)[0]) + 28.0
+        interval = rtcp_interval(members=2, senders=1, rtcp_bw=0.05 * session_bw, we_sent=False,
+                                 avg_rtcp_size=self._avg_rtcp_size, initial=self._rtcp_initial,
+                                 rng=self._rtcp_rng, min_time=self.rtcp_min_time)
+        self._rtcp_initial = False
+        return interval
+
+    def _rtcp_dest_known(self) -> bool:
+        if self.proto is None:
+            return False
+        if self.transport == "tcp":
+            return self.rtsp_sock is not None
+        tr = self.proto.transport
+        return self.rtcp_sock is not None and self.server_addr is not None and tr is not None \
+            and tr.server_port is not None
+
+    def _report_datagram(self, now: float, bye: str | None = None,
+                         probe: bool = False) -> tuple[bytes, SentReport]:
+        """RR (+ report block) + SDES CNAME + XR RRTR [+ BYE] (RFC 3550 §6.1, RFC 3611 §4.4).
+
+        ``probe`` builds a same-sized datagram without starting a new A.3 interval."""
+        tr = self.rx.tracker
+        block = interval = None
+        if self.ssrc is not None and tr.validated:
+            lsr = dlsr = 0
+            if self._sr is not None:
+                lsr = ntp_middle32(self._sr[0])
+                dlsr = dlsr_from_seconds(now - self._sr[2])
+            if probe:
+                block = ReportBlock(self.ssrc)
+            else:
+                block, interval = tr.report_block(self.ssrc, lsr, dlsr)
+        ntp = ntp_from_unix(time.time())
+        packets: list[Any] = [ReceiverReport(self._our_ssrc, [block] if block else []),
+                              SourceDescription.cname(self._our_ssrc, self.cname, tool=CNAME_TOOL),
+                              ExtendedReport(self._our_ssrc, [XrBlock.rrtr(ntp)])]
+        if bye is not None:
+            packets.append(Bye([self._our_ssrc], bye))
+        if not probe:
+            lrr = ntp_middle32(ntp)
+            self._rrtr_sent[lrr] = now
+            while len(self._rrtr_sent) > RRTR_MEMORY:
+                del self._rrtr_sent[next(iter(self._rrtr_sent))]
+        delivered = self.impairer.delivered if self.impairer is not None else None
+        return serialize_compound(packets), SentReport(now, block, interval, delivered)
+
+    def _send_report(self, now: float, bye: str | None = None) -> None:
+        """Send our compound report to the sender's RTCP port (or interleaved channel)."""
+        if not self._rtcp_dest_known():
+            return
+        assert self.proto is not None
+        data, record = self._report_datagram(now, bye)
+        try:
+            if self.transport == "tcp":
+                assert self.rtsp_sock is not None
+                with self._send_lock:
+                    self.rtsp_sock.sendall(InterleavedFrame(self.interleaved[1], data).serialize())
+            else:
+                assert self.rtcp_sock is not None and self.server_addr is not None
+                tr = self.proto.transport
+                assert tr is not None and tr.server_port is not None
+                self.rtcp_sock.sendto(data, (self.server_addr[0], tr.server_port[1]))
+        except OSError as exc:
+            logger.debug("RTCP send failed: %s", exc)
+            return
+        self.rr_sent += 1
+        self.reports_sent.append(record)
+        del self.reports_sent[:-1000]
+        self._avg_rtcp_size = update_avg_rtcp_size(self._avg_rtcp_size, len(data))
+        b = record.block
+        logger.info("RTCP RR sent: %s", "no report block yet" if b is None else
+                    f"fraction lost {b.fraction_lost}/256, cumulative lost {b.packets_lost}, "
+                    f"highest seq {b.highest_sequence}, jitter {b.jitter}, LSR {b.lsr:08x}, "
+                    f"DLSR {b.dlsr}" + (f", BYE ({bye})" if bye else ""))
+
+    # -- statistics ---------------------------------------------------------------------------
+    def snapshot(self) -> StatsSnapshot:
+        now = time.monotonic()
+        with self._lock:
+            tr = self.rx.tracker
+            s = self.pstats.snapshot(now, tr if tr.validated else None,
+                                     late=self.rx.reorder.late,
+                                     frame_dropped_total=self.depack.frames_dropped, rtt_ms=self.rtt_ms)
+            s.payload_octets = tr.received_octets
+            s.sender_packets, s.sender_octets = self.sender_packets, self.sender_octets
+            s.sender_clock = self.sender_clock
+            s.sr_received, s.rr_sent, s.rtcp_errors = self.sr_received, self.rr_sent, self.rtcp_errors
+            if self.impairer is not None:
+                s.impairment = {"spec": str(self.impairer.spec), **self.impairer.counters()}
+            s.frame_total = self.frame_total
+            s.duration = self.duration
+            if self.delay_ms is not None:
+                s.delay_ms = self.delay_ms
+            if self.last_frame is not None:
+                s.frame_index = self.last_frame.index
+                s.position = self.last_frame.position
+        return s
+
+    # -- shutdown --------------------------------------------------------------------------------
+    def quit(self, grace: float = 0.5) -> None:
+        """Leave now (Ctrl-C): TEARDOWN if the server is there, waiting at most ``grace`` s, then close."""
+        if self.proto is not None and self.proto.session_id is not None and not self.connection_lost \
+                and self.failure is None and not self._stop.is_set():
+            self.reply_timeout = grace
+            try:
+                self.teardown()
+            except ClientError as exc:
+                logger.info("TEARDOWN on quit: %s", exc)
+        self.close()
+
+    def close(self) -> None:
+        """Stop the threads and close every socket (idempotent); keeps the last statistics."""
+        if not self._stop.is_set():
+            self.final_snapshot = self.snapshot()
+        self._stop.set()
+        with self._reply_cond:
+            self._reply_cond.notify_all()
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join(timeout=2.0)
+        self._threads = []
+        for s in (self.rtsp_sock, self.rtp_sock, self.rtcp_sock):
+            if s is not None:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+        self.rtsp_sock = self.rtp_sock = self.rtcp_sock = None

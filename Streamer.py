@@ -1,0 +1,495 @@
+"""The pacing loop: one Streamer thread sends every session's RTP and RTCP.
+
+A thread per session drifts and does not scale, so one loop keeps a heap of deadlines:
+frame k of a PLAY is due at t0 + k/fps on the monotonic clock.  A frame that is already
+later than ``late_skip`` is skipped and counted instead of being burst out to catch up.
+Each frame is packetized and laid out with its RTP headers once (MediaLibrary.Movie.train
+-> PacketTrain) and shared; per session a copy is stamped with its sequence numbers,
+timestamp and SSRC and sent with one sendmsg per slice (UDP GSO where the platform has
+it).  Sessions that PLAY at the same moment take different start slots of the frame
+interval, so their frames are not sent in one burst.
+
+The Streamer knows nothing of RTSP connections: a :class:`StreamSession` carries the
+callables its connection gave it (send interleaved '$' frames; expire the session).
+"""
+
+from __future__ import annotations
+
+import errno
+import heapq
+import itertools
+import logging
+import random
+import select
+import socket
+import struct
+import sys
+import threading
+import time
+from typing import Callable, Dict, List, Optional, Tuple
+
+from MediaLibrary import Movie
+from PacketTrain import PacketTrain
+from RtcpPacket import (
+    Bye, ExtendedReport, ReceiverReport, RtcpError, SenderReport, SourceDescription, XrBlock, XrBlockType,
+    dlsr_from_seconds, ntp_from_unix, ntp_middle32, parse_compound, rtcp_interval, rtt_seconds,
+    serialize_compound, update_avg_rtcp_size,
+)
+from RtpPacket import JPEG_CLOCK_RATE
+from RtspHeaders import Transport
+from RtspMessage import InterleavedFrame
+from RtspSession import State
+
+log = logging.getLogger(__name__)
+
+SERVER_NAME = "PyRtspLab/1.0"
+CNAME = f"server@{socket.gethostname()}"
+FRAME, RTCP, SLICE = 0, 1, 2  # kinds of Streamer deadlines
+UDP_BURST = 24  # packets sent back to back (about 33 KB)
+UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)  # Linux >= 4.18 UDP GSO (include/uapi/linux/udp.h)
+GSO_MAX_SEGMENTS = 64
+GSO_MAX_BYTES = 65000
+_SEGMENT_SIZE = struct.Struct("=H")  # the UDP_SEGMENT control message's value
+SEND_EARLY = 0.001  # deadlines this close are served in the same wake-up (frames up to 1 ms early)
+START_PHASES = 16  # start slots per frame interval: PLAYs arriving together are spread over them
+SLICE_SPREAD = 0.5  # a large frame's slices go out within this share of the frame interval
+POLL_INTERVAL = 0.25  # how often the idle loop looks at shutdown / timeouts
+
+
+def unmapped(host: str) -> str:
+    """'::ffff:127.0.0.1' -> '127.0.0.1' (dual-stack sockets report IPv4 peers mapped)."""
+    return host[7:] if host.startswith("::ffff:") and "." in host else host
+
+
+def interleave(train: PacketTrain, buf: bytes, channel: int, start: int = 0) -> bytes:
+    """A stamped run of a train's packets, each in its RFC 2326 10.12 '$' frame on ``channel``.
+    Raises ValueError for a packet over 65535 octets or a channel outside 0..255."""
+    return b"".join(InterleavedFrame(channel, bytes(p)).serialize() for p in train.packets(buf, start))
+
+
+class StreamSession:
+    """One RTSP session: its state, transport and the RTP stream position."""
+
+    def __init__(self, session_id: str, movie: Movie, rng: random.Random, *,
+                 send_interleaved: Callable[[bytes], bool] | None = None,
+                 expire: Callable[["StreamSession"], None] | None = None) -> None:
+        self.id = session_id
+        self.movie = movie
+        # how the connection that owns the session sends '$' frames (False: not sent now), and
+        # how it ends the session when the Streamer finds it idle for too long
+        self.send_interleaved = send_interleaved
+        self.expire = expire
+        self.state = State.INIT
+        self.lab = False
+        self.transport: Optional[Transport] = None
+        self.udp_dest: Optional[Tuple[str, int]] = None
+        self.rtcp_dest: Optional[Tuple[str, int]] = None
+        self.channel: Optional[int] = None  # interleaved RTP channel (TCP)
+        self.ssrc = rng.getrandbits(32)
+        self.seq = rng.getrandbits(16)
+        self.ts0 = rng.getrandbits(32)
+        self.position = 0  # next frame (timeline position; may exceed frame_count when looping)
+        self.stop_position: Optional[int] = None
+        self.generation = 0  # bumped on PLAY/PAUSE/TEARDOWN; stale heap entries are ignored
+        self.play_t0 = 0.0
+        self.play_k0 = 0
+        self.phase: Optional[int] = None  # the Streamer's start slot while playing
+        self.ended = False
+        self.last_activity = time.monotonic()
+        self.packets_sent = 0
+        self.octets_sent = 0
+        self.frames_sent = 0
+        self.frames_skipped = 0
+        self.max_lateness = 0.0
+        # RTCP (RFC 3550 6.3): our SR schedule and what the receiver's RRs said
+        self.rtcp_initial = True
+        self.out_train: Optional[PacketTrain] = None  # the frame being sent in slices (UDP)
+        self.out_seq = 0  # ... the sequence number of its first packet
+        self.out_ts = 0  # ... its RTP timestamp
+        self.out_next = 0  # ... the index of its next packet
+        self.slice_gap = 0.0
+        self.rtcp_epoch = 0  # bumped when the stream is removed: stale SR deadlines are ignored
+        self.avg_rtcp_size = 0.0
+        self.rr_fraction_lost = 0.0
+        self.rr_cumulative_lost = 0
+        self.rr_jitter_ms = 0.0
+        self.rtt_ms: Optional[float] = None
+        self.rr_count = 0
+        self.last_rrtr: Optional[Tuple[int, int, float]] = None  # (reporter SSRC, LRR, monotonic arrival)
+        self.lock = threading.Lock()  # the Streamer holds it while sending; PLAY/PAUSE while moving position
+
+    def touch(self) -> None:
+        self.last_activity = time.monotonic()
+
+    def rtptime(self, position: float) -> int:
+        """90 kHz timestamp of timeline position `position` (RFC 2435: one per frame)."""
+        return (self.ts0 + round(position * JPEG_CLOCK_RATE / self.movie.fps)) & 0xFFFFFFFF
+
+    def media_position(self, now: float) -> float:
+        """Where the stream is at monotonic time `now`, in frames (for the SR's RTP time)."""
+        if self.ended or self.state is not State.PLAYING:
+            return float(self.position)
+        return self.play_k0 + (now - self.play_t0) * self.movie.fps
+
+    def _report(self) -> list:
+        """SR + SDES CNAME (RFC 3550 6.1, 6.4.1) giving the NTP <-> RTP time of now.
+
+        When the receiver sent an RFC 3611 RRTR, an XR DLRR block answers it so that a
+        receive-only client can compute its round-trip time too."""
+        wall, now = time.time(), time.monotonic()
+        sr = SenderReport(self.ssrc, ntp_from_unix(wall), self.rtptime(self.media_position(now)),
+                          self.packets_sent & 0xFFFFFFFF, self.octets_sent & 0xFFFFFFFF)
+        packets = [sr, SourceDescription.cname(self.ssrc, CNAME, tool=SERVER_NAME)]
+        if self.last_rrtr is not None:
+            reporter, lrr, received = self.last_rrtr
+            dlrr = XrBlock.dlrr([(reporter, lrr, dlsr_from_seconds(now - received))])
+            packets.append(ExtendedReport(self.ssrc, [dlrr]))
+        return packets
+
+    def sender_report(self) -> bytes:
+        return serialize_compound(self._report())
+
+    def bye(self, reason: str) -> bytes:
+        """The report plus BYE: the stream ends (RFC 3550 6.6); ffmpeg/GStreamer end on it."""
+        return serialize_compound(self._report() + [Bye([self.ssrc], reason)])
+
+    def rtcp_interval(self, rng: random.Random) -> float:
+        """Next SR interval (RFC 3550 6.3/A.7): 5% of the stream's bandwidth, senders' 25%."""
+        bandwidth = max(self.movie.byte_rate, 1000.0)  # octets/s of the stream
+        if not self.avg_rtcp_size:
+            self.avg_rtcp_size = len(self.sender_report()) + 28.0
+        interval = rtcp_interval(members=2, senders=1, rtcp_bw=0.05 * bandwidth, we_sent=True,
+                                 avg_rtcp_size=self.avg_rtcp_size, initial=self.rtcp_initial, rng=rng)
+        self.rtcp_initial = False
+        return interval
+
+    def receive_rtcp(self, data: bytes) -> None:
+        """Take the receiver's RR blocks about our SSRC: loss, jitter, RTT (RFC 3550 6.4)."""
+        arrival = ntp_middle32(ntp_from_unix(time.time()))
+        try:
+            packets = parse_compound(data)
+        except RtcpError as exc:
+            log.info("session %s: bad RTCP dropped: %s", self.id, exc)
+            return
+        for packet in packets:
+            if isinstance(packet, (ReceiverReport, SenderReport)):
+                for block in packet.reports:
+                    if block.ssrc != self.ssrc:
+                        continue
+                    self.rr_count += 1
+                    self.rr_fraction_lost = block.fraction_lost / 256.0
+                    self.rr_cumulative_lost = block.packets_lost
+                    self.rr_jitter_ms = block.jitter * 1000.0 / JPEG_CLOCK_RATE
+                    rtt = rtt_seconds(arrival, block.lsr, block.dlsr)
+                    self.rtt_ms = None if rtt is None else rtt * 1000.0
+                    log.info("session %s: RR fraction lost %.1f%%, cumulative lost %d, jitter %.2f ms, RTT %s",
+                             self.id, 100 * self.rr_fraction_lost, self.rr_cumulative_lost, self.rr_jitter_ms,
+                             "-" if self.rtt_ms is None else f"{self.rtt_ms:.2f} ms")
+            elif isinstance(packet, ExtendedReport):
+                for block in packet.blocks:
+                    if block.block_type == XrBlockType.RRTR:
+                        self.last_rrtr = (packet.ssrc, ntp_middle32(block.ntp_timestamp), time.monotonic())
+            elif isinstance(packet, Bye):
+                log.info("session %s: receiver sent BYE (%s)", self.id, packet.reason_text or "no reason")
+
+
+class Streamer(threading.Thread):
+    """The single pacing loop: sends every session's frames on a deadline schedule."""
+
+    def __init__(self, rtp_sock: socket.socket, rtcp_sock: socket.socket, *, loop: bool = False,
+                 session_timeout: float = 60.0, rng: random.Random | None = None) -> None:
+        super().__init__(name="streamer", daemon=True)
+        self.rtp_sock = rtp_sock
+        self.rtcp_sock = rtcp_sock
+        self.loop = loop
+        self.session_timeout = session_timeout
+        self.rng = rng if rng is not None else random.SystemRandom()
+        self.gso = sys.platform.startswith("linux")  # cleared at the first refusal
+        # (due, tie-breaker, generation, session, kind): kind FRAME or RTCP
+        self._heap: List[Tuple[float, int, int, StreamSession, int]] = []
+        self._counter = itertools.count()
+        self._lock = threading.Lock()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)  # a full pipe already means "wake up": never block a worker
+        self._stopping = False
+        self._sessions: Dict[str, StreamSession] = {}
+        self._rtcp_routes: Dict[Tuple[str, int], StreamSession] = {}
+        self._phase_load = [0] * START_PHASES  # playing sessions per start slot
+
+    # -- called from worker threads --------------------------------------
+    def add(self, session: StreamSession) -> None:
+        with self._lock:
+            fresh = session.id not in self._sessions
+            self._sessions[session.id] = session
+            if session.rtcp_dest:
+                self._rtcp_routes[session.rtcp_dest] = session
+            if fresh and not session.lab:
+                due = time.monotonic() + session.rtcp_interval(self.rng)
+                heapq.heappush(self._heap, (due, next(self._counter), session.rtcp_epoch, session, RTCP))
+        self._wake()
+
+    def session_count(self) -> int:
+        with self._lock:
+            return len(self._sessions)
+
+    def play(self, session: StreamSession) -> None:
+        """Start sending from session.position (the PLAY reply has been sent): now, or a few
+        ms later in a less used start slot when many sessions share this moment."""
+        with self._lock:
+            session.generation += 1
+            session.ended = False
+            self._release_phase(session)
+            session.play_t0 = self._start_time(session, time.monotonic())
+            session.play_k0 = session.position
+            heapq.heappush(self._heap, (session.play_t0, next(self._counter), session.generation, session, FRAME))
+        self._wake()
+
+    def pause(self, session: StreamSession) -> None:
+        with self._lock:
+            session.generation += 1
+            self._release_phase(session)
+
+    def _start_time(self, session: StreamSession, now: float) -> float:
+        """Spread frame deadlines (called with the lock held).  A session's frames are due at
+        start + k * interval, so its start's place in the frame interval (one of START_PHASES
+        slots) fixes when it sends for as long as it plays.  Take the least used slot, the
+        soonest among equals: alone, a session starts at once; 100 PLAYs at the same moment
+        start over one interval instead of sending 100 frames in a burst every interval.
+        The RTP timestamps follow the frame position, so the delay changes no timestamp."""
+        interval = 1.0 / session.movie.fps
+        slot = interval / START_PHASES
+        into = now % interval
+        current = int(into / slot) % START_PHASES
+        load = self._phase_load
+        best = 0
+        for step in range(1, START_PHASES):
+            if load[(current + step) % START_PHASES] < load[(current + best) % START_PHASES]:
+                best = step
+        session.phase = (current + best) % START_PHASES
+        load[session.phase] += 1
+        return now if best == 0 else now + (current + best) * slot - into
+
+    def _release_phase(self, session: StreamSession) -> None:
+        if session.phase is not None:
+            self._phase_load[session.phase] -= 1
+            session.phase = None
+
+    def remove(self, session: StreamSession, bye: str | None = None) -> None:
+        """Stop a session's stream; with `bye`, tell the receiver in an RTCP BYE first."""
+        if bye and not session.lab and session.id in self._sessions:
+            self._send_rtcp(session, session.bye(bye))
+        with self._lock:
+            session.generation += 1
+            session.rtcp_epoch += 1
+            self._release_phase(session)
+            self._sessions.pop(session.id, None)
+            if session.rtcp_dest and self._rtcp_routes.get(session.rtcp_dest) is session:
+                del self._rtcp_routes[session.rtcp_dest]
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+
+    # -- the loop ---------------------------------------------------------
+    def run(self) -> None:
+        next_reap = time.monotonic() + 1.0
+        while not self._stopping:
+            now = time.monotonic()
+            with self._lock:
+                timeout = self._heap[0][0] - now if self._heap else POLL_INTERVAL
+            timeout = max(0.0, min(timeout, POLL_INTERVAL, next_reap - now))
+            ready, _, _ = select.select([self._wake_r, self.rtcp_sock], [], [], timeout)
+            if self._wake_r in ready:
+                try:
+                    while self._wake_r.recv(4096):
+                        pass
+                except (BlockingIOError, InterruptedError):
+                    pass
+            if self.rtcp_sock in ready:
+                self._receive_rtcp()
+            self._send_due()
+            if time.monotonic() >= next_reap:
+                next_reap = time.monotonic() + 1.0
+                self._reap_idle()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def _send_due(self) -> None:
+        """Send everything due now or within SEND_EARLY: one wake-up serves every session whose
+        deadline falls in the same short window instead of one select() per session."""
+        now = time.monotonic()
+        horizon = now + SEND_EARLY
+        batch = []
+        with self._lock:
+            heap = self._heap
+            while heap and heap[0][0] <= horizon:
+                entry = heapq.heappop(heap)
+                generation, session, kind = entry[2], entry[3], entry[4]
+                if generation != (session.generation if kind == FRAME else session.rtcp_epoch):
+                    continue  # a stale deadline: the session was paused, replayed or removed
+                if kind == RTCP:
+                    heapq.heappush(heap, (now + session.rtcp_interval(self.rng),
+                                          next(self._counter), generation, session, RTCP))
+                batch.append(entry)
+        again = []
+        ended = []
+        for due, _, generation, session, kind in batch:
+            if kind == FRAME:
+                with session.lock:
+                    if generation != session.generation:
+                        continue
+                    if not self._send_frame(session, time.monotonic() - due):
+                        ended.append((session, generation))
+                        continue
+                    n = session.position - session.play_k0
+                again.append((session.play_t0 + n / session.movie.fps, generation, session, FRAME))
+            elif kind == SLICE:
+                with session.lock:
+                    if generation == session.rtcp_epoch and session.out_train is not None:
+                        self._send_slice(session)
+                        if session.out_train is not None:
+                            again.append((time.monotonic() + session.slice_gap, generation, session, SLICE))
+            else:
+                report = session.sender_report()
+                session.avg_rtcp_size = update_avg_rtcp_size(session.avg_rtcp_size, len(report))
+                self._send_rtcp(session, report)
+        if again or ended:
+            with self._lock:
+                for session, generation in ended:
+                    if generation == session.generation:
+                        self._release_phase(session)
+                for due, generation, session, kind in again:
+                    if generation == (session.generation if kind == FRAME else session.rtcp_epoch):
+                        heapq.heappush(self._heap, (due, next(self._counter), generation, session, kind))
+
+    def _send_frame(self, session: StreamSession, lateness: float) -> bool:
+        """Send (or skip, if too late) the frame at session.position; False when the stream ended."""
+        movie = session.movie
+        position = session.position
+        count = movie.frame_count
+        stop = session.stop_position if session.stop_position is not None else count
+        if position >= stop and not (self.loop and session.stop_position is None):
+            session.ended = True
+            if not session.lab:
+                self._send_rtcp(session, session.bye("end of stream"))
+            log.info("session %s: end of %s after %d frames (%d skipped)", session.id, movie.name,
+                     session.frames_sent, session.frames_skipped)
+            return False
+        session.position = position + 1
+        late_skip = max(0.2, 2.0 / movie.fps)
+        if lateness > late_skip:
+            session.frames_skipped += 1
+            return True
+        if lateness > session.max_lateness:
+            session.max_lateness = lateness
+        train = movie.train(position % count, session.lab)
+        seq, ts = session.seq, session.rtptime(position)
+        if session.channel is not None:
+            try:
+                data = interleave(train, train.stamp(seq, ts, session.ssrc), session.channel)
+            except ValueError as exc:  # e.g. a whole-JPEG lab packet too large for a '$' frame
+                session.frames_skipped += 1
+                log.warning("session %s: frame %d of %s not sent: %s", session.id, position % count,
+                            movie.name, exc)
+                return True
+            session.seq = (seq + train.count) & 0xFFFF
+            if session.send_interleaved is None or not session.send_interleaved(data):
+                session.frames_skipped += 1
+                return True
+        else:
+            session.seq = (seq + train.count) & 0xFFFF
+            session.out_train, session.out_seq, session.out_ts, session.out_next = train, seq, ts, 0
+            self._send_slice(session)
+            if session.out_train is not None:
+                # A large frame goes out in slices spread over part of the frame interval, so
+                # a receiver's socket buffer (Linux default ~200 KB) is not overrun by a burst.
+                slices = -(-train.count // UDP_BURST)
+                session.slice_gap = SLICE_SPREAD / movie.fps / slices
+                with self._lock:
+                    heapq.heappush(self._heap, (time.monotonic() + session.slice_gap, next(self._counter),
+                                                session.rtcp_epoch, session, SLICE))
+        session.frames_sent += 1
+        session.packets_sent += train.count
+        session.octets_sent += train.payload_octets
+        return True
+
+    def _send_slice(self, session: StreamSession) -> None:
+        """Stamp and send the next UDP_BURST packets of the frame in progress."""
+        train = session.out_train
+        start = session.out_next
+        end = min(start + UDP_BURST, train.count)
+        dest = session.udp_dest
+        buf = train.stamp(session.out_seq, session.out_ts, session.ssrc, start, end)
+        if not (self.gso and end - start > 1 and train.uniform and self._send_segmented(buf, train.segment, dest)):
+            sendto = self.rtp_sock.sendto
+            for packet in train.packets(buf, start):
+                try:
+                    sendto(packet, dest)
+                except OSError as exc:
+                    log.debug("session %s: RTP send to %s failed: %s", session.id, dest, exc)
+        if end >= train.count:
+            session.out_train = None
+        session.out_next = end
+
+    def _send_segmented(self, buf: bytearray, segment: int, dest) -> bool:
+        """Send a stamped run of equal-size packets (the last may be shorter) with one sendmsg
+        per GSO_MAX_SEGMENTS via UDP GSO (Linux UDP_SEGMENT): the kernel cuts the buffer into
+        datagrams of `segment` octets, one system call per slice instead of one per packet,
+        which is most of what streaming costs.  False: not applicable here."""
+        step = segment * max(1, min(GSO_MAX_SEGMENTS, GSO_MAX_BYTES // segment))
+        control = [(socket.SOL_UDP, UDP_SEGMENT, _SEGMENT_SIZE.pack(segment))]
+        view = memoryview(buf)
+        for first in range(0, len(buf), step):
+            try:
+                self.rtp_sock.sendmsg([view[first:first + step]], control, 0, dest)
+            except OSError as exc:
+                if exc.errno in (errno.EINVAL, errno.ENOPROTOOPT, errno.EOPNOTSUPP, errno.EIO) and first == 0:
+                    log.info("UDP segmentation offload unavailable (%s): one send per packet", exc)
+                    self.gso = False
+                    return False
+                log.debug("RTP send to %s failed: %s", dest, exc)
+        return True
+
+    def _send_rtcp(self, session: StreamSession, data: bytes) -> None:
+        if session.channel is not None:
+            if session.send_interleaved is not None:
+                session.send_interleaved(InterleavedFrame(session.channel + 1, data).serialize())
+        elif session.rtcp_dest is not None:
+            host, port = session.udp_dest[0], session.rtcp_dest[1]
+            try:
+                self.rtcp_sock.sendto(data, (host, port))
+            except OSError as exc:
+                log.debug("session %s: RTCP send failed: %s", session.id, exc)
+
+    def _receive_rtcp(self) -> None:
+        try:
+            data, addr = self.rtcp_sock.recvfrom(65536)
+        except OSError:
+            return
+        key = (unmapped(addr[0]), addr[1])
+        with self._lock:
+            session = self._rtcp_routes.get(key)
+        if session is None:
+            log.debug("RTCP from unknown %s:%d dropped", *key)
+            return
+        session.touch()  # RFC 2326 12.37: RTCP counts as liveness
+        session.receive_rtcp(data)
+
+    def _reap_idle(self) -> None:
+        limit = self.session_timeout
+        now = time.monotonic()
+        with self._lock:
+            idle = [s for s in self._sessions.values() if not s.lab and now - s.last_activity > limit]
+        for session in idle:
+            log.info("session %s: no request or RTCP for %.0f s, torn down", session.id, limit)
+            if session.expire is not None:
+                session.expire(session)
+            else:
+                self.remove(session)
