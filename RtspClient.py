@@ -21,6 +21,7 @@ from RtspHeaders import (NptRange, RtpInfo, Transport, format_range, join_url, p
 from RtspMessage import (Headers, InterleavedFrame, MessageError, Method, Request, Response,
                          RtspError, RtspParser, Status, reason_phrase)
 from RtspAuth import AuthError, answer_challenge, parse_challenges, split_credentials
+from RtpPacket import JPEG_CLOCK_RATE, PT_JPEG
 from Sdp import MediaDescription, SdpError, parse_sdp
 
 logger = logging.getLogger(__name__)
@@ -66,9 +67,9 @@ class SdpInfo:
     media_control: str | None = None
     media_port: int = 0
     connection: str | None = None
-    payload_type: int = 26
+    payload_type: int = PT_JPEG
     encoding: str = "JPEG"
-    clock_rate: int = 90000
+    clock_rate: int = JPEG_CLOCK_RATE
     framerate: float | None = None
     range_start: float | None = None
     range_end: float | None = None      # None: live / open ended ("npt=now-" or "npt=0-")

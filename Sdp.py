@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from RtspHeaders import NptRange, format_range, join_url, parse_range
+from RtpPacket import JPEG_CLOCK_RATE, PT_JPEG
 from RtspMessage import RtspError
 
 log = logging.getLogger(__name__)
@@ -352,11 +353,11 @@ def movie_sdp(name: str, duration: float | None, fps: float, server_addr: str,
         attributes=[("tool", tool), ("control", "*"),
                     ("range", format_range(rng).replace("npt=0.000-", "npt=0-"))],
     )
-    media = MediaDescription(media="video", port=0, proto="RTP/AVP", formats=["26"],
+    media = MediaDescription(media="video", port=0, proto="RTP/AVP", formats=[str(PT_JPEG)],
                              connection=f"IN {family} {'::' if ip6 else '0.0.0.0'}")
     if bitrate_kbps:
         media.bandwidths.append(f"AS:{int(bitrate_kbps)}")
-    media.attributes += [("rtpmap", "26 JPEG/90000"), ("framerate", _fps_text(fps)),
+    media.attributes += [("rtpmap", f"{PT_JPEG} JPEG/{JPEG_CLOCK_RATE}"), ("framerate", _fps_text(fps)),
                          ("control", track_control)]
     if width and height:
         media.attributes.append(("x-dimensions", f"{int(width)},{int(height)}"))
