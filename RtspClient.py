@@ -212,7 +212,8 @@ class RtspClientProtocol:
 
     @property
     def track_url(self) -> str:
-        """URL for SETUP: Content-Base + media a=control (the request URL without DESCRIBE)."""
+        """URL for SETUP: the media a=control resolved against Content-Base (else the request
+        URL), not against the session-level control (RFC 2326 C.1.1; see join_url's table)."""
         base = self.content_base or self.url
         if self.sdp is not None and self.sdp.media_control:
             return join_url(base, self.sdp.media_control)

@@ -11,7 +11,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 
-from RtspHeaders import NptRange, format_range, join_url, parse_range
+from RtspHeaders import NptRange, format_range, parse_range
 from RtpPacket import JPEG_CLOCK_RATE, PT_JPEG
 from RtspMessage import RtspError
 
@@ -189,16 +189,6 @@ class SessionDescription(_Attributes):
     def media_address(self, media: MediaDescription) -> str | None:
         """Where ``media`` is sent: its own c= line, else the session's (RFC 4566 5.7)."""
         return media.connection_address or self.connection_address
-
-    def aggregate_url(self, base: str) -> str:
-        """The URL for aggregate PLAY/PAUSE/TEARDOWN (RFC 2326 C.1.1): the session-level
-        a=control resolved against ``base`` (Content-Base, else the DESCRIBE URL)."""
-        return join_url(base, self.control)
-
-    def media_url(self, media: MediaDescription, base: str) -> str:
-        """The SETUP URL of ``media``: its a=control resolved against the session-level
-        control when that is an absolute URL (as ffmpeg does), else against ``base``."""
-        return join_url(self.aggregate_url(base), media.control)
 
     @property
     def video(self) -> MediaDescription | None:
