@@ -16,7 +16,7 @@ import logging
 import secrets
 from dataclasses import dataclass, field
 
-from RtspHeaders import (NptRange, RtpInfo, Transport, format_range, join_url, parse_range,
+from RtspHeaders import (NptRange, RtpInfo, Transport, format_range, join_url, parse_public, parse_range,
                          parse_rtp_info, parse_session, split_url)
 from RtspMessage import (Headers, InterleavedFrame, MessageError, Method, Request, Response,
                          RtspError, RtspParser, Status, reason_phrase)
@@ -373,7 +373,7 @@ class RtspClientProtocol:
         method = pending.method
         h = resp.headers
         if method == Method.OPTIONS and h.get("Public"):
-            self.public = [m.strip().upper() for m in h.get("Public", "").split(",") if m.strip()]
+            self.public = parse_public(h.get("Public", ""))
             if self.public and "GET_PARAMETER" not in self.public:
                 self.use_get_parameter = False
         elif method == Method.DESCRIBE:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from typing import Iterable
 from urllib.parse import urlsplit
 
 from RtspMessage import BadRequest, InvalidRange, RtspError, Status, UnsupportedTransport
@@ -367,11 +368,15 @@ def format_rtp_info(infos: list[RtpInfo] | RtpInfo) -> str:
 
 
 def parse_public(value: str) -> list[str]:
-    """'OPTIONS, DESCRIBE, SETUP' -> ['OPTIONS', 'DESCRIBE', 'SETUP'] (RFC 2326 12.28)."""
-    return [m.strip() for m in (value or "").split(",") if m.strip()]
+    """'OPTIONS, describe,SETUP' -> ['OPTIONS', 'DESCRIBE', 'SETUP'] (RFC 2326 12.28).
+
+    Upper-cased: method names are case-sensitive (§6.1) and all upper case, so a server that
+    lists them in lower case can only have meant those."""
+    return [m.strip().upper() for m in (value or "").split(",") if m.strip()]
 
 
-def format_public(methods) -> str:
+def format_public(methods: Iterable[object]) -> str:
+    """['OPTIONS', Method.SETUP] -> 'OPTIONS, SETUP' (RFC 2326 12.28)."""
     return ", ".join(str(m) for m in methods)
 
 

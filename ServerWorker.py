@@ -22,7 +22,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from MediaLibrary import MediaLibrary, Movie
 from RtspAuth import Authenticator
-from RtspHeaders import NptRange, RtpInfo, Transport, format_range, format_rtp_info, format_session, parse_range, parse_session
+from RtspHeaders import NptRange, RtpInfo, Transport, format_range, format_public, format_rtp_info, format_session, parse_range, parse_session
 from RtspMessage import (
     Headers, InterleavedFrame, Method, MessageError, Request, Response, RtspError, RtspParser, Status,
 )
@@ -33,7 +33,7 @@ from Streamer import SERVER_NAME, StreamSession, Streamer, unmapped
 log = logging.getLogger(__name__)
 
 TRACK_CONTROL = "trackID=0"
-PUBLIC = ", ".join(m.value for m in SUPPORTED)
+PUBLIC = format_public(SUPPORTED)
 SOCKET_BUFFER = 4 << 20
 WORKER_POLL = 1.0  # a worker wakes this often for its timeouts; shutdown() wakes it at once
 LAB_GRACE = 0.03  # wait this long for the rest of an unterminated LF-only request

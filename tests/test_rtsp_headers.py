@@ -267,6 +267,7 @@ def test_public_both_directions():
     assert methods[0] == "OPTIONS" and methods[-1] == "TEARDOWN" and len(methods) == 10
     assert format_public(methods) == value
     assert parse_public("OPTIONS,DESCRIBE ,, PLAY") == ["OPTIONS", "DESCRIBE", "PLAY"]
+    assert parse_public("options, Describe") == ["OPTIONS", "DESCRIBE"]  # tolerant in, canonical out
 
 
 JOINS = [
