@@ -316,6 +316,10 @@ class ReceiveEngine:
                     rtp.close()
                     continue
                 logger.warning("RTCP port %d busy: no receiver reports", actual + 1)
+            # Non-blocking, read after select(): portable (Windows has no MSG_DONTWAIT).
+            rtp.setblocking(False)
+            if rtcp is not None:
+                rtcp.setblocking(False)
             self.rtp_sock, self.rtcp_sock, self.rtp_port = rtp, rtcp, actual
             self.rcvbuf = _set_rcvbuf(rtp, RCVBUF_BYTES)
             logger.info("RTP on UDP port %d (receive buffer %d bytes)", actual, self.rcvbuf)
@@ -564,7 +568,7 @@ class ReceiveEngine:
                 # Drain everything queued: a frame arrives as a burst of fragments.
                 for _ in range(256):
                     try:
-                        data, addr = s.recvfrom(65536, socket.MSG_DONTWAIT)
+                        data, addr = s.recvfrom(65536)
                     except (BlockingIOError, InterruptedError):
                         break
                     except OSError:

@@ -246,7 +246,11 @@ def test_statistics_equal_ground_truth(start_server, caplog, spec_text, transpor
     assert snap.impairment is not None and snap.impairment["dropped"] == imp.dropped
     if transport == "udp":
         assert snap.rtcp_errors >= 1
-    assert any("receiver sent BYE (teardown)" in r.getMessage() for r in caplog.records)
+    # the BYE goes out on the RTCP socket just before TEARDOWN on the RTSP one: wait for it
+    deadline = time.monotonic() + 3.0
+    while not any("receiver sent BYE (teardown)" in r.getMessage() for r in caplog.records):
+        assert time.monotonic() < deadline, "the server never logged the receiver's BYE"
+        time.sleep(0.02)
 
     RESULTS.append(
         f"{spec_text:<58} {transport}  lost {client['lost']}/{truth['lost']} "
