@@ -393,17 +393,15 @@ class Authenticator:
         """The authenticated user name, or raise 401 with the challenge(s) (RFC 2326 12.5).
 
         `headers` is anything with ``get(name)`` (RtspMessage.Headers).  The raised error's
-        ``headers`` hold the Digest challenge; ``challenges`` holds every value (Digest,
-        Basic) for servers that can send several WWW-Authenticate fields.
+        The raised error's ``headers`` hold one WWW-Authenticate field per challenge (Digest,
+        then Basic when it is accepted), each its own field as RFC 2617 1.2 allows.
         """
         result = self.verify(headers.get("Authorization"), method, uri, now)
         if result.ok:
             return result.username or ""
         values = self.challenges(stale=result.stale, now=now)
-        error = RtspError(Status.UNAUTHORIZED, f"authentication required: {result.reason}",
-                          {"WWW-Authenticate": values[0]})
-        error.challenges = values  # type: ignore[attr-defined]
-        raise error
+        raise RtspError(Status.UNAUTHORIZED, f"authentication required: {result.reason}",
+                        [("WWW-Authenticate", value) for value in values])
 
 
 # --------------------------------------------------------------------------- client side

@@ -49,15 +49,6 @@ VALID_METHODS: dict[ClientState, frozenset[str]] = {
 }
 
 
-class RtspClientError(Exception):
-    """A request failed: the reply's status (or 0 when there was no reply) and a one-line text."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 @dataclass
 class SdpInfo:
     """The parts of an SDP (RFC 4566) a JPEG player uses."""
@@ -389,7 +380,7 @@ class RtspClientProtocol:
             if tr:
                 try:
                     self.transport = Transport.parse_list(tr)[0]
-                except Exception as exc:      # noqa: BLE001 -- RtspError family; reply still usable
+                except RtspError as exc:      # a header we cannot read; the reply is still usable
                     logger.warning("could not parse server Transport %r: %s", tr, exc)
             self.state = ClientState.READY
         elif method == Method.PLAY:
@@ -398,7 +389,7 @@ class RtspClientProtocol:
             if info:
                 try:
                     self.rtp_info = parse_rtp_info(info)
-                except Exception as exc:      # noqa: BLE001
+                except RtspError as exc:
                     logger.warning("could not parse RTP-Info %r: %s", info, exc)
                     self.rtp_info = []
             else:
@@ -408,7 +399,7 @@ class RtspClientProtocol:
             if rng:
                 try:
                     self.play_range = parse_range(rng)
-                except Exception as exc:      # noqa: BLE001
+                except RtspError as exc:
                     logger.debug("could not parse Range %r: %s", rng, exc)
         elif method == Method.PAUSE:
             self.state = ClientState.READY
