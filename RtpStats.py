@@ -22,7 +22,7 @@ from typing import Any, Deque, Generic, Iterable, TypeVar
 from RtcpPacket import ReportBlock, clamp_packets_lost
 from RtpPacket import JPEG_CLOCK_RATE, SEQ_MOD, seq_delta, seq_diff, ts_diff
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 MAX_DROPOUT = 3000           # RFC 3550 A.1 suggested values
 MAX_MISORDER = 100
@@ -152,7 +152,7 @@ class SequenceTracker:
         elif udelta <= SEQ_MOD - self.max_misorder:
             # A very large jump: believe it only when the next packet follows it (A.1).
             if seq == self.bad_seq:
-                logger.info("RTP sequence jumped to %d: sender restarted, resynchronising", seq)
+                log.info("RTP sequence jumped to %d: sender restarted, resynchronising", seq)
                 self._init_seq(seq)
                 self.restarts += 1
                 self._count(seq, rtp_timestamp, arrival, size)

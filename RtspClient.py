@@ -24,7 +24,7 @@ from RtspAuth import AuthError, answer_challenge, parse_challenges, split_creden
 from RtpPacket import JPEG_CLOCK_RATE, PT_JPEG
 from Sdp import MediaDescription, SdpError, parse_sdp
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 USER_AGENT = "RtpLabPlayer/1.0"
 DEFAULT_SESSION_TIMEOUT = 60       # RFC 2326 §12.37 default
@@ -256,7 +256,7 @@ class RtspClientProtocol:
             return answer_challenge(self._challenges, self.username, self.password, method, uri,
                                     nc=self._nonce_count, cnonce=self._cnonce)
         except AuthError as exc:          # cannot happen: the challenge was checked when accepted
-            logger.warning("cannot answer the authentication challenge: %s", exc)
+            log.warning("cannot answer the authentication challenge: %s", exc)
             return None
 
     def _accept_challenge(self, pending: PendingRequest, resp: Response) -> bool:
@@ -274,7 +274,7 @@ class RtspClientProtocol:
             answer_challenge(values, self.username or "", self.password, pending.method, pending.uri,
                              cnonce="0")
         except AuthError as exc:
-            logger.warning("the server's authentication challenge is unusable: %s", exc)
+            log.warning("the server's authentication challenge is unusable: %s", exc)
             return False
         stale = any(c.params.get("stale", "").lower() == "true" for c in challenges)
         if pending.authorized and not stale:
@@ -381,7 +381,7 @@ class RtspClientProtocol:
                 try:
                     self.transport = Transport.parse_list(tr)[0]
                 except RtspError as exc:      # a header we cannot read; the reply is still usable
-                    logger.warning("could not parse server Transport %r: %s", tr, exc)
+                    log.warning("could not parse server Transport %r: %s", tr, exc)
             self.state = ClientState.READY
         elif method == Method.PLAY:
             self.state = ClientState.PLAYING
@@ -390,7 +390,7 @@ class RtspClientProtocol:
                 try:
                     self.rtp_info = parse_rtp_info(info)
                 except RtspError as exc:
-                    logger.warning("could not parse RTP-Info %r: %s", info, exc)
+                    log.warning("could not parse RTP-Info %r: %s", info, exc)
                     self.rtp_info = []
             else:
                 self.rtp_info = []
@@ -400,7 +400,7 @@ class RtspClientProtocol:
                 try:
                     self.play_range = parse_range(rng)
                 except RtspError as exc:
-                    logger.debug("could not parse Range %r: %s", rng, exc)
+                    log.debug("could not parse Range %r: %s", rng, exc)
         elif method == Method.PAUSE:
             self.state = ClientState.READY
         elif method == Method.TEARDOWN:
