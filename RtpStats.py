@@ -17,7 +17,7 @@ import collections
 import enum
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import Any, Deque, Generic, Iterable, TypeVar
+from typing import Any, Generic, Iterable, TypeVar
 
 from RtcpPacket import ReportBlock, clamp_packets_lost
 from RtpPacket import JPEG_CLOCK_RATE, SEQ_MOD, seq_delta, seq_diff, ts_diff
@@ -104,7 +104,7 @@ class SequenceTracker:
         self._last_ts = 0
         self._last_arrival_units = 0.0
         self._seen: set[int] = set()
-        self._seen_order: Deque[int] = collections.deque()
+        self._seen_order: collections.deque[int] = collections.deque()
 
     # -- A.1 -----------------------------------------------------------------------------
     @property
@@ -452,7 +452,7 @@ class RateMeter:
 
     def __init__(self, window: float = 1.0) -> None:
         self.window = window
-        self._events: Deque[tuple[float, float]] = collections.deque()
+        self._events: collections.deque[tuple[float, float]] = collections.deque()
         self._sum = 0.0
 
     def add(self, now: float, amount: float = 1.0) -> None:
@@ -527,7 +527,7 @@ class PlaybackStats:
         self._playing_since: float | None = None
         self._frame_rate = RateMeter(1.0)
         self._byte_rate = RateMeter(1.0)
-        self._history: Deque[tuple[float, ...]] = collections.deque()
+        self._history: collections.deque[tuple[float, ...]] = collections.deque()
         self._last_sample: float | None = None
         self._last_lost = 0
         self._last_expected = 0

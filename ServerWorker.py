@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable
 
 from MediaLibrary import MediaLibrary, Movie
 from RtspAuth import Authenticator
@@ -50,7 +50,7 @@ class ServerConfig:
     connection_timeout: float = 300.0
     request_timeout: float = 10.0  # a started message must be complete within this (slowloris)
     max_request_rate: float = 0.0  # requests/s per connection, burst of one second; 0 = unlimited
-    auth: Optional[Authenticator] = None  # RFC 2617 Digest/Basic on every method but OPTIONS
+    auth: Authenticator | None = None  # RFC 2617 Digest/Basic on every method but OPTIONS
     rng: random.Random = field(default_factory=random.SystemRandom)
 
 
@@ -59,7 +59,7 @@ class ServerWorker:
     """Serves one RTSP connection: setup -> handle -> finish (socketserver's shape)."""
 
     def __init__(self, conn: socket.socket, addr, config: ServerConfig, streamer: Streamer,
-                 server_ports: Tuple[int, int], registry: "SessionRegistry") -> None:
+                 server_ports: tuple[int, int], registry: "SessionRegistry") -> None:
         self.conn = conn
         self.peer = unmapped(addr[0])
         self.config = config
@@ -67,7 +67,7 @@ class ServerWorker:
         self.server_ports = server_ports
         self.registry = registry
         self.parser = RtspParser(role="server")
-        self.sessions: Dict[str, StreamSession] = {}
+        self.sessions: dict[str, StreamSession] = {}
         self.lab = False
         self._write_lock = threading.Lock()
         self._pending = b""
@@ -97,7 +97,7 @@ class ServerWorker:
 
     def handle(self) -> None:
         last_data = time.monotonic()
-        partial_since: Optional[float] = None  # bytes came in since then but no message completed
+        partial_since: float | None = None  # bytes came in since then but no message completed
         while not self._closing:
             ready, _, _ = select.select([self.conn], [], [], WORKER_POLL)
             if partial_since is not None and time.monotonic() - partial_since > self.config.request_timeout:
@@ -198,14 +198,14 @@ class ServerWorker:
         self._tokens -= 1.0
         return True
 
-    def _reply_error(self, error: RtspError, cseq: Optional[int], lf_only: bool,
-                     client_session: Optional[str] = None) -> None:
+    def _reply_error(self, error: RtspError, cseq: int | None, lf_only: bool,
+                     client_session: str | None = None) -> None:
         """The one failure path: every RtspError reaches the wire through Response.from_error."""
         log.info("%s: %d %s", self.peer, int(error.status), error.message)
         self._send_response(Response.from_error(error), cseq, lf_only, client_session)
 
-    def _send_response(self, response: Response, cseq: Optional[int], lf_only: bool,
-                       client_session: Optional[str] = None) -> None:
+    def _send_response(self, response: Response, cseq: int | None, lf_only: bool,
+                       client_session: str | None = None) -> None:
         """Add the common headers and write; lab replies put CSeq, Session in lines 2 and 3.
 
         ``lf_only`` is the request's dialect (bare-LF lines); ``client_session`` its Session
@@ -291,7 +291,7 @@ class ServerWorker:
                 session.receive_rtcp(frame.data)
 
     # -- methods ---------------------------------------------------------------
-    def _respond(self, request: Request) -> Tuple[Response, Optional[Callable[[], None]]]:
+    def _respond(self, request: Request) -> tuple[Response, Callable[[], None] | None]:
         try:
             method = Method(request.method)
         except ValueError:
@@ -317,7 +317,7 @@ class ServerWorker:
         target.state = new_state
         return response, after
 
-    def _find_session(self, request: Request) -> Optional[StreamSession]:
+    def _find_session(self, request: Request) -> StreamSession | None:
         value = request.headers.get("Session")
         if value is None:
             return None
@@ -328,7 +328,7 @@ class ServerWorker:
             raise RtspError(Status.SESSION_NOT_FOUND, f"session {session_id} not found")
         return session
 
-    def _movie(self, request: Request) -> Tuple[Movie, str]:
+    def _movie(self, request: Request) -> tuple[Movie, str]:
         name, track = MediaLibrary.split_uri(request.uri)
         movie = self.config.media.lookup(name)
         if movie is None or track not in ("", TRACK_CONTROL):
@@ -347,14 +347,14 @@ class ServerWorker:
             netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         return f"{scheme}://{netloc}/{movie.name}/"
 
-    def do_OPTIONS(self, request: Request, session: Optional[StreamSession]) -> Response:
+    def do_OPTIONS(self, request: Request, session: StreamSession | None) -> Response:
         response = Response(200, Headers())
         response.headers.set("Public", PUBLIC)
         if session is not None:
             response.headers.set("Session", session.id)
         return response
 
-    def do_GET_PARAMETER(self, request: Request, session: Optional[StreamSession]) -> Response:
+    def do_GET_PARAMETER(self, request: Request, session: StreamSession | None) -> Response:
         response = Response(200, Headers())  # keepalive (RFC 2326 10.8); no parameters served
         if session is not None:
             response.headers.set("Session", session.id)
@@ -362,7 +362,7 @@ class ServerWorker:
 
     do_SET_PARAMETER = do_GET_PARAMETER
 
-    def do_DESCRIBE(self, request: Request, session: Optional[StreamSession]) -> Response:
+    def do_DESCRIBE(self, request: Request, session: StreamSession | None) -> Response:
         movie, _ = self._movie(request)
         self._check_carriable(movie)
         local = unmapped(self.conn.getsockname()[0])
@@ -382,7 +382,7 @@ class ServerWorker:
             raise RtspError(Status.UNSUPPORTED_MEDIA_TYPE,
                             f"{movie.name} frame {index} cannot be sent as RTP/JPEG (RFC 2435): {reason}")
 
-    def do_SETUP(self, request: Request, session: Optional[StreamSession]):
+    def do_SETUP(self, request: Request, session: StreamSession | None):
         movie, _ = self._movie(request)
         value = request.headers.get("Transport")
         if value is None:
@@ -437,14 +437,14 @@ class ServerWorker:
             return "::ffff:" + self.peer
         return self.peer
 
-    def _free_channels(self) -> Tuple[int, int]:
+    def _free_channels(self) -> tuple[int, int]:
         used = {s.channel for s in list(self.sessions.values()) if s.channel is not None}
         channel = 0
         while channel in used:
             channel += 2
         return channel, channel + 1
 
-    def _choose_transport(self, offers: List[Transport]) -> Transport:
+    def _choose_transport(self, offers: list[Transport]) -> Transport:
         """The first offer we can serve: unicast RTP/AVP over UDP or interleaved TCP, or the lab's RTP/UDP."""
         reasons = []
         for offer in offers:
@@ -473,7 +473,7 @@ class ServerWorker:
             self.streamer.pause(session)
             return self._play_locked(request, session, npt)
 
-    def _play_locked(self, request: Request, session: StreamSession, npt: Optional[NptRange]):
+    def _play_locked(self, request: Request, session: StreamSession, npt: NptRange | None):
         movie = session.movie
         if npt is not None:
             value = format_range(npt)
@@ -529,7 +529,7 @@ class SessionRegistry:
     """Every live session of the server (ids unique, count for --max-sessions)."""
 
     def __init__(self) -> None:
-        self._sessions: Dict[str, StreamSession] = {}
+        self._sessions: dict[str, StreamSession] = {}
         self._lock = threading.Lock()
 
     def new_id(self) -> str:
