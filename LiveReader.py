@@ -107,6 +107,7 @@ class LiveFeed:
         self._thread: Optional[threading.Thread] = None
         self._reject_logged: set = set()
         self.last_reject = ""
+        self.last_error = ""  # why the source last ended or was refused
         self.splitter: Optional[JpegSplitter] = None
         self.multipart: Optional[MultipartParser] = None
         self.garbage_bytes = 0
@@ -143,6 +144,8 @@ class LiveFeed:
             parts.append(f"{self.rejected} frames RFC 2435 cannot carry dropped ({self.last_reject})")
         if self.restarts:
             parts.append(f"{self.restarts} restarts")
+        if self.last_error:
+            parts.append(f"last problem: {self.last_error}")
         return ", ".join(parts)
 
     # -- lifetime ----------------------------------------------------------------
@@ -249,6 +252,7 @@ class LiveFeed:
     def _backoff(self, delay: float, why: str) -> float:
         """Wait before restarting; the next wait doubles (reset once frames flow again)."""
         self.restarts += 1
+        self.last_error = why
         self.status = f"restarting ({why})"
         log.warning("live %s: %s; restarting in %.1f s", self.name, why, delay)
         self._stop.wait(delay)

@@ -151,6 +151,7 @@ class MultipartParser:
         self.oversized = 0
         self.skipped_bytes = 0
         self._seen_delimiter = False
+        self._scan_from = 0  # no delimiter starts before this offset of _buf (searched already)
 
     def feed(self, data: bytes) -> list[bytes]:
         buf = self._buf
@@ -182,14 +183,23 @@ class MultipartParser:
                 best, size = at, len(delim)
         return best, size
 
+    def _rescan_from(self) -> int:
+        """Where the next search may start: a delimiter may straddle the end of what was searched."""
+        return max(0, len(self._buf) - len(self._delims[1]) - 1)
+
     def _read_headers(self) -> bool:
         buf = self._buf
-        at, size = self._find_delimiter()
+        at, size = self._find_delimiter(self._scan_from)
         if at < 0:
             if len(buf) > self.max_part:
-                what = "no" if not self._seen_delimiter else "no further"
-                raise MultipartError(f"{what} multipart delimiter '--{self.boundary}' within {self.max_part} "
-                                     "bytes: wrong boundary?")
+                if not self._seen_delimiter:
+                    raise MultipartError(f"no multipart delimiter '--{self.boundary}' within {self.max_part} "
+                                         "bytes: wrong boundary?")
+                # the rest of a part that was too large: skip it up to the next delimiter
+                keep = len(self._delims[1]) + 1
+                self.skipped_bytes += len(buf) - keep
+                del buf[:len(buf) - keep]
+            self._scan_from = self._rescan_from()
             return False
         end = buf.find(b"\n\n", at)
         end_crlf = buf.find(b"\r\n\r\n", at)
@@ -202,6 +212,7 @@ class MultipartParser:
                 raise MultipartError("multipart part headers longer than 16384 bytes")
             return False
         self._seen_delimiter = True
+        self._scan_from = 0
         if at:
             self.skipped_bytes += at  # preamble or epilogue text between parts
         head = bytes(buf[at + size:end]).decode("latin-1")
@@ -237,13 +248,18 @@ class MultipartParser:
             body = bytes(buf[:self._length])
             del buf[:self._length]
         else:
-            at, _ = self._find_delimiter()
+            at, _ = self._find_delimiter(self._scan_from)
             if at < 0:
                 if len(buf) > self.max_part:
                     self.oversized += 1
                     self.skipped_bytes += len(buf) - 256
                     del buf[:len(buf) - 256]  # keep a tail that may hold the delimiter's start
+                    self._scan_from = 0
+                    self._state = self._HEADERS  # resynchronise at the next delimiter
+                    return None
+                self._scan_from = self._rescan_from()
                 return None
+            self._scan_from = 0
             cut = at
             if cut and buf[cut - 1] == 0x0A:
                 cut -= 1

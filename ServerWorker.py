@@ -513,7 +513,7 @@ class ServerWorker:
             if offer.lower == "TCP":
                 return offer
             reasons.append(f"{offer.lower} without client_port")
-        raise RtspError(Status.UNSUPPORTED_TRANSPORT, "; ".join(reasons) or "no transport offered")
+        raise explained(Status.UNSUPPORTED_TRANSPORT, "; ".join(reasons) or "no transport offered")
 
     def do_PLAY(self, request: Request, session: StreamSession):
         value = request.headers.get("Range")
