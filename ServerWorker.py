@@ -136,8 +136,9 @@ class ServerWorker:
                 # The lab's client sends 'PLAY ... \nCSeq: 3\nSession: 12' with no
                 # terminator: if nothing more follows promptly, that was the request.
                 more, _, _ = select.select([self.conn], [], [], LAB_GRACE)
-                if not more:
-                    events.append(self.parser.finish_unterminated())
+                lab_request = self.parser.finish_unterminated() if not more else None
+                if lab_request is not None:
+                    events.append(lab_request)
             if events:
                 partial_since = None  # a message completed: the clock restarts with the next bytes
             elif partial_since is None:
@@ -328,11 +329,9 @@ class ServerWorker:
         state = session.state if session is not None else State.INIT
         new_state = next_state(state, method)  # 455 when the table says no
         response, after = getattr(self, "do_" + method.value)(request, session)
-        if method is not Method.SETUP or session is not None:
-            target = session
-        else:
-            target = self.sessions[response.headers.get("Session")]
-        target.state = new_state
+        if session is None:  # a SETUP made it (in INIT the table admits nothing else)
+            session = self.sessions[response.headers["Session"]]
+        session.state = new_state
         return response, after
 
     def _find_session(self, request: Request) -> StreamSession | None:
@@ -461,6 +460,7 @@ class ServerWorker:
             session.channel, session.udp_dest, session.rtcp_dest = channels[0], None, None
             reply.interleaved = channels
         else:
+            assert choice.client_port is not None, "_choose_transport keeps UDP offers with ports"
             rtp_port, rtcp_port = choice.client_port
             session.udp_dest = (self.peer_for_udp(), rtp_port)
             session.rtcp_dest = (self.peer, rtcp_port)

@@ -68,7 +68,7 @@ def unmapped(host: str) -> str:
     return host[7:] if host.startswith("::ffff:") and "." in host else host
 
 
-def interleave(train: PacketTrain, buf: bytes, channel: int, start: int = 0) -> bytes:
+def interleave(train: PacketTrain, buf: bytes | bytearray, channel: int, start: int = 0) -> bytes:
     """A stamped run of a train's packets, each in its RFC 2326 10.12 '$' frame on ``channel``.
     Raises ValueError for a packet over 65535 octets or a channel outside 0..255."""
     return b"".join(InterleavedFrame(channel, bytes(p)).serialize() for p in train.packets(buf, start))
@@ -173,7 +173,7 @@ class StreamSession:
 
     def bye(self, reason: str) -> bytes:
         """The report plus BYE: the stream ends (RFC 3550 6.6); ffmpeg/GStreamer end on it."""
-        return serialize_compound(self._report() + [Bye([self.ssrc], reason)])
+        return serialize_compound(self._report() + [Bye([self.ssrc], reason.encode("utf-8"))])
 
     def rtcp_interval(self, rng: random.Random) -> float:
         """Next SR interval (RFC 3550 6.3/A.7): 5% of the stream's bandwidth, senders' 25%."""
@@ -209,9 +209,9 @@ class StreamSession:
                              self.id, 100 * self.rr_fraction_lost, self.rr_cumulative_lost, self.rr_jitter_ms,
                              "-" if self.rtt_ms is None else f"{self.rtt_ms:.2f} ms")
             elif isinstance(packet, ExtendedReport):
-                for block in packet.blocks:
-                    if block.block_type == XrBlockType.RRTR:
-                        self.last_rrtr = (packet.ssrc, ntp_middle32(block.ntp_timestamp), time.monotonic())
+                for xr in packet.blocks:
+                    if xr.block_type == XrBlockType.RRTR:
+                        self.last_rrtr = (packet.ssrc, ntp_middle32(xr.ntp_timestamp), time.monotonic())
             elif isinstance(packet, Bye):
                 log.info("session %s: receiver sent BYE (%s)", self.id, packet.reason_text or "no reason")
 
@@ -498,10 +498,11 @@ class Streamer(threading.Thread):
 
     def _send_slice(self, session: StreamSession) -> None:
         """Stamp and send the next UDP_BURST packets of the frame in progress."""
-        train = session.out_train
+        train, dest = session.out_train, session.udp_dest
+        if train is None or dest is None:
+            return
         start = session.out_next
         end = min(start + UDP_BURST, train.count)
-        dest = session.udp_dest
         sock = session.rtp_sock or self.rtp_sock
         buf = train.stamp(session.out_seq, session.out_ts, session.ssrc, start, end)
         if not (self.gso and end - start > 1 and train.uniform
@@ -539,7 +540,7 @@ class Streamer(threading.Thread):
         if session.channel is not None:
             if session.send_interleaved is not None:
                 session.send_interleaved(InterleavedFrame(session.channel + 1, data).serialize())
-        elif session.rtcp_dest is not None:
+        elif session.rtcp_dest is not None and session.udp_dest is not None:
             host, port = session.udp_dest[0], session.rtcp_dest[1]
             try:
                 (session.rtcp_sock or self.rtcp_sock).sendto(data, (host, port))
