@@ -115,6 +115,7 @@ class Client:
             "Quit the player?", "The stream is paused.\n\nQuit the player?\n"
             "(No = keep watching)", parent=self.master)
         self.last_snapshot: StatsSnapshot | None = None
+        self.live_shown = False  # a live stream: slider hidden, 'LIVE mm:ss' instead of position / duration
         self.title = ""  # the window title as last set: "RTP player - URL - STATE position / duration"
         self._build()
         master.protocol("WM_DELETE_WINDOW", self.on_close)
@@ -504,7 +505,17 @@ class Client:
             self.slider.configure(to=s.duration)
         if not self.dragging and s.frames_completed:
             self.pos_var.set(s.position)
-        self.time_var.set(f"{_fmt_time(s.position if s.frames_completed else 0)} / {_fmt_time(s.duration)}")
+        if s.duration is None and self.engine.proto is not None:
+            # live (a=range:npt=now-): no duration, no seeking; the position is the time since PLAY
+            if not self.live_shown:
+                self.live_shown = True
+                self.slider.grid_remove()
+            self.time_var.set(f"LIVE {_fmt_time(s.position if s.frames_completed else 0)}")
+        else:
+            if self.live_shown:
+                self.live_shown = False
+                self.slider.grid()
+            self.time_var.set(f"{_fmt_time(s.position if s.frames_completed else 0)} / {_fmt_time(s.duration)}")
         # the state and position in the title too: seen in a task bar, and by scripts (xdotool)
         self._set_title(f"RTP player - {self.engine.url or 'SDP stream'} - {v['state'].get()} {self.time_var.get()}")
         self._draw_plot(s)
