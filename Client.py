@@ -116,6 +116,8 @@ class Client:
             "(No = keep watching)", parent=self.master)
         self.last_snapshot: StatsSnapshot | None = None
         self.live_shown = False  # a live stream: slider hidden, 'LIVE mm:ss' instead of position / duration
+        self.inspector: Any = None               # the PacketInspectorView window, once opened
+        self.packet_ring: Any = None             # its PacketInspector.PacketRing
         self.title = ""  # the window title as last set: "RTP player - URL - STATE position / duration"
         self._build()
         master.protocol("WM_DELETE_WINDOW", self.on_close)
@@ -192,9 +194,11 @@ class Client:
             b = ttk.Button(bar, text=name.title() if self.simple else name, command=actions[name])
             b.grid(row=0, column=i, padx=2)
             self.buttons[name] = b
+        self.inspect_button = ttk.Button(bar, text="Inspector", command=self.open_inspector)
+        self.inspect_button.grid(row=0, column=len(names), padx=(12, 2))
         self.status_var = tk.StringVar(value="")
         ttk.Label(bar, textvariable=self.status_var, foreground="#a00").grid(
-            row=0, column=len(names), padx=8, sticky="w")
+            row=0, column=len(names) + 1, padx=8, sticky="w")
         # log + SDP
         nb = ttk.Notebook(main, height=150)
         nb.grid(row=3, column=0, sticky="nsew")
@@ -347,10 +351,26 @@ class Client:
         elif was_playing:
             self.play()
 
+    def open_inspector(self) -> None:
+        """The packet inspector window (PacketInspectorView); from now on the engine's tap keeps
+        the last packets in a ring for it (a deque append per packet)."""
+        from PacketInspector import PacketRing
+        from PacketInspectorView import InspectorWindow
+        if self.inspector is not None and not self.inspector.closed:
+            self.inspector.lift()
+            return
+        if self.packet_ring is None:
+            self.packet_ring = PacketRing()
+            self.engine.tap = self.packet_ring.add
+        self.inspector = InspectorWindow(self.master, self.packet_ring,
+                                         title=f"Packet inspector - {self.engine.url or 'SDP stream'}")
+
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
+        if self.inspector is not None:
+            self.inspector.close()
         self.engine.close()
         try:
             for after_id in self._after_ids.values():
@@ -565,6 +585,8 @@ def run_gui(engine: ReceiveEngine, args: Any) -> int:
         root.destroy()
         raise
     app = Client(root, engine, simple=getattr(args, "simple", False), start=getattr(args, "start", None))
+    if getattr(args, "inspect", False):
+        app.open_inspector()
     if engine.proto is not None:
         def initial() -> None:
             try:

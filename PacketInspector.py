@@ -66,12 +66,13 @@ class Decoded:
     size: int = 0
 
     def field_at(self, octet: int) -> Field | None:
-        """The innermost field holding octet `octet` (the shortest wins: 'PT' over a block)."""
-        best = None
+        """The field holding most of octet `octet`'s bits (octet 1 of RTP: PT, not M)."""
+        best, most = None, 0
+        lo, hi = octet * 8, octet * 8 + 8
         for f in self.fields:
-            a, b = f.byte_range
-            if a <= octet < b and (best is None or f.length < best.length):
-                best = f
+            bits = min(hi, f.end) - max(lo, f.start)
+            if bits > most:
+                best, most = f, bits
         return best
 
     def get(self, name: str, layer: str | None = None) -> Field | None:
@@ -110,7 +111,8 @@ def summarize(data: bytes, rtcp: bool | None = None) -> Summary:
     if rtcp is None:
         rtcp = is_rtcp(data)
     if rtcp:
-        kinds, pos = [], 0
+        kinds: list[str] = []
+        pos = 0
         ssrc = int.from_bytes(data[4:8], "big") if n >= 8 else None
         while pos + 4 <= n and len(kinds) < 8:
             _, pt, words = _HEAD.unpack_from(data, pos)
@@ -531,10 +533,13 @@ class PacketRing:
         self._numbers = itertools.count(1)
         self._lock = threading.Lock()
         self.total = 0
+        self.first_time: float | None = None    # arrival of packet 1 (the list's time 0)
 
     def add(self, t: float, rtcp: bool, data: bytes, sent: bool = False) -> None:
         with self._lock:
             self.total = next(self._numbers)
+            if self.total == 1:
+                self.first_time = t
             self._ring.append((self.total, t, rtcp, bytes(data), sent))
 
     def since(self, number: int) -> list[tuple[int, float, bool, bytes, bool]]:

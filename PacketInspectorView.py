@@ -20,7 +20,8 @@ from PacketInspector import Decoded, PacketRing, Span, decode, diagram, summariz
 
 log = logging.getLogger(__name__)
 
-REFRESH_MS = 250
+REFRESH_MS = 500    # the list redraws twice a second (a Treeview redraw costs ~2 ms, whatever changed)
+FOLLOW_ROWS = 12    # the list's height: while following it shows the newest packets in these rows
 HEX_PER_LINE = 16
 HIGHLIGHT = "#ffe066"
 
@@ -63,19 +64,21 @@ class InspectorWindow:
         self.on_close = on_close
         self.top = tk.Toplevel(master)
         self.top.title(title)
-        self.top.geometry("1000x760")
+        self.top.geometry("1120x780")
         self.top.protocol("WM_DELETE_WINDOW", self.close)
         self.closed = False
         self.last = 0                         # the newest packet number listed
         self.rows: dict[str, tuple[int, float, bool, bytes, bool]] = {}
-        self.t0: float | None = None
         self.decoded: Decoded | None = None
         self.data = b""
         self.selected: int | None = None      # packet number shown below
         self.spans: list[Span] = []
         self.highlighted: int | None = None   # field index
         self._after_id: str | None = None
+        self.following = False
+        self.recent: list[tuple[int, float, bool, bytes, bool]] = []
         self._build()
+        self._follow()
         self._refresh()
 
     # -- layout
@@ -96,7 +99,7 @@ class InspectorWindow:
         lf = ttk.Frame(panes)
         lf.columnconfigure(0, weight=1)
         lf.rowconfigure(0, weight=1)
-        self.list = ttk.Treeview(lf, columns=[c[0] for c in self.COLUMNS], show="headings", height=10,
+        self.list = ttk.Treeview(lf, columns=[c[0] for c in self.COLUMNS], show="headings", height=FOLLOW_ROWS,
                                  selectmode="browse")
         for key, heading, width in self.COLUMNS:
             self.list.heading(key, text=heading)
@@ -114,7 +117,7 @@ class InspectorWindow:
         ff.rowconfigure(0, weight=1)
         self.fields = ttk.Treeview(ff, columns=("layer", "field", "bits", "value"), show="headings", height=14,
                                    selectmode="browse")
-        for key, width in (("layer", 80), ("field", 200), ("bits", 80), ("value", 200)):
+        for key, width in (("layer", 82), ("field", 160), ("bits", 65), ("value", 170)):
             self.fields.heading(key, text=key)
             self.fields.column(key, width=width, anchor="w", stretch=key == "value")
         fsb = ttk.Scrollbar(ff, orient="vertical", command=self.fields.yview)
@@ -128,7 +131,7 @@ class InspectorWindow:
         df = ttk.Frame(mid)
         df.columnconfigure(0, weight=1)
         df.rowconfigure(0, weight=1)
-        self.diagram = tk.Text(df, width=68, height=16, wrap="none", font="TkFixedFont")
+        self.diagram = tk.Text(df, width=66, height=16, wrap="none", font="TkFixedFont")
         dsb = ttk.Scrollbar(df, orient="vertical", command=self.diagram.yview)
         self.diagram.configure(yscrollcommand=dsb.set)
         self.diagram.grid(row=0, column=0, sticky="nsew")
@@ -156,46 +159,93 @@ class InspectorWindow:
     def _refresh(self) -> None:
         if self.closed:
             return
-        if not self.paused.get():
-            self.add_rows(self.ring.since(self.last))
-        self.count_var.set(f"{len(self.rows)} packets listed, {self.ring.total} seen (the last {self.ring.size} kept)"
-                           + ("; list paused" if self.paused.get() else ""))
+        paused = self.paused.get()
+        if paused and self.following:
+            self._list_whole_ring()
+        elif not paused and not self.following:
+            self._follow()
+        if self.following:
+            self._update_recent()
+        self.count_var.set(f"{self.ring.total} packets seen, the last {min(self.ring.total, self.ring.size)} kept"
+                           + (f"; list paused, {len(self.rows)} listed" if not self.following else ""))
         self._after_id = self.top.after(REFRESH_MS, self._refresh)
 
-    def add_rows(self, entries: list[tuple[int, float, bool, bytes, bool]]) -> None:
+    def _follow(self) -> None:
+        """Follow the stream: FOLLOW_ROWS fixed rows show the newest packets, changed in place.
+
+        A Treeview redraws in time proportional to its rows and each insert/delete costs a
+        layout, so while following the list holds only what it shows (nobody reads 160 rows
+        a second anyway); pausing lists the whole ring."""
+        self.following = True
+        self.list.delete(*self.list.get_children())
+        for k in range(FOLLOW_ROWS):
+            self.list.insert("", "end", iid=f"f{k}", values=())
+        self.recent = []
+        self.rows = {}
+        self.last = max(0, self.ring.total - FOLLOW_ROWS)
+
+    def _update_recent(self) -> None:
+        entries = self.ring.since(self.last)
         if not entries:
             return
-        if self.t0 is None:
-            self.t0 = entries[0][1]
-        for entry in entries:
-            number, t, rtcp, data, sent = entry
-            s = summarize(data, rtcp)
-            kind = s.kind + (" (sent)" if sent else "")
-            iid = str(number)
-            self.list.insert("", "end", iid=iid, values=(
-                number, f"{t - self.t0:.3f}", kind, "" if s.seq is None else s.seq,
-                "" if s.timestamp is None else s.timestamp, "" if s.marker is None else int(s.marker), s.size))
-            self.rows[iid] = entry
         self.last = entries[-1][0]
-        extra = len(self.rows) - self.ring.size
-        if extra > 0:
-            old = self.list.get_children()[:extra]
-            self.list.delete(*old)
-            for iid in old:
-                self.rows.pop(iid, None)
-        if not self.list.selection():
+        self.recent = (self.recent + entries)[-FOLLOW_ROWS:]
+        for k, entry in enumerate(self.recent):
+            self.list.item(f"f{k}", values=self._row_values(entry))
+        self.rows = {str(e[0]): e for e in self.recent}
+
+    def _list_whole_ring(self) -> None:
+        """On pause: every packet still in the ring goes into the list, to scroll through at leisure."""
+        self.following = False
+        self.list.delete(*self.list.get_children())
+        entries = self.ring.since(0)
+        for entry in entries:
+            self.list.insert("", "end", iid=str(entry[0]), values=self._row_values(entry))
+        self.rows = {str(e[0]): e for e in entries}
+        if entries:
+            self.last = entries[-1][0]
             self.list.see(str(self.last))
+        if self.selected is not None and str(self.selected) in self.rows:
+            self.list.selection_set(str(self.selected))
+            self.list.see(str(self.selected))
+
+    def _row_values(self, entry: tuple[int, float, bool, bytes, bool]) -> tuple:
+        number, t, rtcp, data, sent = entry
+        s = summarize(data, rtcp)
+        return (number, f"{t - (self.ring.first_time or t):.3f}", s.kind + (" (sent)" if sent else ""), "" if s.seq is None else s.seq,
+                "" if s.timestamp is None else s.timestamp, "" if s.marker is None else int(s.marker), s.size)
+
+    def _number_of(self, iid: str) -> int | None:
+        if iid.startswith("f"):
+            k = int(iid[1:])
+            return self.recent[k][0] if k < len(self.recent) else None
+        return int(iid)
 
     def _on_select(self, _event: object = None) -> None:
         sel = self.list.selection()
-        if sel and sel[0] in self.rows:
-            self.show(int(sel[0]))
+        number = self._number_of(sel[0]) if sel else None
+        if number is None or number == self.selected:
+            return
+        if self.following:
+            # a row picked while following would move away: the list stops (playback does not)
+            self.selected = number
+            self.paused.set(True)
+            self._list_whole_ring()
+        self.show(number)
 
     def select_packet(self, number: int) -> None:
-        """Select packet `number` in the list (and show it), as a click would."""
+        """Select packet `number` in the list (and show it), as a click would; pauses the list."""
+        if self.following:
+            self.paused.set(True)
+            self._list_whole_ring()
         self.list.selection_set(str(number))
         self.list.see(str(number))
         self.show(number)
+
+    def row(self, number: int) -> tuple[str, ...]:
+        """The list row of packet `number` as shown (#, time, kind, seq, timestamp, M, size)."""
+        iid = str(number) if not self.following else f"f{[e[0] for e in self.recent].index(number)}"
+        return tuple(str(v) for v in self.list.item(iid, "values"))
 
     # -- one packet
     def show(self, number: int) -> None:
