@@ -262,10 +262,10 @@ class SequenceTracker:
             # the extended number of first_seq nearest to the highest so far
             ext = self.cycles + first_seq
             top = self.extended_max
-            if ext - top > RTP_SEQ_MOD // 2:
-                ext -= RTP_SEQ_MOD
-            elif top - ext > RTP_SEQ_MOD // 2:
-                ext += RTP_SEQ_MOD
+            if ext - top > SEQ_MOD // 2:
+                ext -= SEQ_MOD
+            elif top - ext > SEQ_MOD // 2:
+                ext += SEQ_MOD
             self._timeline_ext = ext
 
     # -- A.8 -----------------------------------------------------------------------------

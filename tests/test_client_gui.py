@@ -150,7 +150,9 @@ def test_gui_plays_shows_pixels_stats_seek_close(display, start_server, tmp_path
         pump(root, lambda: app.shown_frame.index >= start, what="frames after seek")
         assert "Range: npt=6.000-" in app.log_text.get("1.0", "end")
         assert start <= app.shown_frame.index < start + eng.fps     # within a second of the target
-        # Space toggles pause.
+        # Space toggles pause (Tk delivers a generated key only to a window that has the focus).
+        app.view.focus_force()
+        root.update()
         root.event_generate("<space>")
         pump(root, lambda: not app.busy and eng.state is ClientState.READY, what="space = pause")
         root.event_generate("<space>")

@@ -7,8 +7,6 @@ real X events going through Tk's bindings.
 from __future__ import annotations
 
 import gc
-import io
-import logging
 import os
 import re
 import shutil
@@ -19,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -32,7 +29,6 @@ import fuzz_server  # noqa: E402
 from Client import SHORTCUTS, Client  # noqa: E402
 from ReceiveEngine import ReceiveEngine  # noqa: E402
 from RtspClient import ClientState  # noqa: E402
-from VideoStream import VideoStream  # noqa: E402
 
 FPS = 50
 
