@@ -392,7 +392,7 @@ class Client:
                 elif ev.kind is EventKind.STATE and isinstance(ev.payload, tuple):
                     _, name, err, done = ev.payload
                     self.busy = False
-                    self.status_var.set(err or "")
+                    self.status_var.set(err or self.engine.status_note())   # dialect, or why no frames
                     if err:
                         logger.warning("%s", err)
                     if done is not None and not err:
@@ -464,7 +464,8 @@ class Client:
     def _show_sdp(self) -> None:
         sdp = self.engine.current_sdp
         self.sdp_text.delete("1.0", "end")
-        self.sdp_text.insert("end", sdp.text.replace("\r\n", "\n") if sdp is not None else "(no SDP)")
+        self.sdp_text.insert("end", sdp.text.replace("\r\n", "\n") if sdp is not None else
+                             "(no SDP: the lab dialect has no DESCRIBE)" if self.engine.lab else "(no SDP)")
         self.notebook.select(self.sdp_text)
         if self.engine.duration:
             self.slider.configure(to=self.engine.duration)
@@ -500,6 +501,9 @@ class Client:
             self.impair_status.set(f"truth: dropped {i['dropped']}  dup {i['duplicated']}  "
                                    f"reordered {i['reordered']}  of {i['sent']}")
         v["state"].set(self.engine.state.value if self.engine.proto else "RTP (SDP)")
+        why = self.engine.diagnosis(s.time)
+        if why is not None and not self.busy and self.status_var.get() != why:
+            self.status_var.set(why)           # packets arrive but make no frames: say why
         if s.duration and float(self.slider.cget("to")) != s.duration:
             self.slider.configure(to=s.duration)
         if not self.dragging and s.frames_completed:
