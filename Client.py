@@ -481,7 +481,9 @@ class Client:
         v["fps"].set(f"{s.fps_inst:5.1f} / {s.fps_avg:5.1f}")
         v["bytes"].set(f"{s.bytes_received:,}")
         v["rate"].set(f"{s.kbps_inst:6.0f} / {s.kbps_avg:6.0f}")
-        v["packets"].set(f"{s.packets_received:,}")
+        arrived = self.engine.diag.arrived
+        v["packets"].set(f"{s.packets_received:,}" if arrived <= s.packets_received
+                         else f"{s.packets_received:,} used of {arrived:,}")
         v["lost"].set(f"{s.packets_lost:,}")
         v["loss"].set(f"{s.loss_percent:.2f} %")
         v["dups"].set(f"{s.duplicates}")
@@ -504,6 +506,9 @@ class Client:
         why = self.engine.diagnosis(s.time)
         if why is not None and not self.busy and self.status_var.get() != why:
             self.status_var.set(why)           # packets arrive but make no frames: say why
+            if self.frames_shown == 0:         # ... and in full where the picture would be
+                self.view.itemconfigure(self.view_text, text=why, fill="#e66",
+                                        width=max(200, self.view.winfo_width() - 40))
         if s.duration and float(self.slider.cget("to")) != s.duration:
             self.slider.configure(to=s.duration)
         if not self.dragging and s.frames_completed:
