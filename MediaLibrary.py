@@ -16,13 +16,12 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from RtpJpeg import packetize
 from PacketTrain import PacketTrain
 from RtpPacket import PT_JPEG
-from RtspMessage import RtspError, Status
+from RtspHeaders import split_url
 from VideoStream import VideoStream
 
 log = logging.getLogger(__name__)
@@ -35,14 +34,14 @@ LISTING_TTL = 2.0  # seconds a folder listing is reused; new files are served af
 class Movie:
     """One served file: its VideoStream plus a shared cache of packetized frames."""
 
-    def __init__(self, name: str, path: Path, fps: Optional[float], payload_size: int,
+    def __init__(self, name: str, path: Path, fps: float | None, payload_size: int,
                  cache_bytes: int = 64 << 20) -> None:
         self.name = name
         self.path = path
         self.stream = VideoStream(path, fps)
         self.payload_size = payload_size
         self.problems = self.stream.problems
-        self._cache: "OrderedDict[Tuple[int, bool], PacketTrain]" = OrderedDict()
+        self._cache: "OrderedDict[tuple[int, bool], PacketTrain]" = OrderedDict()
         self._cache_bytes = 0
         self._cache_limit = cache_bytes
         self._lock = threading.Lock()
@@ -88,19 +87,19 @@ class Movie:
 class MediaLibrary:
     """Maps request-URIs to the movies of one folder."""
 
-    def __init__(self, folder: os.PathLike, fps: Optional[float] = None, payload_size: int = 1400) -> None:
+    def __init__(self, folder: os.PathLike, fps: float | None = None, payload_size: int = 1400) -> None:
         self.folder = Path(folder).resolve(strict=True)
         if not self.folder.is_dir():
             raise NotADirectoryError(f"{folder} is not a folder")
         os.listdir(self.folder)  # PermissionError now rather than at the first request
         self.fps = fps
         self.payload_size = payload_size
-        self._movies: Dict[str, Movie] = {}
+        self._movies: dict[str, Movie] = {}
         self._lock = threading.Lock()
-        self._listing: Optional[List[str]] = None
+        self._listing: list[str] | None = None
         self._listed_at = 0.0
 
-    def names(self) -> List[str]:
+    def names(self) -> list[str]:
         """Servable names, from a listing at most LISTING_TTL seconds old (SETUP latency)."""
         now = time.monotonic()
         with self._lock:
@@ -111,7 +110,7 @@ class MediaLibrary:
             self._listing, self._listed_at = listing, now
         return listing
 
-    def _scan(self) -> List[str]:
+    def _scan(self) -> list[str]:
         """Regular files directly in the folder, not leaving it, with a served extension."""
         found = []
         for entry in os.scandir(self.folder):
@@ -128,24 +127,20 @@ class MediaLibrary:
         return sorted(found)
 
     @staticmethod
-    def split_uri(uri: str) -> Tuple[str, str]:
-        """(movie name, track control) from a request-URI.
+    def split_uri(uri: str) -> tuple[str, str]:
+        """(movie name, track control) from a request-URI, split by RtspHeaders.split_url.
 
         Accepts rtsp://host:port/name, .../name/ (aggregate control from Content-Base),
-        .../name/trackID=0 and the lab's bare `name`.  The name is percent-decoded
-        only to be compared with the folder listing.
+        .../name/trackID=0 and the lab's bare `name`; a query is ignored.  The name is
+        percent-decoded only to be compared with the folder listing.  A malformed URL is 400.
         """
         if uri == "*":
             return "", ""
-        try:
-            path = urlsplit(uri).path if "://" in uri else uri.split("?", 1)[0]
-        except ValueError as exc:  # e.g. 'rtsp://[::1/x': a malformed IPv6 host
-            raise RtspError(Status.BAD_REQUEST, f"malformed request-URI {uri!r}: {exc}") from None
-        path = path.lstrip("/")
+        path = split_url(uri)[2].split("?", 1)[0]
         name, _, track = path.partition("/")
         return unquote(name), track.rstrip("/")
 
-    def lookup(self, name: str) -> Optional[Movie]:
+    def lookup(self, name: str) -> Movie | None:
         """The Movie called `name`, or None when no such servable file exists."""
         if not name or "\x00" in name or name not in self.names():
             return None

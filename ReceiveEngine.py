@@ -27,13 +27,13 @@ from RtcpPacket import (RTCP_MIN_TIME, Bye, ExtendedReport, ReceiverReport, Repo
                         ntp_middle32, parse_compound, rtcp_interval, rtt_seconds, serialize_compound,
                         unix_from_ntp, update_avg_rtcp_size)
 from RtpJpeg import JpegDepacketizer
-from RtpPacket import RtpPacket, seq_diff, ts_diff
+from RtpPacket import JPEG_CLOCK_RATE, RtpPacket, seq_diff, ts_diff
 from RtpStats import IntervalReport, PacketDiagnosis, PlaybackStats, RtpReceiver, StatsSnapshot, Unusable
-from RtspClient import (ClientState, Dialect, Reply, RtspClientError, RtspClientProtocol, SdpInfo,
+from RtspClient import (ClientState, Dialect, Reply, RtspClientProtocol, SdpInfo,
                         describe_failure, parse_rtsp_url, parse_sdp_info)
 from RtspMessage import InterleavedFrame, Method
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 RCVBUF_BYTES = 4 * 1024 * 1024       # the default ~208 KB loses part of a burst of fragments
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
@@ -117,7 +117,7 @@ def _set_rcvbuf(sock: socket.socket, size: int) -> int:
             sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
             actual = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
         except OSError:
-            logger.warning("UDP receive buffer is %d bytes (wanted %d); raise net.core.rmem_max "
+            log.warning("UDP receive buffer is %d bytes (wanted %d); raise net.core.rmem_max "
                            "to avoid losing bursts", actual, size)
     return actual
 
@@ -229,7 +229,7 @@ class ReceiveEngine:
         self.final_snapshot: StatsSnapshot | None = None
 
     def _new_receiver(self) -> None:
-        self.rx: RtpReceiver[RtpPacket] = RtpReceiver(90000, self._reorder_window)
+        self.rx: RtpReceiver[RtpPacket] = RtpReceiver(JPEG_CLOCK_RATE, self._reorder_window)
         self.depack = JpegDepacketizer()
 
     def set_impairment(self, spec: ImpairSpec | str) -> ImpairSpec:
@@ -242,7 +242,7 @@ class ReceiveEngine:
         with self._lock:
             if self.impairer is None:
                 self.impairer = Impairer(parsed, record=self._impair_record)
-                logger.info("impairment %s", parsed)
+                log.info("impairment %s", parsed)
             else:
                 self.impairer.reconfigure(parsed)
         return parsed
@@ -387,10 +387,14 @@ class ReceiveEngine:
                 if port == 0:
                     rtp.close()
                     continue
-                logger.warning("RTCP port %d busy: no receiver reports", actual + 1)
+                log.warning("RTCP port %d busy: no receiver reports", actual + 1)
+            # Non-blocking, read after select(): portable (Windows has no MSG_DONTWAIT).
+            rtp.setblocking(False)
+            if rtcp is not None:
+                rtcp.setblocking(False)
             self.rtp_sock, self.rtcp_sock, self.rtp_port = rtp, rtcp, actual
             self.rcvbuf = _set_rcvbuf(rtp, RCVBUF_BYTES)
-            logger.info("RTP on UDP port %d (receive buffer %d bytes)", actual, self.rcvbuf)
+            log.info("RTP on UDP port %d (receive buffer %d bytes)", actual, self.rcvbuf)
             return
         raise ClientError("could not bind a free even/odd UDP port pair for RTP/RTCP")
 
@@ -418,7 +422,7 @@ class ReceiveEngine:
     def _send_and_wait(self, cseq: int, data: bytes, pending: Any) -> Reply:
         assert self.rtsp_sock is not None and self.proto is not None
         self.events.put(Event(EventKind.LOG, ("C->S", data.decode("utf-8", "replace").replace("\r\n", "\n"))))
-        logger.debug("C->S\n%s", data.decode("utf-8", "replace"))
+        log.debug("C->S\n%s", data.decode("utf-8", "replace"))
         try:
             with self._send_lock:
                 self.rtsp_sock.sendall(data)
@@ -454,7 +458,7 @@ class ReceiveEngine:
             reply = self._send(cseq, data)
             if not reply.retry:
                 break
-            logger.info("%s: 401, answering the server's challenge as %r", reply.request.method,
+            log.info("%s: 401, answering the server's challenge as %r", reply.request.method,
                         self.proto.username)
         if reply.error is not None:
             raise ReplyError(reply.error, reply)
@@ -538,7 +542,7 @@ class ReceiveEngine:
         if not self.proto.lab_filename:
             raise ClientError(f"the server does not speak RTSP 1.0 ({reason}); the lab dialect needs a "
                               f"file name in the URL: {self.proto.url}")
-        logger.info("the server does not speak RTSP 1.0 (%s): reconnecting in the lab dialect", reason)
+        log.info("the server does not speak RTSP 1.0 (%s): reconnecting in the lab dialect", reason)
         old, old_threads = self.rtsp_sock, [t for t in self._threads if t.name == "rtsp-reader"]
         with self._reply_cond:
             self.rtsp_sock = None               # its reader sees this and leaves quietly
@@ -593,7 +597,7 @@ class ReceiveEngine:
         """
         assert self.proto is not None
         if self.lab and start is not None:
-            logger.warning("the lab dialect cannot seek: playing on from where the server is")
+            log.warning("the lab dialect cannot seek: playing on from where the server is")
             start = None
         with self._lock:
             self._play_pending = start
@@ -664,7 +668,7 @@ class ReceiveEngine:
             with self._send_lock:
                 self.rtsp_sock.sendall(data)
         except OSError as exc:
-            logger.warning("keepalive failed: %s", exc)
+            log.warning("keepalive failed: %s", exc)
 
     # -- reader threads --------------------------------------------------------------------------
     def _rtsp_loop(self, sock: socket.socket) -> None:
@@ -690,7 +694,7 @@ class ReceiveEngine:
                         self._on_rtsp_events(self.proto.finish_unterminated(), now, sock)
                     self.connection_lost = True
                     if not self._stop.is_set():
-                        logger.info("the server closed the RTSP connection")
+                        log.info("the server closed the RTSP connection")
                         if not (self._probing() and self.proto.session_id is None):
                             self._on_connection_lost(now)   # (while probing, the probe decides)
                     self._reply_cond.notify_all()
@@ -734,13 +738,13 @@ class ReceiveEngine:
             if lf:
                 text = text.rstrip("\n")                 # as it came: the lab form has no blank line
             self.events.put(Event(EventKind.LOG, ("S->C", text)))
-            logger.debug("S->C\n%s", text)
+            log.debug("S->C\n%s", text)
             if reply.request.cseq not in self._awaiting:
                 # a keepalive reply: nobody waits for it
                 self._replies.pop(reply.request.cseq, None)
             self._keepalive_sent = None          # the server is there
         for err in events.errors:
-            logger.warning("%s", err)
+            log.warning("%s", err)
         if events.replies:
             self._reply_cond.notify_all()
         for sreq in events.server_requests:
@@ -764,7 +768,7 @@ class ReceiveEngine:
                 # Drain everything queued: a frame arrives as a burst of fragments.
                 for _ in range(256):
                     try:
-                        data, addr = s.recvfrom(65536, socket.MSG_DONTWAIT)
+                        data, addr = s.recvfrom(65536)
                     except (BlockingIOError, InterruptedError):
                         break
                     except OSError:
@@ -809,7 +813,7 @@ class ReceiveEngine:
             pkt = RtpPacket.parse(data)
         except ValueError as exc:
             self.bad_packets += 1
-            logger.debug("dropped a malformed RTP packet: %s", exc)
+            log.debug("dropped a malformed RTP packet: %s", exc)
             if len(data) < 12:
                 self.diag.drop(Unusable.SHORT, f"packets of {len(data)} bytes, shorter than the "
                                                "12-byte RTP header")
@@ -876,7 +880,7 @@ class ReceiveEngine:
             if self._pos_base is None:
                 self._pos_base = (ts, getattr(self, "_pending_pos", 0.0))
             base_ts, base_pos = self._pos_base
-            position = base_pos + ts_diff(ts, base_ts) / 90000.0
+            position = base_pos + ts_diff(ts, base_ts) / JPEG_CLOCK_RATE
             index = int(round(position * self.fps))
         self._position = position
         self.pstats.on_frame(now)
@@ -884,7 +888,7 @@ class ReceiveEngine:
             # The SR maps RTP time to the sender's wall clock (RFC 3550 §6.4.1): when this
             # frame was sampled there. The delay is meaningful only with synchronised clocks.
             ntp, sr_ts, _ = self._sr
-            sent = unix_from_ntp(ntp) + ts_diff(ts, sr_ts) / 90000.0
+            sent = unix_from_ntp(ntp) + ts_diff(ts, sr_ts) / JPEG_CLOCK_RATE
             self.sender_clock = sent
             self.delay_ms = (time.time() - sent) * 1000.0
         frame = Frame(jpeg, ts, index, position, now, self.generation)
@@ -900,7 +904,7 @@ class ReceiveEngine:
             packets = parse_compound(data, strict=False)
         except ValueError as exc:
             self.rtcp_errors += 1
-            logger.debug("malformed RTCP dropped: %s", exc)
+            log.debug("malformed RTCP dropped: %s", exc)
             return
         self._avg_rtcp_size = update_avg_rtcp_size(self._avg_rtcp_size or len(data) + 28.0, len(data))
         for p in packets:
@@ -918,7 +922,7 @@ class ReceiveEngine:
                         items = block.dlrr_items
                     except ValueError as exc:
                         self.rtcp_errors += 1
-                        logger.debug("bad XR DLRR block: %s", exc)
+                        log.debug("bad XR DLRR block: %s", exc)
                         continue
                     for ssrc, lrr, dlrr in items:
                         if ssrc == self._our_ssrc and lrr in self._rrtr_sent:
@@ -938,7 +942,7 @@ class ReceiveEngine:
             self.ended = reason
             if failed:
                 self.failure = reason
-                logger.warning("%s", reason)
+                log.warning("%s", reason)
             self.pstats.stop(now)
             self.events.put(Event(EventKind.END, reason))
 
@@ -1082,14 +1086,14 @@ class ReceiveEngine:
                 assert tr is not None and tr.server_port is not None
                 self.rtcp_sock.sendto(data, (self.server_addr[0], tr.server_port[1]))
         except OSError as exc:
-            logger.debug("RTCP send failed: %s", exc)
+            log.debug("RTCP send failed: %s", exc)
             return
         self.rr_sent += 1
         self.reports_sent.append(record)
         del self.reports_sent[:-1000]
         self._avg_rtcp_size = update_avg_rtcp_size(self._avg_rtcp_size, len(data))
         b = record.block
-        logger.info("RTCP RR sent: %s", "no report block yet" if b is None else
+        log.info("RTCP RR sent: %s", "no report block yet" if b is None else
                     f"fraction lost {b.fraction_lost}/256, cumulative lost {b.packets_lost}, "
                     f"highest seq {b.highest_sequence}, jitter {b.jitter}, LSR {b.lsr:08x}, "
                     f"DLSR {b.dlsr}" + (f", BYE ({bye})" if bye else ""))
@@ -1126,7 +1130,7 @@ class ReceiveEngine:
             try:
                 self.teardown()
             except ClientError as exc:
-                logger.info("TEARDOWN on quit: %s", exc)
+                log.info("TEARDOWN on quit: %s", exc)
         self.close()
 
     def close(self) -> None:

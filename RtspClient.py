@@ -22,14 +22,15 @@ import re
 import secrets
 from dataclasses import dataclass, field
 
-from RtspHeaders import (NptRange, RtpInfo, Transport, format_range, join_url, parse_range,
+from RtspHeaders import (NptRange, RtpInfo, Transport, format_range, join_url, parse_public, parse_range,
                          parse_rtp_info, parse_session, split_url)
 from RtspMessage import (Headers, InterleavedFrame, MessageError, Method, Request, Response,
                          RtspError, RtspParser, Status, reason_phrase)
 from RtspAuth import AuthError, answer_challenge, parse_challenges, split_credentials
+from RtpPacket import JPEG_CLOCK_RATE, PT_JPEG
 from Sdp import MediaDescription, SdpError, parse_sdp
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 USER_AGENT = "RtpLabPlayer/1.0"
 DEFAULT_SESSION_TIMEOUT = 60       # RFC 2326 §12.37 default
@@ -61,15 +62,6 @@ VALID_METHODS: dict[ClientState, frozenset[str]] = {
 }
 
 
-class RtspClientError(Exception):
-    """A request failed: the reply's status (or 0 when there was no reply) and a one-line text."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 @dataclass
 class SdpInfo:
     """The parts of an SDP (RFC 4566) a JPEG player uses."""
@@ -79,9 +71,9 @@ class SdpInfo:
     media_control: str | None = None
     media_port: int = 0
     connection: str | None = None
-    payload_type: int = 26
+    payload_type: int = PT_JPEG
     encoding: str = "JPEG"
-    clock_rate: int = 90000
+    clock_rate: int = JPEG_CLOCK_RATE
     framerate: float | None = None
     range_start: float | None = None
     range_end: float | None = None      # None: live / open ended ("npt=now-" or "npt=0-")
@@ -280,12 +272,12 @@ class LabReplyParser:
         for line in lines[1:]:
             h = _LAB_HEADER_RE.match(line)
             if h is None:
-                logger.debug("lab reply: skipping line %r", line)
+                log.debug("lab reply: skipping line %r", line)
                 continue
             try:
                 headers.add(h.group(1), h.group(2))
             except ValueError:
-                logger.debug("lab reply: skipping header %r", line)
+                log.debug("lab reply: skipping header %r", line)
         return Response(int(m.group(2)), headers, reason=m.group(3) or None, version=m.group(1).upper())
 
 class RtspClientProtocol:
@@ -338,7 +330,8 @@ class RtspClientProtocol:
 
     @property
     def track_url(self) -> str:
-        """URL for SETUP: Content-Base + media a=control (the request URL without DESCRIBE)."""
+        """URL for SETUP: the media a=control resolved against Content-Base (else the request
+        URL), not against the session-level control (RFC 2326 C.1.1; see join_url's table)."""
         base = self.content_base or self.url
         if self.sdp is not None and self.sdp.media_control:
             return join_url(base, self.sdp.media_control)
@@ -379,7 +372,7 @@ class RtspClientProtocol:
         fields by line position, so nothing else is sent: no User-Agent, Range or Authorization.
         """
         if method not in (Method.SETUP, Method.PLAY, Method.PAUSE, Method.TEARDOWN):
-            raise RtspClientError(0, f"the lab dialect has no {method} (only SETUP, PLAY, PAUSE, TEARDOWN)")
+            raise ValueError(f"the lab dialect has no {method} (only SETUP, PLAY, PAUSE, TEARDOWN)")
         self.cseq += 1
         h = Headers()
         h.add("CSeq", self.cseq)
@@ -397,7 +390,7 @@ class RtspClientProtocol:
     def use_lab(self) -> None:
         """From now on speak the lab form (a new connection: CSeq starts again at 1, no session)."""
         if not self.lab_filename:
-            raise RtspClientError(0, f"the lab dialect needs a file name in the URL: {self.url!r}")
+            raise ValueError(f"the lab dialect needs a file name in the URL: {self.url!r}")
         self.dialect = Dialect.LAB
         self.cseq = 0
         self.pending.clear()
@@ -428,7 +421,7 @@ class RtspClientProtocol:
             return answer_challenge(self._challenges, self.username, self.password, method, uri,
                                     nc=self._nonce_count, cnonce=self._cnonce)
         except AuthError as exc:          # cannot happen: the challenge was checked when accepted
-            logger.warning("cannot answer the authentication challenge: %s", exc)
+            log.warning("cannot answer the authentication challenge: %s", exc)
             return None
 
     def _accept_challenge(self, pending: PendingRequest, resp: Response) -> bool:
@@ -446,7 +439,7 @@ class RtspClientProtocol:
             answer_challenge(values, self.username or "", self.password, pending.method, pending.uri,
                              cnonce="0")
         except AuthError as exc:
-            logger.warning("the server's authentication challenge is unusable: %s", exc)
+            log.warning("the server's authentication challenge is unusable: %s", exc)
             return False
         stale = any(c.params.get("stale", "").lower() == "true" for c in challenges)
         if pending.authorized and not stale:
@@ -529,7 +522,7 @@ class RtspClientProtocol:
                 pending = self.pending.pop(cseq, None) if cseq is not None else None
                 if pending is None and self.dialect is Dialect.LAB and len(self.pending) == 1:
                     # lab servers may echo the CSeq wrongly or not at all; one request is out
-                    logger.info("lab reply with CSeq %s taken as the reply to CSeq %d", cseq,
+                    log.info("lab reply with CSeq %s taken as the reply to CSeq %d", cseq,
                                 next(iter(self.pending)))
                     pending = self.pending.pop(next(iter(self.pending)))
                 if pending is None:
@@ -567,7 +560,7 @@ class RtspClientProtocol:
         method = pending.method
         h = resp.headers
         if method == Method.OPTIONS and h.get("Public"):
-            self.public = [m.strip().upper() for m in h.get("Public", "").split(",") if m.strip()]
+            self.public = parse_public(h.get("Public", ""))
             if self.public and "GET_PARAMETER" not in self.public:
                 self.use_get_parameter = False
         elif method == Method.DESCRIBE:
@@ -580,7 +573,7 @@ class RtspClientProtocol:
                 # echoed as given (the first word: lab servers may add ';timeout=...' or junk)
                 self.session_id = session.split(";")[0].split()[0] if session.split(";")[0].split() else None
                 if self.session_id is not None and not _SESSION_TOKEN_RE.match(self.session_id):
-                    logger.warning("lab server's Session %r is not a session id; sending 0", session)
+                    log.warning("lab server's Session %r is not a session id; sending 0", session)
                     self.session_id = None
             elif session:
                 self.session_id, timeout = parse_session(session)
@@ -589,8 +582,8 @@ class RtspClientProtocol:
             if tr:
                 try:
                     self.transport = Transport.parse_list(tr)[0]
-                except Exception as exc:      # noqa: BLE001 -- RtspError family; reply still usable
-                    logger.warning("could not parse server Transport %r: %s", tr, exc)
+                except RtspError as exc:      # a header we cannot read; the reply is still usable
+                    log.warning("could not parse server Transport %r: %s", tr, exc)
             self.state = ClientState.READY
         elif method == Method.PLAY:
             self.state = ClientState.PLAYING
@@ -598,8 +591,8 @@ class RtspClientProtocol:
             if info:
                 try:
                     self.rtp_info = parse_rtp_info(info)
-                except Exception as exc:      # noqa: BLE001
-                    logger.warning("could not parse RTP-Info %r: %s", info, exc)
+                except RtspError as exc:
+                    log.warning("could not parse RTP-Info %r: %s", info, exc)
                     self.rtp_info = []
             else:
                 self.rtp_info = []
@@ -608,8 +601,8 @@ class RtspClientProtocol:
             if rng:
                 try:
                     self.play_range = parse_range(rng)
-                except Exception as exc:      # noqa: BLE001
-                    logger.debug("could not parse Range %r: %s", rng, exc)
+                except RtspError as exc:
+                    log.debug("could not parse Range %r: %s", rng, exc)
         elif method == Method.PAUSE:
             self.state = ClientState.READY
         elif method == Method.TEARDOWN:

@@ -13,7 +13,6 @@ import signal
 import socket
 import sys
 import threading
-from typing import List, Optional, Set, Tuple
 
 from MediaLibrary import MediaLibrary
 from RtspAuth import AuthError, Authenticator, UserDatabase
@@ -27,7 +26,7 @@ class UsageError(Exception):
     """A mistake the user can fix (port in use, folder missing): one line, exit 2."""
 
 
-def _udp_pair(family: int, host: str) -> Tuple[socket.socket, socket.socket]:
+def _udp_pair(family: int, host: str) -> tuple[socket.socket, socket.socket]:
     """Bind an even RTP port and the odd RTCP port above it (RFC 3550 11)."""
     for _ in range(100):
         rtp = socket.socket(family, socket.SOCK_DGRAM)
@@ -76,8 +75,8 @@ class RtspServer:
         self.streamer = Streamer(self.rtp_sock, self.rtcp_sock, loop=config.loop,
                                  session_timeout=config.session_timeout, rng=config.rng)
         self.registry = SessionRegistry()
-        self.workers: Set[ServerWorker] = set()
-        self._threads: List[threading.Thread] = []
+        self.workers: set[ServerWorker] = set()
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
 
@@ -174,7 +173,7 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated()
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -13,16 +13,15 @@ import logging
 import random
 import select
 import socket
-import struct
 import threading
 import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable
 
 from MediaLibrary import MediaLibrary, Movie
 from RtspAuth import Authenticator
-from RtspHeaders import NptRange, RtpInfo, Transport, format_range, format_rtp_info, format_session, parse_range, parse_session
+from RtspHeaders import NptRange, RtpInfo, Transport, format_range, format_public, format_rtp_info, format_session, parse_range, parse_session
 from RtspMessage import (
     Headers, InterleavedFrame, Method, MessageError, Request, Response, RtspError, RtspParser, Status,
 )
@@ -33,9 +32,10 @@ from Streamer import SERVER_NAME, StreamSession, Streamer, unmapped
 log = logging.getLogger(__name__)
 
 TRACK_CONTROL = "trackID=0"
-PUBLIC = ", ".join(m.value for m in SUPPORTED)
+PUBLIC = format_public(SUPPORTED)
 SOCKET_BUFFER = 4 << 20
 WORKER_POLL = 1.0  # a worker wakes this often for its timeouts; shutdown() wakes it at once
+WRITE_TIMEOUT = 10.0  # a reply write gives up on a client that stopped reading after this long
 LAB_GRACE = 0.03  # wait this long for the rest of an unterminated LF-only request
 
 
@@ -50,7 +50,7 @@ class ServerConfig:
     connection_timeout: float = 300.0
     request_timeout: float = 10.0  # a started message must be complete within this (slowloris)
     max_request_rate: float = 0.0  # requests/s per connection, burst of one second; 0 = unlimited
-    auth: Optional[Authenticator] = None  # RFC 2617 Digest/Basic on every method but OPTIONS
+    auth: Authenticator | None = None  # RFC 2617 Digest/Basic on every method but OPTIONS
     rng: random.Random = field(default_factory=random.SystemRandom)
 
 
@@ -59,7 +59,7 @@ class ServerWorker:
     """Serves one RTSP connection: setup -> handle -> finish (socketserver's shape)."""
 
     def __init__(self, conn: socket.socket, addr, config: ServerConfig, streamer: Streamer,
-                 server_ports: Tuple[int, int], registry: "SessionRegistry") -> None:
+                 server_ports: tuple[int, int], registry: "SessionRegistry") -> None:
         self.conn = conn
         self.peer = unmapped(addr[0])
         self.config = config
@@ -67,7 +67,7 @@ class ServerWorker:
         self.server_ports = server_ports
         self.registry = registry
         self.parser = RtspParser(role="server")
-        self.sessions: Dict[str, StreamSession] = {}
+        self.sessions: dict[str, StreamSession] = {}
         self.lab = False
         self._write_lock = threading.Lock()
         self._pending = b""
@@ -87,16 +87,17 @@ class ServerWorker:
             self.finish()
 
     def setup(self) -> None:
-        self.conn.setblocking(True)
+        # A reply write may block at most this long on a client that stopped reading. A socket
+        # timeout (not SO_SNDTIMEO, whose value is a timeval on Unix but a DWORD of ms on Windows)
+        # also makes the socket non-blocking underneath, which send_interleaved relies on.
+        self.conn.settimeout(WRITE_TIMEOUT)
         self.conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
         self.conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        # A reply write may block at most this long on a client that stopped reading.
-        self.conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 10, 0))
         log.info("%s: connected", self.peer)
 
     def handle(self) -> None:
         last_data = time.monotonic()
-        partial_since: Optional[float] = None  # bytes came in since then but no message completed
+        partial_since: float | None = None  # bytes came in since then but no message completed
         while not self._closing:
             ready, _, _ = select.select([self.conn], [], [], WORKER_POLL)
             if partial_since is not None and time.monotonic() - partial_since > self.config.request_timeout:
@@ -154,9 +155,8 @@ class ServerWorker:
             if isinstance(event, Request):
                 self._handle_request(event)
             elif isinstance(event, MessageError):
-                self._reply_error(event.error, event.cseq,
-                                  Request("", "", Headers(), lf_only=getattr(event, "lf_only", False)))
-                if getattr(event, "fatal", False):
+                self._reply_error(event.error, event.cseq, event.lf_only)
+                if event.fatal:
                     self._closing = True
             elif isinstance(event, InterleavedFrame):
                 self._interleaved_in(event)
@@ -168,20 +168,22 @@ class ServerWorker:
         log.info("%s: %s %s CSeq %s", self.peer, request.method, request.uri, request.cseq)
         if self.config.max_request_rate and not self._take_token():
             self._reply_error(RtspError(Status.SERVICE_UNAVAILABLE, "request rate limit exceeded",
-                                        {"Retry-After": "1"}), request.cseq, request)
+                                        {"Retry-After": "1"}), request.cseq, request.lf_only,
+                              request.headers.get("Session"))
             return
         try:
             if request.cseq is None:
                 raise RtspError(Status.BAD_REQUEST, "missing CSeq")
             response, after = self._respond(request)
         except RtspError as error:
-            self._reply_error(error, request.cseq, request)
+            self._reply_error(error, request.cseq, request.lf_only, request.headers.get("Session"))
             return
         except Exception:  # one place turns a bug into a 500 and keeps serving
             log.exception("%s: internal error on %s", self.peer, request.method)
-            self._reply_error(RtspError(Status.INTERNAL_SERVER_ERROR, "internal error"), request.cseq, request)
+            self._reply_error(RtspError(Status.INTERNAL_SERVER_ERROR, "internal error"), request.cseq,
+                              request.lf_only, request.headers.get("Session"))
             return
-        self._send_response(response, request)
+        self._send_response(response, request.cseq, request.lf_only, request.headers.get("Session"))
         if after:
             after()
 
@@ -196,35 +198,31 @@ class ServerWorker:
         self._tokens -= 1.0
         return True
 
-    def _reply_error(self, error: RtspError, cseq: Optional[int], request: Request) -> None:
+    def _reply_error(self, error: RtspError, cseq: int | None, lf_only: bool,
+                     client_session: str | None = None) -> None:
+        """The one failure path: every RtspError reaches the wire through Response.from_error."""
         log.info("%s: %d %s", self.peer, int(error.status), error.message)
-        headers = Headers()
-        for name, value in (error.headers or {}).items():
-            headers.set(name, value)
-        for value in getattr(error, "challenges", [])[1:]:
-            headers.add("WWW-Authenticate", value)  # Basic after Digest, one field each
-        if error.status in (Status.NOT_IMPLEMENTED, Status.METHOD_NOT_ALLOWED):
-            headers.set("Public", PUBLIC)
-        response = Response(int(error.status), headers)
-        if cseq is not None:
-            response.headers.set("CSeq", str(cseq))
-        self._send_response(response, request)
+        self._send_response(Response.from_error(error), cseq, lf_only, client_session)
 
-    def _send_response(self, response: Response, request: Request) -> None:
-        """Add the common headers and write; lab replies put CSeq, Session in lines 2 and 3."""
-        lab = self.lab or request.lf_only
+    def _send_response(self, response: Response, cseq: int | None, lf_only: bool,
+                       client_session: str | None = None) -> None:
+        """Add the common headers and write; lab replies put CSeq, Session in lines 2 and 3.
+
+        ``lf_only`` is the request's dialect (bare-LF lines); ``client_session`` its Session
+        header, echoed to lab clients even in an error reply."""
+        lab = self.lab or lf_only
         headers = response.headers
         ordered = Headers()
-        cseq = headers.get("CSeq")
-        if cseq is None and request.cseq is not None:
-            cseq = str(request.cseq)
-        if cseq is not None:
-            ordered.set("CSeq", cseq)
+        cseq_text = headers.get("CSeq")
+        if cseq_text is None and cseq is not None:
+            cseq_text = str(cseq)
+        if cseq_text is not None:
+            ordered.set("CSeq", cseq_text)
         session_id = headers.get("Session")
-        if session_id is None and lab and request.headers.get("Session"):
+        if session_id is None and lab and client_session:
             # lab clients read the Session from line 3 even in an error reply: echo theirs
             try:
-                session_id = parse_session(request.headers["Session"])[0]
+                session_id = parse_session(client_session)[0]
             except RtspError:
                 session_id = None  # a malformed one is not echoed (this reply is its 400)
         if session_id is not None:
@@ -258,23 +256,33 @@ class ServerWorker:
                 return False
             if self._pending:
                 try:
-                    sent = self.conn.send(self._pending, socket.MSG_DONTWAIT)
-                except BlockingIOError:
-                    return False
+                    sent = self._send_now(self._pending)
                 except OSError:
                     return False
                 self._pending = self._pending[sent:]
                 if self._pending:
                     return False
             try:
-                sent = self.conn.send(data, socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                sent = 0
+                sent = self._send_now(data)
             except OSError:
                 return False
             if sent < len(data):
                 self._pending = bytes(data[sent:])  # whole frames only: finish this one first
             return True
+
+    def _send_now(self, data: bytes) -> int:
+        """Send what the socket buffer takes right now, 0 when it is full; never waits.
+
+        select() with no timeout, then one send() on the (timeout-mode, so non-blocking) socket:
+        the portable form of send(MSG_DONTWAIT), which Windows lacks. Called with the write lock
+        held, so no other writer fills the buffer in between."""
+        _, writable, _ = select.select([], [self.conn], [], 0)
+        if not writable:
+            return 0
+        try:
+            return self.conn.send(data)
+        except (BlockingIOError, InterruptedError):
+            return 0
 
     def _interleaved_in(self, frame: InterleavedFrame) -> None:
         for session in list(self.sessions.values()):  # the Streamer may expire one meanwhile
@@ -283,13 +291,15 @@ class ServerWorker:
                 session.receive_rtcp(frame.data)
 
     # -- methods ---------------------------------------------------------------
-    def _respond(self, request: Request) -> Tuple[Response, Optional[Callable[[], None]]]:
+    def _respond(self, request: Request) -> tuple[Response, Callable[[], None] | None]:
         try:
             method = Method(request.method)
         except ValueError:
-            raise RtspError(Status.NOT_IMPLEMENTED, f"method {request.method!r} not implemented") from None
+            raise RtspError(Status.NOT_IMPLEMENTED, f"method {request.method!r} not implemented",
+                            {"Public": PUBLIC}) from None  # what we do implement (RFC 2326 12.28)
         if method not in SUPPORTED:
-            raise RtspError(Status.NOT_IMPLEMENTED, f"{method.value} is not supported by this server")
+            raise RtspError(Status.NOT_IMPLEMENTED, f"{method.value} is not supported by this server",
+                            {"Public": PUBLIC})
         if self.config.auth is not None and method is not Method.OPTIONS:
             self.config.auth.require(request.headers, request.method, request.uri)  # 401 + challenge
         session = self._find_session(request)
@@ -307,7 +317,7 @@ class ServerWorker:
         target.state = new_state
         return response, after
 
-    def _find_session(self, request: Request) -> Optional[StreamSession]:
+    def _find_session(self, request: Request) -> StreamSession | None:
         value = request.headers.get("Session")
         if value is None:
             return None
@@ -318,7 +328,7 @@ class ServerWorker:
             raise RtspError(Status.SESSION_NOT_FOUND, f"session {session_id} not found")
         return session
 
-    def _movie(self, request: Request) -> Tuple[Movie, str]:
+    def _movie(self, request: Request) -> tuple[Movie, str]:
         name, track = MediaLibrary.split_uri(request.uri)
         movie = self.config.media.lookup(name)
         if movie is None or track not in ("", TRACK_CONTROL):
@@ -337,14 +347,14 @@ class ServerWorker:
             netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         return f"{scheme}://{netloc}/{movie.name}/"
 
-    def do_OPTIONS(self, request: Request, session: Optional[StreamSession]) -> Response:
+    def do_OPTIONS(self, request: Request, session: StreamSession | None) -> Response:
         response = Response(200, Headers())
         response.headers.set("Public", PUBLIC)
         if session is not None:
             response.headers.set("Session", session.id)
         return response
 
-    def do_GET_PARAMETER(self, request: Request, session: Optional[StreamSession]) -> Response:
+    def do_GET_PARAMETER(self, request: Request, session: StreamSession | None) -> Response:
         response = Response(200, Headers())  # keepalive (RFC 2326 10.8); no parameters served
         if session is not None:
             response.headers.set("Session", session.id)
@@ -352,7 +362,7 @@ class ServerWorker:
 
     do_SET_PARAMETER = do_GET_PARAMETER
 
-    def do_DESCRIBE(self, request: Request, session: Optional[StreamSession]) -> Response:
+    def do_DESCRIBE(self, request: Request, session: StreamSession | None) -> Response:
         movie, _ = self._movie(request)
         self._check_carriable(movie)
         local = unmapped(self.conn.getsockname()[0])
@@ -372,7 +382,7 @@ class ServerWorker:
             raise RtspError(Status.UNSUPPORTED_MEDIA_TYPE,
                             f"{movie.name} frame {index} cannot be sent as RTP/JPEG (RFC 2435): {reason}")
 
-    def do_SETUP(self, request: Request, session: Optional[StreamSession]):
+    def do_SETUP(self, request: Request, session: StreamSession | None):
         movie, _ = self._movie(request)
         value = request.headers.get("Transport")
         if value is None:
@@ -427,14 +437,14 @@ class ServerWorker:
             return "::ffff:" + self.peer
         return self.peer
 
-    def _free_channels(self) -> Tuple[int, int]:
+    def _free_channels(self) -> tuple[int, int]:
         used = {s.channel for s in list(self.sessions.values()) if s.channel is not None}
         channel = 0
         while channel in used:
             channel += 2
         return channel, channel + 1
 
-    def _choose_transport(self, offers: List[Transport]) -> Transport:
+    def _choose_transport(self, offers: list[Transport]) -> Transport:
         """The first offer we can serve: unicast RTP/AVP over UDP or interleaved TCP, or the lab's RTP/UDP."""
         reasons = []
         for offer in offers:
@@ -463,7 +473,7 @@ class ServerWorker:
             self.streamer.pause(session)
             return self._play_locked(request, session, npt)
 
-    def _play_locked(self, request: Request, session: StreamSession, npt: Optional[NptRange]):
+    def _play_locked(self, request: Request, session: StreamSession, npt: NptRange | None):
         movie = session.movie
         if npt is not None:
             value = format_range(npt)
@@ -519,7 +529,7 @@ class SessionRegistry:
     """Every live session of the server (ids unique, count for --max-sessions)."""
 
     def __init__(self) -> None:
-        self._sessions: Dict[str, StreamSession] = {}
+        self._sessions: dict[str, StreamSession] = {}
         self._lock = threading.Lock()
 
     def new_id(self) -> str:

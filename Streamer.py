@@ -26,7 +26,7 @@ import struct
 import sys
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable
 
 from MediaLibrary import Movie
 from PacketTrain import PacketTrain
@@ -54,6 +54,7 @@ SEND_EARLY = 0.001  # deadlines this close are served in the same wake-up (frame
 START_PHASES = 16  # start slots per frame interval: PLAYs arriving together are spread over them
 SLICE_SPREAD = 0.5  # a large frame's slices go out within this share of the frame interval
 POLL_INTERVAL = 0.25  # how often the idle loop looks at shutdown / timeouts
+ENDED_ROUTE_TTL = 2.0  # seconds a removed session's RTCP is still recognised (and logged)
 
 
 def unmapped(host: str) -> str:
@@ -81,19 +82,19 @@ class StreamSession:
         self.expire = expire
         self.state = State.INIT
         self.lab = False
-        self.transport: Optional[Transport] = None
-        self.udp_dest: Optional[Tuple[str, int]] = None
-        self.rtcp_dest: Optional[Tuple[str, int]] = None
-        self.channel: Optional[int] = None  # interleaved RTP channel (TCP)
+        self.transport: Transport | None = None
+        self.udp_dest: tuple[str, int] | None = None
+        self.rtcp_dest: tuple[str, int] | None = None
+        self.channel: int | None = None  # interleaved RTP channel (TCP)
         self.ssrc = rng.getrandbits(32)
         self.seq = rng.getrandbits(16)
         self.ts0 = rng.getrandbits(32)
         self.position = 0  # next frame (timeline position; may exceed frame_count when looping)
-        self.stop_position: Optional[int] = None
+        self.stop_position: int | None = None
         self.generation = 0  # bumped on PLAY/PAUSE/TEARDOWN; stale heap entries are ignored
         self.play_t0 = 0.0
         self.play_k0 = 0
-        self.phase: Optional[int] = None  # the Streamer's start slot while playing
+        self.phase: int | None = None  # the Streamer's start slot while playing
         self.ended = False
         self.last_activity = time.monotonic()
         self.packets_sent = 0
@@ -103,7 +104,7 @@ class StreamSession:
         self.max_lateness = 0.0
         # RTCP (RFC 3550 6.3): our SR schedule and what the receiver's RRs said
         self.rtcp_initial = True
-        self.out_train: Optional[PacketTrain] = None  # the frame being sent in slices (UDP)
+        self.out_train: PacketTrain | None = None  # the frame being sent in slices (UDP)
         self.out_seq = 0  # ... the sequence number of its first packet
         self.out_ts = 0  # ... its RTP timestamp
         self.out_next = 0  # ... the index of its next packet
@@ -113,9 +114,9 @@ class StreamSession:
         self.rr_fraction_lost = 0.0
         self.rr_cumulative_lost = 0
         self.rr_jitter_ms = 0.0
-        self.rtt_ms: Optional[float] = None
+        self.rtt_ms: float | None = None
         self.rr_count = 0
-        self.last_rrtr: Optional[Tuple[int, int, float]] = None  # (reporter SSRC, LRR, monotonic arrival)
+        self.last_rrtr: tuple[int, int, float] | None = None  # (reporter SSRC, LRR, monotonic arrival)
         self.lock = threading.Lock()  # the Streamer holds it while sending; PLAY/PAUSE while moving position
 
     def touch(self) -> None:
@@ -206,15 +207,18 @@ class Streamer(threading.Thread):
         self.rng = rng if rng is not None else random.SystemRandom()
         self.gso = sys.platform.startswith("linux")  # cleared at the first refusal
         # (due, tie-breaker, generation, session, kind): kind FRAME or RTCP
-        self._heap: List[Tuple[float, int, int, StreamSession, int]] = []
+        self._heap: list[tuple[float, int, int, StreamSession, int]] = []
         self._counter = itertools.count()
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)  # a full pipe already means "wake up": never block a worker
         self._stopping = False
-        self._sessions: Dict[str, StreamSession] = {}
-        self._rtcp_routes: Dict[Tuple[str, int], StreamSession] = {}
+        self._sessions: dict[str, StreamSession] = {}
+        self._rtcp_routes: dict[tuple[str, int], StreamSession] = {}
+        # routes of sessions just removed, kept ENDED_ROUTE_TTL s: the receiver's BYE (sent just
+        # before its TEARDOWN, on another socket) may be read after the TEARDOWN was handled
+        self._ended_routes: dict[tuple[str, int], tuple[StreamSession, float]] = {}
         self._phase_load = [0] * START_PHASES  # playing sessions per start slot
 
     # -- called from worker threads --------------------------------------
@@ -286,6 +290,7 @@ class Streamer(threading.Thread):
             self._sessions.pop(session.id, None)
             if session.rtcp_dest and self._rtcp_routes.get(session.rtcp_dest) is session:
                 del self._rtcp_routes[session.rtcp_dest]
+                self._ended_routes[session.rtcp_dest] = (session, time.monotonic() + ENDED_ROUTE_TTL)
 
     def stop(self) -> None:
         self._stopping = True
@@ -476,6 +481,10 @@ class Streamer(threading.Thread):
         key = (unmapped(addr[0]), addr[1])
         with self._lock:
             session = self._rtcp_routes.get(key)
+            ended = self._ended_routes.get(key) if session is None else None
+        if ended is not None:
+            ended[0].receive_rtcp(data)  # logged (e.g. its BYE), but it revives nothing
+            return
         if session is None:
             log.debug("RTCP from unknown %s:%d dropped", *key)
             return
@@ -487,6 +496,8 @@ class Streamer(threading.Thread):
         now = time.monotonic()
         with self._lock:
             idle = [s for s in self._sessions.values() if not s.lab and now - s.last_activity > limit]
+            for key in [k for k, (_, until) in self._ended_routes.items() if until < now]:
+                del self._ended_routes[key]
         for session in idle:
             log.info("session %s: no request or RTCP for %.0f s, torn down", session.id, limit)
             if session.expire is not None:
