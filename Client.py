@@ -32,7 +32,7 @@ VIEW_DEFAULT = (1280, 720)  # the default view shows 640x480 and 1280x720 stream
 FIT_SLACK = 8             # px a frame may exceed the view by and still be shown 1:1 (edges clipped):
                           # resampling a whole frame to gain a few pixels costs more than decoding it
 SCREEN_MARGIN = (32, 96)  # px of the screen left to window decorations and desktop panels
-RESIZE_FILTER = Image.BOX  # area average: antialiased for the < 2x reductions left after draft(), and
+RESIZE_FILTER = Image.Resampling.BOX  # area average: antialiased for the < 2x reductions left after draft(), and
                            # ~1/3 cheaper than BILINEAR (1280x720 -> 704x396: 2.9 vs 4.4 ms here)
 
 
@@ -53,7 +53,7 @@ def decode_for_view(data: bytes, view: tuple[int, int]) -> tuple[Image.Image, tu
     frame's own size. Reductions of 2x or more happen in the decoder (``draft``: DCT scaling to 1/2,
     1/4 or 1/8, never below the target), the rest with :data:`RESIZE_FILTER`. The decoder's mode is
     kept (a Tk photo takes RGB and L as they are). Raises OSError or ValueError for a bad frame."""
-    img = Image.open(io.BytesIO(data), formats=("JPEG",))     # RFC 2435 carries JPEG only
+    img: Image.Image = Image.open(io.BytesIO(data), formats=("JPEG",))  # RFC 2435 carries JPEG only
     native = img.size
     size = fit_size(native, view)
     if size != native:
@@ -115,6 +115,7 @@ class Client:
             "Quit the player?", "The stream is paused.\n\nQuit the player?\n"
             "(No = keep watching)", parent=self.master)
         self.last_snapshot: StatsSnapshot | None = None
+        self.live_shown = False  # a live stream: slider hidden, 'LIVE mm:ss' instead of position / duration
         self.title = ""  # the window title as last set: "RTP player - URL - STATE position / duration"
         self._build()
         master.protocol("WM_DELETE_WINDOW", self.on_close)
@@ -513,7 +514,17 @@ class Client:
             self.slider.configure(to=s.duration)
         if not self.dragging and s.frames_completed:
             self.pos_var.set(s.position)
-        self.time_var.set(f"{_fmt_time(s.position if s.frames_completed else 0)} / {_fmt_time(s.duration)}")
+        if s.duration is None and self.engine.proto is not None:
+            # live (a=range:npt=now-): no duration, no seeking; the position is the time since PLAY
+            if not self.live_shown:
+                self.live_shown = True
+                self.slider.grid_remove()
+            self.time_var.set(f"LIVE {_fmt_time(s.position if s.frames_completed else 0)}")
+        else:
+            if self.live_shown:
+                self.live_shown = False
+                self.slider.grid()
+            self.time_var.set(f"{_fmt_time(s.position if s.frames_completed else 0)} / {_fmt_time(s.duration)}")
         # the state and position in the title too: seen in a task bar, and by scripts (xdotool)
         self._set_title(f"RTP player - {self.engine.url or 'SDP stream'} - {v['state'].get()} {self.time_var.get()}")
         self._draw_plot(s)
@@ -573,12 +584,16 @@ def run_gui(engine: ReceiveEngine, args: Any) -> int:
         app._run("DESCRIBE", initial, done=app._show_sdp)
     interrupted = threading.Event()
 
+    def quit_from_tk() -> None:
+        engine.quit()
+        app.close()
+
     def on_sigint(signum: int, frame: Any) -> None:
         # Tk callbacks swallow KeyboardInterrupt, so Ctrl-C is turned into a quit on the Tk thread.
         if interrupted.is_set():
             raise KeyboardInterrupt          # a second Ctrl-C: leave without waiting
         interrupted.set()
-        root.after(0, lambda: (engine.quit(), app.close()))
+        root.after(0, quit_from_tk)
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:

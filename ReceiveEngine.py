@@ -378,12 +378,13 @@ class ReceiveEngine:
             if port == 0 and actual % 2:
                 rtp.close()
                 continue
-            rtcp: socket.socket | None = socket.socket(family, socket.SOCK_DGRAM)
+            rtcp: socket.socket | None = None
+            candidate = socket.socket(family, socket.SOCK_DGRAM)
             try:
-                rtcp.bind((bind_host, actual + 1))
+                candidate.bind((bind_host, actual + 1))
+                rtcp = candidate
             except OSError:
-                rtcp.close()
-                rtcp = None
+                candidate.close()
                 if port == 0:
                     rtp.close()
                     continue
@@ -1060,7 +1061,7 @@ class ReceiveEngine:
                               SourceDescription.cname(self._our_ssrc, self.cname, tool=CNAME_TOOL),
                               ExtendedReport(self._our_ssrc, [XrBlock.rrtr(ntp)])]
         if bye is not None:
-            packets.append(Bye([self._our_ssrc], bye))
+            packets.append(Bye([self._our_ssrc], bye.encode("utf-8")))
         if not probe:
             lrr = ntp_middle32(ntp)
             self._rrtr_sent[lrr] = now

@@ -450,7 +450,8 @@ def parse_payload(payload: bytes) -> JpegPayload:
 
 def _split_tables(data: bytes, precision: int) -> list[bytes]:
     """Split in-band quantization table data; bit i of precision = table i is 16-bit (§3.1.8)."""
-    tables, pos = [], 0
+    tables: list[bytes] = []
+    pos = 0
     while pos < len(data) and len(tables) < 4:
         size = 128 if precision >> len(tables) & 1 else 64
         if pos + size > len(data):
@@ -653,19 +654,21 @@ class JpegDepacketizer:
         (or on flush), which also lets a lenient caller deliver fragments out of order.
         """
         chunks = frame.chunks
+        end = frame.end
+        assert end is not None, "called once the marker packet has set the frame's end"
         pieces, pos = [], 0
-        while pos < frame.end:
+        while pos < end:
             chunk = chunks.get(pos)
             if chunk is None:
                 break
             pieces.append(chunk)
             pos += len(chunk)
-        complete = pos == frame.end
+        complete = pos == end
         if not complete and not frame.damaged:
             return None
         self._frame = None
         self._last_done = frame.timestamp
-        if frame.damaged or not complete or frame.qtables is None:
+        if frame.damaged or not complete or frame.qtables is None or frame.header is None:
             self.frames_dropped += 1
             self.last_drop_reason = ("no quantization tables for the frame's Q"
                                      if complete and not frame.damaged

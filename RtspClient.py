@@ -352,8 +352,9 @@ class RtspClientProtocol:
         for name, value in (headers or {}).items():
             h.set(name, value)
         if uri is None:
-            uri = {Method.SETUP: self.track_url, Method.OPTIONS: self.url,
-                   Method.DESCRIBE: self.url}.get(method, self.aggregate_url)
+            by_method: dict[str, str] = {Method.SETUP: self.track_url, Method.OPTIONS: self.url,
+                                         Method.DESCRIBE: self.url}
+            uri = by_method.get(method, self.aggregate_url)
         authorization = self._authorization(str(method), uri)
         if authorization is not None:
             h.set("Authorization", authorization)
@@ -559,8 +560,9 @@ class RtspClientProtocol:
             return
         method = pending.method
         h = resp.headers
-        if method == Method.OPTIONS and h.get("Public"):
-            self.public = parse_public(h.get("Public", ""))
+        public = h.get("Public")
+        if method == Method.OPTIONS and public:
+            self.public = parse_public(public)
             if self.public and "GET_PARAMETER" not in self.public:
                 self.use_get_parameter = False
         elif method == Method.DESCRIBE:
