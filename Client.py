@@ -313,6 +313,7 @@ class Client:
             initialfile=f"frame-{self.shown_frame.index if self.shown_frame else 0:05d}.png",
             filetypes=[("PNG", "*.png"), ("JPEG (as received)", "*.jpg *.jpeg")])
         self.last_snapshot: StatsSnapshot | None = None
+        self.live_shown = False  # a live stream: slider hidden, 'LIVE mm:ss' instead of position / duration
         self.title = ""  # the window title as last set: "RTP player - URL - STATE position / duration"
         self.tooltips: dict[str, Tooltip] = {}
         self.help_window: tk.Toplevel | None = None
@@ -910,7 +911,7 @@ class Client:
                         log.warning("%s", err)
                         self._status(err, error=True)
                     elif self.status_var.get() == f"{name}...":
-                        self._status("")
+                        self._status(self.engine.status_note())   # dialect, or why no frames
                     if done is not None and not err:
                         done()
                     if always is not None:
@@ -1003,7 +1004,8 @@ class Client:
         if self.simple:
             return
         sdp = self.engine.current_sdp
-        self.sdp_pane.set(sdp.text.replace("\r\n", "\n") if sdp is not None else "(no SDP)")
+        self.sdp_pane.set(sdp.text.replace("\r\n", "\n") if sdp is not None else
+                          "(no SDP: the lab dialect has no DESCRIBE)" if self.engine.lab else "(no SDP)")
         self.notebook.select(self.sdp_pane)
         self._described()
 
@@ -1024,8 +1026,19 @@ class Client:
         return eng.last_frame.position if eng.last_frame is not None else (self.start_pos or 0.0)
 
     def _show_time(self) -> None:
-        text = f"{_fmt_time(self._position())} / {_fmt_time(self.engine.duration)}"
+        live = self.engine.duration is None and self.engine.proto is not None
+        if live:
+            # live (a=range:npt=now-): no duration, no seeking; the position is the time since PLAY
+            text = f"LIVE {_fmt_time(self._position())}"
+        else:
+            text = f"{_fmt_time(self._position())} / {_fmt_time(self.engine.duration)}"
         if not self.simple:
+            if live != self.live_shown:
+                self.live_shown = live
+                if live:
+                    self.slider.grid_remove()
+                else:
+                    self.slider.grid()
             self.time_var.set(text)
         self._set_title(f"RTP player - {self.engine.url or 'SDP stream'} - {self.view_state()} {text}")
 
@@ -1064,7 +1077,9 @@ class Client:
         v["fps"].set(f"{s.fps_inst:5.1f} / {s.fps_avg:5.1f}")
         v["bytes"].set(f"{s.bytes_received:,}")
         v["rate"].set(f"{s.kbps_inst:6.0f} / {s.kbps_avg:6.0f}")
-        v["packets"].set(f"{s.packets_received:,}")
+        arrived = self.engine.diag.arrived
+        v["packets"].set(f"{s.packets_received:,}" if arrived <= s.packets_received
+                         else f"{s.packets_received:,} used of {arrived:,}")
         v["lost"].set(f"{s.packets_lost:,}")
         v["loss"].set(f"{s.loss_percent:.2f} %")
         v["dups"].set(f"{s.duplicates}")
@@ -1083,6 +1098,12 @@ class Client:
             self.impair_status.set(f"the impairer (ground truth) dropped {i['dropped']}, duplicated "
                                    f"{i['duplicated']}, reordered {i['reordered']} of {i['sent']} packets")
         v["state"].set(state)
+        why = self.engine.diagnosis(s.time)
+        if why is not None and not self.busy and self.status_var.get() != why:
+            self._status(why, error=True)      # packets arrive but make no frames: say why
+            if self.frames_shown == 0:         # ... and in full where the picture would be
+                self.view.itemconfigure(self.view_text, text=why, fill="#e66",
+                                        width=max(200, self.view.winfo_width() - 40))
 
     def _set_title(self, title: str) -> None:
         if title != self.title:

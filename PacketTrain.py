@@ -77,7 +77,7 @@ class PacketTrain:
             seq += 1
         return buf
 
-    def packets(self, buf: bytes, start: int = 0) -> list[memoryview]:
+    def packets(self, buf: bytes | bytearray, start: int = 0) -> list[memoryview]:
         """A buffer from stamp(..., start, ...) cut into its packets."""
         view = memoryview(buf)
         base = self.offsets[start]
