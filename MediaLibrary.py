@@ -34,6 +34,8 @@ LISTING_TTL = 2.0  # seconds a folder listing is reused; new files are served af
 class Movie:
     """One served file: its VideoStream plus a shared cache of packetized frames."""
 
+    live = False  # LiveReader.LiveFeed is the live kind of source
+
     def __init__(self, name: str, path: Path, fps: float | None, payload_size: int,
                  cache_bytes: int = 64 << 20) -> None:
         self.name = name
@@ -98,6 +100,11 @@ class MediaLibrary:
         self._lock = threading.Lock()
         self._listing: list[str] | None = None
         self._listed_at = 0.0
+        self.live: dict[str, object] = {}  # name -> LiveReader.LiveFeed (--live NAME=...)
+
+    def add_live(self, feed) -> None:
+        """Serve a live source under its name (it hides a file of the same name)."""
+        self.live[feed.name] = feed
 
     def names(self) -> list[str]:
         """Servable names, from a listing at most LISTING_TTL seconds old (SETUP latency)."""
@@ -141,7 +148,10 @@ class MediaLibrary:
         return unquote(name), track.rstrip("/")
 
     def lookup(self, name: str) -> Movie | None:
-        """The Movie called `name`, or None when no such servable file exists."""
+        """The Movie (or live feed) called `name`, or None when no such source exists."""
+        feed = self.live.get(name)
+        if feed is not None:
+            return feed  # type: ignore[return-value]
         if not name or "\x00" in name or name not in self.names():
             return None
         if not os.path.lexists(self.folder / name):

@@ -20,6 +20,7 @@ from email.utils import formatdate
 from typing import Callable
 
 from MediaLibrary import MediaLibrary, Movie
+from Multicast import MulticastGroups, MulticastPool
 from RtspAuth import Authenticator
 from RtspHeaders import NptRange, RtpInfo, Transport, format_range, format_public, format_rtp_info, format_session, parse_range, parse_session
 from RtspMessage import (
@@ -37,6 +38,15 @@ SOCKET_BUFFER = 4 << 20
 WORKER_POLL = 1.0  # a worker wakes this often for its timeouts; shutdown() wakes it at once
 WRITE_TIMEOUT = 10.0  # a reply write gives up on a client that stopped reading after this long
 LAB_GRACE = 0.03  # wait this long for the rest of an unterminated LF-only request
+LIVE_DESCRIBE_WAIT = 5.0  # a DESCRIBE of a live source that has no picture yet waits this long
+
+
+def explained(status: Status, message: str, headers: dict[str, str] | None = None) -> RtspError:
+    """An RtspError whose reply carries its message as a text/plain body (the reason a client
+    can show: why a multicast PAUSE or seek is refused, why a live source has no picture)."""
+    error = RtspError(status, message, headers)
+    error.explain = True  # type: ignore[attr-defined]
+    return error
 
 
 @dataclass
@@ -52,6 +62,8 @@ class ServerConfig:
     max_request_rate: float = 0.0  # requests/s per connection, burst of one second; 0 = unlimited
     auth: Authenticator | None = None  # RFC 2617 Digest/Basic on every method but OPTIONS
     rng: random.Random = field(default_factory=random.SystemRandom)
+    multicast: MulticastPool | None = None  # --multicast RANGE: SETUP may ask for multicast
+    multicast_interface: str | None = None  # --multicast-interface
 
 
 # --------------------------------------------------------------------------- worker
@@ -59,8 +71,10 @@ class ServerWorker:
     """Serves one RTSP connection: setup -> handle -> finish (socketserver's shape)."""
 
     def __init__(self, conn: socket.socket, addr, config: ServerConfig, streamer: Streamer,
-                 server_ports: tuple[int, int], registry: "SessionRegistry") -> None:
+                 server_ports: tuple[int, int], registry: "SessionRegistry",
+                 groups: MulticastGroups | None = None) -> None:
         self.conn = conn
+        self.groups = groups
         self.peer = unmapped(addr[0])
         self.config = config
         self.streamer = streamer
@@ -203,7 +217,11 @@ class ServerWorker:
                      client_session: str | None = None) -> None:
         """The one failure path: every RtspError reaches the wire through Response.from_error."""
         log.info("%s: %d %s", self.peer, int(error.status), error.message)
-        self._send_response(Response.from_error(error), cseq, lf_only, client_session)
+        response = Response.from_error(error)
+        if getattr(error, "explain", False) and not (self.lab or lf_only):
+            response.headers.set("Content-Type", "text/plain")
+            response.body = error.message.encode("utf-8", "replace") + b"\r\n"
+        self._send_response(response, cseq, lf_only, client_session)
 
     def _send_response(self, response: Response, cseq: int | None, lf_only: bool,
                        client_session: str | None = None) -> None:
@@ -365,15 +383,31 @@ class ServerWorker:
         movie, _ = self._movie(request)
         self._check_carriable(movie)
         local = unmapped(self.conn.getsockname()[0])
-        sdp = movie_sdp(
-            name=movie.name, duration=movie.duration, fps=movie.fps, server_addr=local,
-            session_id=int(movie.mtime), version=1, track_control=TRACK_CONTROL,
-            width=movie.stream.width, height=movie.stream.height,
-        )
+        if getattr(movie, "live", False):
+            self._check_live(movie)
+            sdp = movie_sdp(
+                name=movie.name, duration=None, fps=round(movie.fps, 3), server_addr=local,
+                session_id=int(movie.mtime), version=1, track_control=TRACK_CONTROL,
+                width=movie.width, height=movie.height, live=True,
+            )
+        else:
+            sdp = movie_sdp(
+                name=movie.name, duration=movie.duration, fps=movie.fps, server_addr=local,
+                session_id=int(movie.mtime), version=1, track_control=TRACK_CONTROL,
+                width=movie.stream.width, height=movie.stream.height,
+            )
         response = Response(200, Headers(), body=sdp.encode())
         response.headers.set("Content-Base", self._base_url(request, movie))
         response.headers.set("Content-Type", "application/sdp")
         return response
+
+    @staticmethod
+    def _check_live(feed) -> None:
+        """A live source that has produced no picture (yet) is 503 with what it did instead."""
+        if not feed.wait_first_frame(LIVE_DESCRIBE_WAIT):
+            raise explained(Status.SERVICE_UNAVAILABLE,
+                            f"live source {feed.name} has no picture yet: {feed.describe_status()}",
+                            {"Retry-After": "5"})
 
     def _check_carriable(self, movie: Movie) -> None:
         if movie.problems and not self.lab:
@@ -391,6 +425,8 @@ class ServerWorker:
             self.lab = True
         else:
             self._check_carriable(movie)
+        if getattr(movie, "live", False):
+            self._check_live(movie)
         if session is None:
             if self.registry.count() >= self.config.max_sessions:
                 raise RtspError(Status.SERVICE_UNAVAILABLE, f"limit of {self.config.max_sessions} sessions reached")
@@ -409,8 +445,17 @@ class ServerWorker:
                             "this session already plays another movie")
         else:
             self.streamer.remove(session)  # re-SETUP: the new transport replaces the old route
+            if session.group is not None and self.groups is not None:
+                self.groups.leave(session)
         reply = Transport(protocol="RTP", profile="AVP", lower=choice.lower, unicast=True, ssrc=session.ssrc)
-        if choice.lower == "TCP":
+        if choice.unicast is False:
+            assert self.groups is not None
+            group = self.groups.join(session)
+            address = group.address
+            session.channel, session.udp_dest, session.rtcp_dest = None, None, None
+            reply = Transport(protocol="RTP", profile="AVP", lower="UDP", unicast=False,
+                              destination=address.group, port=address.port, ttl=address.ttl, ssrc=group.ssrc)
+        elif choice.lower == "TCP":
             channels = choice.interleaved or self._free_channels()
             session.channel, session.udp_dest, session.rtcp_dest = channels[0], None, None
             reply.interleaved = channels
@@ -445,9 +490,24 @@ class ServerWorker:
         return channel, channel + 1
 
     def _choose_transport(self, offers: list[Transport]) -> Transport:
-        """The first offer we can serve: unicast RTP/AVP over UDP or interleaved TCP, or the lab's RTP/UDP."""
+        """The first offer we can serve: unicast RTP/AVP over UDP or interleaved TCP, or the lab's
+        RTP/UDP; multicast when the server has a range (--multicast) and the offer's
+        destination, if any, is a group inside it (RFC 2326 16: nothing else is a target)."""
         reasons = []
         for offer in offers:
+            if offer.unicast is False and not offer.lab and offer.protocol == "RTP" and offer.profile == "AVP":
+                if self.groups is None or self.config.multicast is None:
+                    reasons.append("multicast is not enabled on this server (--multicast RANGE)")
+                    continue
+                if offer.lower != "UDP":
+                    reasons.append(f"multicast over {offer.lower}")
+                    continue
+                why = self.config.multicast.refuse_destination(offer.destination)
+                if why:
+                    log.warning("%s: SETUP refused: %s", self.peer, why)
+                    reasons.append(why)
+                    continue
+                return offer
             if offer.destination and unmapped(offer.destination) != self.peer:
                 reasons.append(f"destination={offer.destination} is not the requesting host")
                 continue
@@ -464,11 +524,15 @@ class ServerWorker:
             if offer.lower == "TCP":
                 return offer
             reasons.append(f"{offer.lower} without client_port")
-        raise RtspError(Status.UNSUPPORTED_TRANSPORT, "; ".join(reasons) or "no transport offered")
+        raise explained(Status.UNSUPPORTED_TRANSPORT, "; ".join(reasons) or "no transport offered")
 
     def do_PLAY(self, request: Request, session: StreamSession):
         value = request.headers.get("Range")
         npt = parse_range(value) if value is not None else None
+        if session.group is not None:
+            return self._play_member(request, session, npt)
+        if session.live:
+            return self._play_live(request, session)
         with session.lock:
             self.streamer.pause(session)
             return self._play_locked(request, session, npt)
@@ -496,7 +560,52 @@ class ServerWorker:
                 [RtpInfo(url, session.seq, session.rtptime(session.position))]))
         return response, (lambda: self.streamer.play(session))
 
+    def _play_live(self, request: Request, session: StreamSession):
+        """A live stream has no timeline to seek in: a Range is ignored and the reply says
+        npt=now- (RFC 2326 C.1.5); the viewer joins at the source's next frame."""
+        response = Response(200, Headers())
+        response.headers.set("Session", session.id)
+        if not self.lab:
+            response.headers.set("Range", format_range(NptRange(None, None)))
+            url = self._base_url(request, session.movie) + TRACK_CONTROL
+            with session.lock:
+                info = RtpInfo(url, session.seq, session.rtptime_now(time.monotonic()))
+            response.headers.set("RTP-Info", format_rtp_info([info]))
+        return response, (lambda: self.streamer.play(session))
+
+    def _play_member(self, request: Request, session: StreamSession, npt: NptRange | None):
+        """A multicast member joins the group's one timeline: a stored movie's broadcast is
+        where it is, so a Range other than the start (npt=0-, which every client sends) or
+        now is refused with 457 and a reason."""
+        movie = session.movie
+        if npt is not None and not session.live and npt.start is not None and npt.start > 1e-3:
+            raise explained(Status.INVALID_RANGE,
+                            f"{movie.name} is a multicast broadcast shared by every viewer: "
+                            "it cannot be seeked (PLAY without Range joins it where it is)")
+        assert self.groups is not None
+        seq, rtptime, position = self.groups.play(session)
+        response = Response(200, Headers())
+        response.headers.set("Session", session.id)
+        if session.live:
+            response.headers.set("Range", format_range(NptRange(None, None)))
+        else:
+            response.headers.set("Range", format_range(NptRange(position, movie.duration)))
+        url = self._base_url(request, movie) + TRACK_CONTROL
+        response.headers.set("RTP-Info", format_rtp_info([RtpInfo(url, seq, rtptime)]))
+        return response, None
+
     def do_PAUSE(self, request: Request, session: StreamSession):
+        if session.group is not None:
+            if not session.live:
+                raise explained(Status.METHOD_NOT_VALID_IN_THIS_STATE,
+                                f"{session.movie.name} is a multicast broadcast shared by every viewer: "
+                                "it cannot be paused (TEARDOWN leaves it)",
+                                {"Allow": "PLAY, TEARDOWN, GET_PARAMETER, OPTIONS"})
+            assert self.groups is not None
+            self.groups.pause(session)  # this viewer stops counting; the group sends while others watch
+            response = Response(200, Headers())
+            response.headers.set("Session", session.id)
+            return response, None
         with session.lock:
             self.streamer.pause(session)  # session.position already names the next frame
         response = Response(200, Headers())
@@ -513,6 +622,8 @@ class ServerWorker:
 
     # -- session lifetime ------------------------------------------------------
     def _end_session(self, session: StreamSession, why: str) -> None:
+        if session.group is not None and self.groups is not None:
+            self.groups.leave(session)
         self.streamer.remove(session, bye=why)
         self.registry.remove(session)
         self.sessions.pop(session.id, None)

@@ -11,10 +11,16 @@ interval, so their frames are not sent in one burst.
 
 The Streamer knows nothing of RTSP connections: a :class:`StreamSession` carries the
 callables its connection gave it (send interleaved '$' frames; expire the session).
+
+Live sources (LiveReader.LiveFeed) are not paced by the heap: their reader thread hands
+each frame over (`live_frame`), and the loop sends it at once to every session playing
+that source, stamped with the source's arrival clock.  A multicast group is one session
+whose destination is the group (Multicast.py keeps its members): one send for all.
 """
 
 from __future__ import annotations
 
+import collections
 import errno
 import heapq
 import itertools
@@ -82,6 +88,11 @@ class StreamSession:
         self.expire = expire
         self.state = State.INIT
         self.lab = False
+        self.live = getattr(movie, "live", False)  # a LiveFeed: frames come when they arrive
+        self.group: StreamSession | None = None  # a multicast member: the group that sends
+        self.members: set | None = None  # a multicast group: its member sessions
+        self.rtp_sock: socket.socket | None = None  # None: the Streamer's unicast sockets
+        self.rtcp_sock: socket.socket | None = None
         self.transport: Transport | None = None
         self.udp_dest: tuple[str, int] | None = None
         self.rtcp_dest: tuple[str, int] | None = None
@@ -126,6 +137,16 @@ class StreamSession:
         """90 kHz timestamp of timeline position `position` (RFC 2435: one per frame)."""
         return (self.ts0 + round(position * JPEG_CLOCK_RATE / self.movie.fps)) & 0xFFFFFFFF
 
+    def live_rtptime(self, arrival: float) -> int:
+        """90 kHz timestamp of a live frame that arrived at monotonic `arrival` (the source's clock)."""
+        return (self.ts0 + round((arrival - self.movie.t0) * JPEG_CLOCK_RATE)) & 0xFFFFFFFF
+
+    def rtptime_now(self, now: float) -> int:
+        """The RTP time that corresponds to monotonic `now` (an SR's RTP timestamp)."""
+        if self.live:
+            return self.live_rtptime(now)
+        return self.rtptime(self.media_position(now))
+
     def media_position(self, now: float) -> float:
         """Where the stream is at monotonic time `now`, in frames (for the SR's RTP time)."""
         if self.ended or self.state is not State.PLAYING:
@@ -138,7 +159,7 @@ class StreamSession:
         When the receiver sent an RFC 3611 RRTR, an XR DLRR block answers it so that a
         receive-only client can compute its round-trip time too."""
         wall, now = time.time(), time.monotonic()
-        sr = SenderReport(self.ssrc, ntp_from_unix(wall), self.rtptime(self.media_position(now)),
+        sr = SenderReport(self.ssrc, ntp_from_unix(wall), self.rtptime_now(now),
                           self.packets_sent & 0xFFFFFFFF, self.octets_sent & 0xFFFFFFFF)
         packets = [sr, SourceDescription.cname(self.ssrc, CNAME, tool=SERVER_NAME)]
         if self.last_rrtr is not None:
@@ -159,7 +180,8 @@ class StreamSession:
         bandwidth = max(self.movie.byte_rate, 1000.0)  # octets/s of the stream
         if not self.avg_rtcp_size:
             self.avg_rtcp_size = len(self.sender_report()) + 28.0
-        interval = rtcp_interval(members=2, senders=1, rtcp_bw=0.05 * bandwidth, we_sent=True,
+        members = 2 if self.members is None else len(self.members) + 1
+        interval = rtcp_interval(members=members, senders=1, rtcp_bw=0.05 * bandwidth, we_sent=True,
                                  avg_rtcp_size=self.avg_rtcp_size, initial=self.rtcp_initial, rng=rng)
         self.rtcp_initial = False
         return interval
@@ -220,6 +242,8 @@ class Streamer(threading.Thread):
         # before its TEARDOWN, on another socket) may be read after the TEARDOWN was handled
         self._ended_routes: dict[tuple[str, int], tuple[StreamSession, float]] = {}
         self._phase_load = [0] * START_PHASES  # playing sessions per start slot
+        self._live: dict[object, list[StreamSession]] = {}  # live source -> its playing sessions
+        self._live_queue: "collections.deque" = collections.deque()  # (source, frame) to send
 
     # -- called from worker threads --------------------------------------
     def add(self, session: StreamSession) -> None:
@@ -228,7 +252,7 @@ class Streamer(threading.Thread):
             self._sessions[session.id] = session
             if session.rtcp_dest:
                 self._rtcp_routes[session.rtcp_dest] = session
-            if fresh and not session.lab:
+            if fresh and not session.lab and session.group is None:
                 due = time.monotonic() + session.rtcp_interval(self.rng)
                 heapq.heappush(self._heap, (due, next(self._counter), session.rtcp_epoch, session, RTCP))
         self._wake()
@@ -243,16 +267,42 @@ class Streamer(threading.Thread):
         with self._lock:
             session.generation += 1
             session.ended = False
+            if session.live:
+                viewers = self._live.setdefault(session.movie, [])
+                if session not in viewers:
+                    viewers.append(session)  # joins at the source's next frame
+                return
             self._release_phase(session)
             session.play_t0 = self._start_time(session, time.monotonic())
             session.play_k0 = session.position
             heapq.heappush(self._heap, (session.play_t0, next(self._counter), session.generation, session, FRAME))
+        if not session.lab:
+            # An SR right away maps the new timeline (RFC 3550 6.4.1): after a seek or a pause the
+            # receiver's old mapping is wrong, and the next scheduled SR may be seconds away.
+            self._send_rtcp(session, session.sender_report())
         self._wake()
 
     def pause(self, session: StreamSession) -> None:
         with self._lock:
             session.generation += 1
             self._release_phase(session)
+            if session.live:
+                self._drop_viewer(session)
+
+    def _drop_viewer(self, session: StreamSession) -> None:
+        viewers = self._live.get(session.movie)
+        if viewers and session in viewers:
+            viewers.remove(session)
+
+    def live_frame(self, source: object, frame) -> None:
+        """A live source's reader thread hands over a frame (LiveReader.LiveFrame): sent at once
+        by the loop to every session playing the source.  Never blocks the reader."""
+        self._live_queue.append((source, frame))
+        self._wake()
+
+    def live_viewers(self, source: object) -> int:
+        with self._lock:
+            return len(self._live.get(source, ()))
 
     def _start_time(self, session: StreamSession, now: float) -> float:
         """Spread frame deadlines (called with the lock held).  A session's frames are due at
@@ -287,6 +337,8 @@ class Streamer(threading.Thread):
             session.generation += 1
             session.rtcp_epoch += 1
             self._release_phase(session)
+            if session.live:
+                self._drop_viewer(session)
             self._sessions.pop(session.id, None)
             if session.rtcp_dest and self._rtcp_routes.get(session.rtcp_dest) is session:
                 del self._rtcp_routes[session.rtcp_dest]
@@ -319,6 +371,8 @@ class Streamer(threading.Thread):
                     pass
             if self.rtcp_sock in ready:
                 self._receive_rtcp()
+            if self._live_queue:
+                self._send_live()
             self._send_due()
             if time.monotonic() >= next_reap:
                 next_reap = time.monotonic() + 1.0
@@ -394,20 +448,42 @@ class Streamer(threading.Thread):
             return True
         if lateness > session.max_lateness:
             session.max_lateness = lateness
-        train = movie.train(position % count, session.lab)
-        seq, ts = session.seq, session.rtptime(position)
+        self._send_train(session, movie.train(position % count, session.lab), session.rtptime(position))
+        return True
+
+    def _send_live(self) -> None:
+        """Send the live frames handed over since the last wake-up to every viewer of their
+        source.  A viewer that cannot take a frame now (TCP not read, a UDP frame still in
+        slices) skips it; the source and the other viewers never wait for it."""
+        queue = self._live_queue
+        while queue:
+            source, frame = queue.popleft()
+            with self._lock:
+                viewers = list(self._live.get(source, ()))
+            for session in viewers:
+                with session.lock:
+                    if session.out_train is not None:
+                        session.frames_skipped += 1
+                        continue
+                    self._send_train(session, frame.train_for(session.lab), session.live_rtptime(frame.arrival))
+                    session.position += 1
+
+    def _send_train(self, session: StreamSession, train: PacketTrain, ts: int) -> None:
+        """Send one frame's packets to a session (called with session.lock held)."""
+        movie = session.movie
+        seq = session.seq
         if session.channel is not None:
             try:
                 data = interleave(train, train.stamp(seq, ts, session.ssrc), session.channel)
             except ValueError as exc:  # e.g. a whole-JPEG lab packet too large for a '$' frame
                 session.frames_skipped += 1
-                log.warning("session %s: frame %d of %s not sent: %s", session.id, position % count,
+                log.warning("session %s: frame %d of %s not sent: %s", session.id, session.position,
                             movie.name, exc)
-                return True
+                return
             session.seq = (seq + train.count) & 0xFFFF
             if session.send_interleaved is None or not session.send_interleaved(data):
                 session.frames_skipped += 1
-                return True
+                return
         else:
             session.seq = (seq + train.count) & 0xFFFF
             session.out_train, session.out_seq, session.out_ts, session.out_next = train, seq, ts, 0
@@ -423,7 +499,6 @@ class Streamer(threading.Thread):
         session.frames_sent += 1
         session.packets_sent += train.count
         session.octets_sent += train.payload_octets
-        return True
 
     def _send_slice(self, session: StreamSession) -> None:
         """Stamp and send the next UDP_BURST packets of the frame in progress."""
@@ -432,9 +507,11 @@ class Streamer(threading.Thread):
             return
         start = session.out_next
         end = min(start + UDP_BURST, train.count)
+        sock = session.rtp_sock or self.rtp_sock
         buf = train.stamp(session.out_seq, session.out_ts, session.ssrc, start, end)
-        if not (self.gso and end - start > 1 and train.uniform and self._send_segmented(buf, train.segment, dest)):
-            sendto = self.rtp_sock.sendto
+        if not (self.gso and end - start > 1 and train.uniform
+                and self._send_segmented(buf, train.segment, dest, sock)):
+            sendto = sock.sendto
             for packet in train.packets(buf, start):
                 try:
                     sendto(packet, dest)
@@ -444,7 +521,7 @@ class Streamer(threading.Thread):
             session.out_train = None
         session.out_next = end
 
-    def _send_segmented(self, buf: bytearray, segment: int, dest) -> bool:
+    def _send_segmented(self, buf: bytearray, segment: int, dest, sock: socket.socket) -> bool:
         """Send a stamped run of equal-size packets (the last may be shorter) with one sendmsg
         per GSO_MAX_SEGMENTS via UDP GSO (Linux UDP_SEGMENT): the kernel cuts the buffer into
         datagrams of `segment` octets, one system call per slice instead of one per packet,
@@ -454,7 +531,7 @@ class Streamer(threading.Thread):
         view = memoryview(buf)
         for first in range(0, len(buf), step):
             try:
-                self.rtp_sock.sendmsg([view[first:first + step]], control, 0, dest)
+                sock.sendmsg([view[first:first + step]], control, 0, dest)
             except OSError as exc:
                 if exc.errno in (errno.EINVAL, errno.ENOPROTOOPT, errno.EOPNOTSUPP, errno.EIO) and first == 0:
                     log.info("UDP segmentation offload unavailable (%s): one send per packet", exc)
@@ -470,7 +547,7 @@ class Streamer(threading.Thread):
         elif session.rtcp_dest is not None and session.udp_dest is not None:
             host, port = session.udp_dest[0], session.rtcp_dest[1]
             try:
-                self.rtcp_sock.sendto(data, (host, port))
+                (session.rtcp_sock or self.rtcp_sock).sendto(data, (host, port))
             except OSError as exc:
                 log.debug("session %s: RTCP send failed: %s", session.id, exc)
 
@@ -496,7 +573,7 @@ class Streamer(threading.Thread):
         limit = self.session_timeout
         now = time.monotonic()
         with self._lock:
-            idle = [s for s in self._sessions.values() if not s.lab and now - s.last_activity > limit]
+            idle = [s for s in self._sessions.values() if not s.lab and s.members is None and now - s.last_activity > limit]
             for key in [k for k, (_, until) in self._ended_routes.items() if until < now]:
                 del self._ended_routes[key]
         for session in idle:
