@@ -27,7 +27,7 @@ from RtspMessage import (
     Headers, InterleavedFrame, Method, MessageError, Request, Response, RtspError, RtspParser, Status,
 )
 from RtspSession import SESSIONLESS, SUPPORTED, State, new_session_id, next_state
-from Sdp import movie_sdp
+from Sdp import lab_sdp, movie_sdp
 from Streamer import SERVER_NAME, StreamSession, Streamer, unmapped
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ PUBLIC = ", ".join(m.value for m in SUPPORTED)
 SOCKET_BUFFER = 4 << 20
 WORKER_POLL = 1.0  # a worker wakes this often for its timeouts; shutdown() wakes it at once
 LAB_GRACE = 0.03  # wait this long for the rest of an unterminated LF-only request
+LAB_REPLY_LIMIT = 255  # lab clients read each reply with one recv(256)
 
 
 @dataclass
@@ -240,7 +241,11 @@ class ServerWorker:
             if name.lower() not in ("cseq", "session"):
                 ordered.add(name, value)
         response.headers = ordered
-        self._write(response.serialize(lf_only=lab))
+        data = response.serialize(lf_only=lab)
+        if lab and len(data) > LAB_REPLY_LIMIT:
+            log.warning("%s: %d-byte reply to a lab client, which reads %d at most", self.peer, len(data),
+                        LAB_REPLY_LIMIT + 1)
+        self._write(data)
 
     def _write(self, data: bytes) -> None:
         with self._write_lock:
@@ -354,12 +359,22 @@ class ServerWorker:
 
     def do_DESCRIBE(self, request: Request, session: Optional[StreamSession]) -> Response:
         movie, _ = self._movie(request)
-        self._check_carriable(movie)
         local = unmapped(self.conn.getsockname()[0])
+        if self.lab or request.lf_only:
+            # A lab client reads the reply with one recv(256): a minimal SDP that fits.
+            head = len(f"RTSP/1.0 200 OK\nCSeq: {request.cseq}\nContent-Type: application/sdp\n"
+                       f"Content-Length: 999\n\n") + (28 if request.headers.get("Session") else 0)
+            body = lab_sdp(movie.name, movie.duration, movie.fps, local, int(movie.mtime),
+                           LAB_REPLY_LIMIT - head)
+            response = Response(200, Headers(), body=body.encode())
+            response.headers.set("Content-Type", "application/sdp")
+            return response
+        self._check_carriable(movie)
+        width, height = movie.rtp_size()
         sdp = movie_sdp(
             name=movie.name, duration=movie.duration, fps=movie.fps, server_addr=local,
             session_id=int(movie.mtime), version=1, track_control=TRACK_CONTROL,
-            width=movie.stream.width, height=movie.stream.height,
+            width=width, height=height,
         )
         response = Response(200, Headers(), body=sdp.encode())
         response.headers.set("Content-Base", self._base_url(request, movie))
@@ -367,10 +382,12 @@ class ServerWorker:
         return response
 
     def _check_carriable(self, movie: Movie) -> None:
-        if movie.problems and not self.lab:
-            index, reason = movie.problems[0]
+        """415 for a movie RTSP clients cannot play at all: its first frame is neither RFC 2435
+        nor convertible (frames RFC 2435 cannot carry are re-encoded, MediaLibrary.Movie)."""
+        why = movie.unplayable()
+        if why is not None and not self.lab:
             raise RtspError(Status.UNSUPPORTED_MEDIA_TYPE,
-                            f"{movie.name} frame {index} cannot be sent as RTP/JPEG (RFC 2435): {reason}")
+                            f"{movie.name} cannot be sent as RTP/JPEG (RFC 2435): {why}")
 
     def do_SETUP(self, request: Request, session: Optional[StreamSession]):
         movie, _ = self._movie(request)
@@ -461,7 +478,11 @@ class ServerWorker:
         npt = parse_range(value) if value is not None else None
         with session.lock:
             self.streamer.pause(session)
-            return self._play_locked(request, session, npt)
+            response, after = self._play_locked(request, session, npt)
+        # the first frame ready before the reply (re-encoded here if it must be) and the
+        # movie's converter working ahead of this session: the Streamer never waits for it
+        session.movie.prepare(session.position, session.lab, session.id)
+        return response, after
 
     def _play_locked(self, request: Request, session: StreamSession, npt: Optional[NptRange]):
         movie = session.movie

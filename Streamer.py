@@ -28,7 +28,7 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
-from MediaLibrary import Movie
+from MediaLibrary import FrameUnavailable, Movie
 from PacketTrain import PacketTrain
 from RtcpPacket import (
     Bye, ExtendedReport, ReceiverReport, RtcpError, SenderReport, SourceDescription, XrBlock, XrBlockType,
@@ -100,6 +100,7 @@ class StreamSession:
         self.octets_sent = 0
         self.frames_sent = 0
         self.frames_skipped = 0
+        self.skip_warned = False  # a frame skipped for a reason (not lateness) is logged once
         self.max_lateness = 0.0
         # RTCP (RFC 3550 6.3): our SR schedule and what the receiver's RRs said
         self.rtcp_initial = True
@@ -120,6 +121,16 @@ class StreamSession:
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()
+
+    def skip(self, index: int, reason: str) -> None:
+        """Count frame `index` as skipped; the first such frame of the session is a WARNING."""
+        self.frames_skipped += 1
+        if not self.skip_warned:
+            self.skip_warned = True
+            log.warning("session %s: frame %d of %s skipped: %s (further skips are counted, not logged)",
+                        self.id, index, self.movie.name, reason)
+        else:
+            log.debug("session %s: frame %d skipped: %s", self.id, index, reason)
 
     def rtptime(self, position: float) -> int:
         """90 kHz timestamp of timeline position `position` (RFC 2435: one per frame)."""
@@ -389,15 +400,17 @@ class Streamer(threading.Thread):
             return True
         if lateness > session.max_lateness:
             session.max_lateness = lateness
-        train = movie.train(position % count, session.lab)
+        try:
+            train = movie.train(position % count, session.lab, session.id)
+        except FrameUnavailable as exc:  # e.g. a lab frame over one datagram, a 12-bit frame
+            session.skip(position % count, exc.reason)
+            return True
         seq, ts = session.seq, session.rtptime(position)
         if session.channel is not None:
             try:
                 data = interleave(train, train.stamp(seq, ts, session.ssrc), session.channel)
             except ValueError as exc:  # e.g. a whole-JPEG lab packet too large for a '$' frame
-                session.frames_skipped += 1
-                log.warning("session %s: frame %d of %s not sent: %s", session.id, position % count,
-                            movie.name, exc)
+                session.skip(position % count, str(exc))
                 return True
             session.seq = (seq + train.count) & 0xFFFF
             if session.send_interleaved is None or not session.send_interleaved(data):
@@ -406,7 +419,9 @@ class Streamer(threading.Thread):
         else:
             session.seq = (seq + train.count) & 0xFFFF
             session.out_train, session.out_seq, session.out_ts, session.out_next = train, seq, ts, 0
-            self._send_slice(session)
+            if not self._send_slice(session):
+                session.skip(position % count, "the datagram was refused as too large (EMSGSIZE)")
+                return True
             if session.out_train is not None:
                 # A large frame goes out in slices spread over part of the frame interval, so
                 # a receiver's socket buffer (Linux default ~200 KB) is not overrun by a burst.
@@ -420,23 +435,28 @@ class Streamer(threading.Thread):
         session.octets_sent += train.payload_octets
         return True
 
-    def _send_slice(self, session: StreamSession) -> None:
-        """Stamp and send the next UDP_BURST packets of the frame in progress."""
+    def _send_slice(self, session: StreamSession) -> bool:
+        """Stamp and send the next UDP_BURST packets of the frame in progress; False when the
+        kernel refused a packet as too large for a datagram (the frame is lost)."""
         train = session.out_train
         start = session.out_next
         end = min(start + UDP_BURST, train.count)
         dest = session.udp_dest
         buf = train.stamp(session.out_seq, session.out_ts, session.ssrc, start, end)
+        fitted = True
         if not (self.gso and end - start > 1 and train.uniform and self._send_segmented(buf, train.segment, dest)):
             sendto = self.rtp_sock.sendto
             for packet in train.packets(buf, start):
                 try:
                     sendto(packet, dest)
                 except OSError as exc:
+                    if exc.errno == errno.EMSGSIZE:
+                        fitted = False
                     log.debug("session %s: RTP send to %s failed: %s", session.id, dest, exc)
         if end >= train.count:
             session.out_train = None
         session.out_next = end
+        return fitted
 
     def _send_segmented(self, buf: bytearray, segment: int, dest) -> bool:
         """Send a stamped run of equal-size packets (the last may be shorter) with one sendmsg
