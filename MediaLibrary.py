@@ -44,6 +44,7 @@ MAX_DATAGRAM_PAYLOAD = 65507 - 12  # the largest UDP/IPv4 payload, less the RTP 
 CONVERT_AHEAD = 100  # frames converted ahead of each playing session (5 s at 20 fps)
 CURSOR_TTL = 10.0  # a session that took no frame for this long is no longer converted for
 CONVERTER_IDLE = 5.0  # a converter thread with nothing to do for this long exits
+URGENT_LEAD = 20  # a session with fewer frames than this ready is converted for without a pause
 CONVERT_WAIT = 5.0  # at most this long for a frame another thread is converting
 
 
@@ -80,6 +81,8 @@ class Movie:
         self._store_limit = store_bytes
         self._cursors: Dict[Tuple[Hashable, bool], Tuple[int, float]] = {}  # (reader, lab) -> next frame, when
         self._busy: Dict[Tuple[int, bool], threading.Event] = {}  # being converted; set when stored
+        self._lead = 0  # the shortest lead at the last job
+        self._leads: Dict[Tuple[Hashable, bool], Tuple[int, int]] = {}  # cursor -> (position, ready up to)
         self._wake = threading.Condition(self._lock)
         self._converter: Optional[threading.Thread] = None
         self._closed = False
@@ -294,8 +297,10 @@ class Movie:
         self._converter.start()
 
     def _next_job(self) -> Optional[Tuple[int, bool]]:
-        """The first frame not yet converted within CONVERT_AHEAD of some session's position.
-        Runs without the lock (parsing frames is slow); dict reads are safe meanwhile."""
+        """The next frame to convert: for the session whose converted lead (frames ready past
+        its position) is the shortest, the first frame not ready within CONVERT_AHEAD of it, so
+        that every session's next frames come first.  Runs without the lock (parsing frames is
+        slow); dict reads are safe meanwhile, and the chosen frame is claimed under the lock."""
         now = time.monotonic()
         count = self.frame_count
         cursors = list(self._cursors.items())
@@ -303,21 +308,32 @@ class Movie:
         if len(cursors) > 1 and self._store:
             average = self._store_bytes / len(self._store) or 1
             ahead = max(8, min(ahead, int(self._store_limit / (2 * average * len(cursors)))))
-        for (reader, lab), (position, seen) in cursors:
+        best: Optional[Tuple[int, Tuple[Hashable, bool], int]] = None
+        for key, (position, seen) in cursors:
             if now - seen > CURSOR_TTL:
                 with self._lock:
-                    if self._cursors.get((reader, lab)) == (position, seen):
-                        del self._cursors[(reader, lab)]
+                    if self._cursors.get(key) == (position, seen):
+                        del self._cursors[key]
+                        self._leads.pop(key, None)
                 continue
-            for step in range(ahead):
-                index = (position + step) % count
-                key = (index, lab)
-                if key not in self._store and key not in self._busy and self._needs_work(index, lab):
-                    with self._lock:
-                        claimed = self._claim(key)
-                    if claimed is not None:
-                        return key
-        return None
+            lab = key[1]
+            memo = self._leads.get(key)
+            step = memo[1] - position if memo is not None and memo[0] <= position <= memo[1] else 0
+            while step < ahead:
+                frame = ((position + step) % count, lab)
+                if frame not in self._store and frame not in self._busy and self._needs_work(frame[0], lab):
+                    break
+                step += 1
+            self._leads[key] = (position, position + step)  # frames up to here are ready
+            if step < ahead and (best is None or step < best[0]):
+                best = (step, key, (position + step) % count)
+        if best is None:
+            return None
+        self._lead = best[0]
+        job = (best[2], best[1][1])
+        with self._lock:
+            claimed = self._claim(job)
+        return job if claimed is not None else self._next_job()
 
     def _convert_ahead(self) -> None:
         idle_since = time.monotonic()
@@ -326,6 +342,14 @@ class Movie:
             if job is not None:
                 self._convert(*job)
                 idle_since = time.monotonic()
+                if self._lead >= URGENT_LEAD:
+                    # Every session has a second's worth ready: convert at twice the rate the
+                    # sessions use frames rather than in a burst, so that this thread's CPU (and
+                    # its hold on the GIL) is spread evenly instead of delaying the Streamer.
+                    readers = max(1, len(self._cursors))
+                    with self._lock:
+                        if not self._closed:
+                            self._wake.wait(0.5 / (self.fps * readers))
                 continue
             with self._lock:
                 if self._closed or time.monotonic() - idle_since > CONVERTER_IDLE:

@@ -430,6 +430,8 @@ class ServerWorker:
             reply.client_port = choice.client_port
             reply.server_port = self.server_ports
         session.transport = reply
+        if session.lab:
+            movie.prepare(session.position, True, session.id)  # lab frames over the limit, ahead of PLAY
         self.streamer.add(session)
         response = Response(200, Headers())
         response.headers.set("Session", session.id)
