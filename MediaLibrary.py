@@ -24,14 +24,14 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Dict, Hashable, List, Optional, Tuple, Union
-from urllib.parse import unquote, urlsplit
+from typing import Hashable
+from urllib.parse import unquote
 
 from JpegConvert import ConvertError, fit_size, to_rfc2435
 from RtpJpeg import JpegError, packetize, parse_jpeg
 from PacketTrain import PacketTrain
 from RtpPacket import PT_JPEG
-from RtspMessage import RtspError, Status
+from RtspHeaders import split_url
 from VideoStream import VideoStream
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,9 @@ class FrameUnavailable(Exception):
 class Movie:
     """One served file: its VideoStream plus a shared cache of packetized frames."""
 
-    def __init__(self, name: str, path: Path, fps: Optional[float], payload_size: int,
+    live = False  # LiveReader.LiveFeed is the live kind of source
+
+    def __init__(self, name: str, path: Path, fps: float | None, payload_size: int,
                  cache_bytes: int = 64 << 20, lab_max_frame: int = LAB_MAX_FRAME,
                  store_bytes: int = 64 << 20) -> None:
         self.name = name
@@ -67,7 +69,7 @@ class Movie:
         self.stream = VideoStream(path, fps)
         self.payload_size = payload_size
         self.lab_max_frame = lab_max_frame
-        self._cache: "OrderedDict[Tuple[int, bool], PacketTrain]" = OrderedDict()
+        self._cache: "Ordereddict[tuple[int, bool], PacketTrain]" = OrderedDict()
         self._cache_bytes = 0
         self._cache_limit = cache_bytes
         self._lock = threading.Lock()
@@ -76,15 +78,15 @@ class Movie:
         # average octets per second of the stream, for the RTCP bandwidth share (RFC 3550 6.2)
         self.byte_rate = stat.st_size / self.stream.duration if self.stream.duration else 0.0
         # converted frames: (index, lab) -> JPEG bytes, or the ConvertError reason (str)
-        self._store: "OrderedDict[Tuple[int, bool], Union[bytes, str]]" = OrderedDict()
+        self._store: "Ordereddict[tuple[int, bool], bytes | str]" = OrderedDict()
         self._store_bytes = 0
         self._store_limit = store_bytes
-        self._cursors: Dict[Tuple[Hashable, bool], Tuple[int, float]] = {}  # (reader, lab) -> next frame, when
-        self._busy: Dict[Tuple[int, bool], threading.Event] = {}  # being converted; set when stored
+        self._cursors: dict[tuple[Hashable, bool], tuple[int, float]] = {}  # (reader, lab) -> next frame, when
+        self._busy: dict[tuple[int, bool], threading.Event] = {}  # being converted; set when stored
         self._lead = 0  # the shortest lead at the last job
-        self._leads: Dict[Tuple[Hashable, bool], Tuple[int, int]] = {}  # cursor -> (position, ready up to)
+        self._leads: dict[tuple[Hashable, bool], tuple[int, int]] = {}  # cursor -> (position, ready up to)
         self._wake = threading.Condition(self._lock)
-        self._converter: Optional[threading.Thread] = None
+        self._converter: threading.Thread | None = None
         self._closed = False
         self._announced: set = set()
         self.converting = {False: False, True: False}  # kinds for which frames need converting
@@ -119,13 +121,13 @@ class Movie:
             return 0 < self.lab_max_frame < self.stream.size(index)
         return self.stream.reason(index) is not None
 
-    def _convert(self, index: int, lab: bool) -> Union[bytes, str]:
+    def _convert(self, index: int, lab: bool) -> bytes | str:
         """Frame `index` re-encoded for `lab` or RTSP sessions, or why it cannot be (the slow
         part, run without the lock)."""
         started = time.perf_counter()
         jpeg = self.stream.frame(index)
         try:
-            out: Union[bytes, str] = fit_size(jpeg, self.lab_max_frame) if lab else to_rfc2435(jpeg)
+            out: bytes | str = fit_size(jpeg, self.lab_max_frame) if lab else to_rfc2435(jpeg)
         except ConvertError as exc:
             out = exc.reason
             if ("failed", lab) not in self._announced:
@@ -142,7 +144,7 @@ class Movie:
             done.set()
         return out
 
-    def _claim(self, key: Tuple[int, bool]) -> Optional[threading.Event]:
+    def _claim(self, key: tuple[int, bool]) -> threading.Event | None:
         """Take the job of converting `key` (lock held): its Event, or None when it is done
         or another thread has it already."""
         if key in self._store or key in self._busy:
@@ -150,7 +152,7 @@ class Movie:
         event = self._busy[key] = threading.Event()
         return event
 
-    def _put(self, index: int, lab: bool, out: Union[bytes, str]) -> None:
+    def _put(self, index: int, lab: bool, out: bytes | str) -> None:
         """Store a product (lock held), evicting the least recently used beyond the limit."""
         key = (index, lab)
         if key in self._store:
@@ -220,7 +222,7 @@ class Movie:
             raise FrameUnavailable(f"frame cannot be re-encoded: {out}")
         return out
 
-    def train(self, index: int, lab: bool = False, reader: Optional[Hashable] = None) -> PacketTrain:
+    def train(self, index: int, lab: bool = False, reader: Hashable | None = None) -> PacketTrain:
         """Frame `index` as RTP packets ready to stamp (PacketTrain), built once and shared by
         every session: RFC 2435 payloads, or the whole JPEG in one packet for the lab dialect.
         `reader` (a session id) lets the converter run ahead of that session.  Raises
@@ -255,7 +257,7 @@ class Movie:
                 pass  # the Streamer skips it and says why
             self._advance(reader, lab, index + 1)
 
-    def rtp_size(self) -> Tuple[int, int]:
+    def rtp_size(self) -> tuple[int, int]:
         """Width and height RTSP clients see (a > 2040 px source is scaled down to fit)."""
         if self.stream.reason(0) is None:
             return self.width, self.height
@@ -265,7 +267,7 @@ class Movie:
             return self.width, self.height
         return info.width, info.height
 
-    def unplayable(self) -> Optional[str]:
+    def unplayable(self) -> str | None:
         """Why RTSP clients cannot play this movie at all (its first frame can be neither sent
         nor re-encoded), or None."""
         try:
@@ -296,7 +298,7 @@ class Movie:
         self._converter = threading.Thread(target=self._convert_ahead, name=f"convert-{self.name}", daemon=True)
         self._converter.start()
 
-    def _next_job(self) -> Optional[Tuple[int, bool]]:
+    def _next_job(self) -> tuple[int, bool] | None:
         """The next frame to convert: for the session whose converted lead (frames ready past
         its position) is the shortest, the first frame not ready within CONVERT_AHEAD of it, so
         that every session's next frames come first.  Runs without the lock (parsing frames is
@@ -308,7 +310,7 @@ class Movie:
         if len(cursors) > 1 and self._store:
             average = self._store_bytes / len(self._store) or 1
             ahead = max(8, min(ahead, int(self._store_limit / (2 * average * len(cursors)))))
-        best: Optional[Tuple[int, Tuple[Hashable, bool], int]] = None
+        best: tuple[int, tuple[Hashable, bool], int] | None = None
         for key, (position, seen) in cursors:
             if now - seen > CURSOR_TTL:
                 with self._lock:
@@ -370,7 +372,7 @@ class Movie:
 class MediaLibrary:
     """Maps request-URIs to the movies of one folder."""
 
-    def __init__(self, folder: os.PathLike, fps: Optional[float] = None, payload_size: int = 1400,
+    def __init__(self, folder: os.PathLike, fps: float | None = None, payload_size: int = 1400,
                  lab_max_frame: int = LAB_MAX_FRAME) -> None:
         self.folder = Path(folder).resolve(strict=True)
         if not self.folder.is_dir():
@@ -379,12 +381,17 @@ class MediaLibrary:
         self.fps = fps
         self.payload_size = payload_size
         self.lab_max_frame = lab_max_frame
-        self._movies: Dict[str, Movie] = {}
+        self._movies: dict[str, Movie] = {}
         self._lock = threading.Lock()
-        self._listing: Optional[List[str]] = None
+        self._listing: list[str] | None = None
         self._listed_at = 0.0
+        self.live: dict[str, object] = {}  # name -> LiveReader.LiveFeed (--live NAME=...)
 
-    def names(self) -> List[str]:
+    def add_live(self, feed) -> None:
+        """Serve a live source under its name (it hides a file of the same name)."""
+        self.live[feed.name] = feed
+
+    def names(self) -> list[str]:
         """Servable names, from a listing at most LISTING_TTL seconds old (SETUP latency)."""
         now = time.monotonic()
         with self._lock:
@@ -395,7 +402,7 @@ class MediaLibrary:
             self._listing, self._listed_at = listing, now
         return listing
 
-    def _scan(self) -> List[str]:
+    def _scan(self) -> list[str]:
         """Regular files directly in the folder, not leaving it, with a served extension."""
         found = []
         for entry in os.scandir(self.folder):
@@ -412,25 +419,24 @@ class MediaLibrary:
         return sorted(found)
 
     @staticmethod
-    def split_uri(uri: str) -> Tuple[str, str]:
-        """(movie name, track control) from a request-URI.
+    def split_uri(uri: str) -> tuple[str, str]:
+        """(movie name, track control) from a request-URI, split by RtspHeaders.split_url.
 
         Accepts rtsp://host:port/name, .../name/ (aggregate control from Content-Base),
-        .../name/trackID=0 and the lab's bare `name`.  The name is percent-decoded
-        only to be compared with the folder listing.
+        .../name/trackID=0 and the lab's bare `name`; a query is ignored.  The name is
+        percent-decoded only to be compared with the folder listing.  A malformed URL is 400.
         """
         if uri == "*":
             return "", ""
-        try:
-            path = urlsplit(uri).path if "://" in uri else uri.split("?", 1)[0]
-        except ValueError as exc:  # e.g. 'rtsp://[::1/x': a malformed IPv6 host
-            raise RtspError(Status.BAD_REQUEST, f"malformed request-URI {uri!r}: {exc}") from None
-        path = path.lstrip("/")
+        path = split_url(uri)[2].split("?", 1)[0]
         name, _, track = path.partition("/")
         return unquote(name), track.rstrip("/")
 
-    def lookup(self, name: str) -> Optional[Movie]:
-        """The Movie called `name`, or None when no such servable file exists."""
+    def lookup(self, name: str) -> Movie | None:
+        """The Movie (or live feed) called `name`, or None when no such source exists."""
+        feed = self.live.get(name)
+        if feed is not None:
+            return feed  # type: ignore[return-value]
         if not name or "\x00" in name or name not in self.names():
             return None
         if not os.path.lexists(self.folder / name):

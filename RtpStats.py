@@ -17,14 +17,13 @@ import collections
 import enum
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import Any, Deque, Generic, Iterable, TypeVar
+from typing import Any, Generic, Iterable, TypeVar
 
 from RtcpPacket import ReportBlock, clamp_packets_lost
+from RtpPacket import JPEG_CLOCK_RATE, SEQ_MOD, seq_delta, seq_diff, ts_diff
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
-RTP_SEQ_MOD = 1 << 16        # RFC 3550 §5.1: 16-bit sequence number
-RTP_TS_MOD = 1 << 32         # 32-bit timestamp
 MAX_DROPOUT = 3000           # RFC 3550 A.1 suggested values
 MAX_MISORDER = 100
 MIN_SEQUENTIAL = 2
@@ -61,17 +60,6 @@ class IntervalReport:
     fraction_lost: int   # 8-bit fixed point, lost/expected * 256, 0 when nothing was lost
 
 
-def seq_delta(a: int, b: int) -> int:
-    """Forward distance from 16-bit sequence number ``b`` to ``a`` (0..65535)."""
-    return (a - b) % RTP_SEQ_MOD
-
-
-def ts_signed_diff(a: int, b: int) -> int:
-    """Signed difference ``a - b`` of two 32-bit timestamps, wrap-around aware."""
-    d = (a - b) % RTP_TS_MOD
-    return d - RTP_TS_MOD if d >= RTP_TS_MOD // 2 else d
-
-
 class SequenceTracker:
     """Per-source receive statistics (RFC 3550 A.1, A.3, A.8).
 
@@ -84,7 +72,7 @@ class SequenceTracker:
     duplicates are *not* counted as received, so ``lost`` never goes negative.
     """
 
-    def __init__(self, clock_rate: int = 90000, *, min_sequential: int = MIN_SEQUENTIAL,
+    def __init__(self, clock_rate: int = JPEG_CLOCK_RATE, *, min_sequential: int = MIN_SEQUENTIAL,
                  max_dropout: int = MAX_DROPOUT, max_misorder: int = MAX_MISORDER) -> None:
         if clock_rate <= 0:
             raise ValueError(f"clock rate must be positive, got {clock_rate}")
@@ -95,7 +83,7 @@ class SequenceTracker:
         self.max_seq = 0            # highest 16-bit sequence number seen
         self.cycles = 0             # count of wraps, shifted (multiple of 65536)
         self.base_seq = 0           # extended sequence number of the first valid packet
-        self.bad_seq = RTP_SEQ_MOD + 1   # last 'bad' seq + 1 (A.1); impossible value to start
+        self.bad_seq = SEQ_MOD + 1   # last 'bad' seq + 1 (A.1); impossible value to start
         self.probation = min_sequential
         self.validated = False
         self.received = 0           # unique valid packets
@@ -116,7 +104,7 @@ class SequenceTracker:
         self._last_ts = 0
         self._last_arrival_units = 0.0
         self._seen: set[int] = set()
-        self._seen_order: Deque[int] = collections.deque()
+        self._seen_order: collections.deque[int] = collections.deque()
 
     # -- A.1 -----------------------------------------------------------------------------
     @property
@@ -128,7 +116,7 @@ class SequenceTracker:
         self.base_seq = seq
         self.max_seq = seq
         self.cycles = 0
-        self.bad_seq = RTP_SEQ_MOD + 1
+        self.bad_seq = SEQ_MOD + 1
         self.received = 0
         self.received_octets = 0
         self.expected_prior = 0
@@ -147,7 +135,7 @@ class SequenceTracker:
                size: int = 0) -> tuple[Verdict, int | None]:
         """Account for one arriving packet (RFC 3550 A.1 update_seq + A.8 jitter); ``size`` is its
         payload length, summed over unique packets in ``received_octets``."""
-        if not 0 <= seq < RTP_SEQ_MOD:
+        if not 0 <= seq < SEQ_MOD:
             raise ValueError(f"sequence number {seq} out of 16-bit range")
         if not self.validated:
             return self._update_probation(seq, rtp_timestamp, arrival, size)
@@ -157,24 +145,24 @@ class SequenceTracker:
             return Verdict.DUPLICATE, self.extended_max
         if udelta < self.max_dropout:
             if seq < self.max_seq:       # wrapped: one more cycle
-                self.cycles += RTP_SEQ_MOD
+                self.cycles += SEQ_MOD
             self.max_seq = seq
             ext = self.extended_max
             verdict = Verdict.IN_ORDER
-        elif udelta <= RTP_SEQ_MOD - self.max_misorder:
+        elif udelta <= SEQ_MOD - self.max_misorder:
             # A very large jump: believe it only when the next packet follows it (A.1).
             if seq == self.bad_seq:
-                logger.info("RTP sequence jumped to %d: sender restarted, resynchronising", seq)
+                log.info("RTP sequence jumped to %d: sender restarted, resynchronising", seq)
                 self._init_seq(seq)
                 self.restarts += 1
                 self._count(seq, rtp_timestamp, arrival, size)
                 return Verdict.RESTARTED, seq
-            self.bad_seq = (seq + 1) % RTP_SEQ_MOD
+            self.bad_seq = (seq + 1) % SEQ_MOD
             self.invalid += 1
             return Verdict.INVALID, None
         else:
             # Behind the highest: a late (reordered) packet or a duplicate.
-            ext = self.extended_max - (RTP_SEQ_MOD - udelta)
+            ext = self.extended_max - (SEQ_MOD - udelta)
             if ext in self._seen or ext < 0:
                 self.duplicates += 1
                 return Verdict.DUPLICATE, ext
@@ -199,7 +187,7 @@ class SequenceTracker:
         """
         self._probation_held.append((seq, rtp_timestamp, arrival, size))
         del self._probation_held[:-MAX_PROBATION_HELD]
-        if self._run_first is not None and seq == (self.max_seq + 1) % RTP_SEQ_MOD:
+        if self._run_first is not None and seq == (self.max_seq + 1) % SEQ_MOD:
             self.probation -= 1
         else:
             # First packet, or not sequential: the run starts over with this one.
@@ -213,10 +201,10 @@ class SequenceTracker:
         first = self._run_first
         kept = []
         for k_seq, ts, at, sz in self._probation_held:
-            d = (k_seq - first + RTP_SEQ_MOD // 2) % RTP_SEQ_MOD - RTP_SEQ_MOD // 2
+            d = seq_diff(k_seq, first)
             if -self.max_misorder <= d < self.max_dropout:
                 kept.append((d, k_seq, ts, at, sz))
-        origin = first if first + min(k[0] for k in kept) >= 0 else first + RTP_SEQ_MOD
+        origin = first if first + min(k[0] for k in kept) >= 0 else first + SEQ_MOD
         self._init_seq(first)
         self._probation_held = []
         self._run_first = None
@@ -237,7 +225,7 @@ class SequenceTracker:
                 highest, lowest = max(highest, ext), min(lowest, ext)
             self._count(ext, ts, at, sz)
         self.base_seq = lowest
-        self.max_seq = highest % RTP_SEQ_MOD
+        self.max_seq = highest % SEQ_MOD
         self.cycles = highest - self.max_seq
         return Verdict.VALIDATED, self.probation_exts[seq]
 
@@ -255,7 +243,7 @@ class SequenceTracker:
         else:
             # Keep transit continuous across the 32-bit timestamp wrap.
             prev_ts = self._last_ts
-            transit = self._transit + (arrival_units - self._last_arrival_units) - ts_signed_diff(rtp_timestamp, prev_ts)
+            transit = self._transit + (arrival_units - self._last_arrival_units) - ts_diff(rtp_timestamp, prev_ts)
             d = transit - self._transit
             self.jitter += (abs(d) - self.jitter) / 16.0
         self._transit = transit
@@ -416,7 +404,7 @@ class RtpReceiver(Generic[T]):
     not-yet-believed jumps are dropped.
     """
 
-    def __init__(self, clock_rate: int = 90000, reorder_window: float = 0.05) -> None:
+    def __init__(self, clock_rate: int = JPEG_CLOCK_RATE, reorder_window: float = 0.05) -> None:
         self.tracker = SequenceTracker(clock_rate)
         self.reorder: ReorderBuffer[T] = ReorderBuffer(reorder_window)
         self._probation: list[tuple[int, T]] = []   # (sequence number, item) while on probation
@@ -464,7 +452,7 @@ class RateMeter:
 
     def __init__(self, window: float = 1.0) -> None:
         self.window = window
-        self._events: Deque[tuple[float, float]] = collections.deque()
+        self._events: collections.deque[tuple[float, float]] = collections.deque()
         self._sum = 0.0
 
     def add(self, now: float, amount: float = 1.0) -> None:
@@ -539,7 +527,7 @@ class PlaybackStats:
         self._playing_since: float | None = None
         self._frame_rate = RateMeter(1.0)
         self._byte_rate = RateMeter(1.0)
-        self._history: Deque[tuple[float, ...]] = collections.deque()
+        self._history: collections.deque[tuple[float, ...]] = collections.deque()
         self._last_sample: float | None = None
         self._last_lost = 0
         self._last_expected = 0
@@ -612,3 +600,134 @@ def extend_all(seqs: Iterable[int]) -> list[int]:
         _, ext = t.update(s, 0, 0.0)
         out.append(ext if ext is not None else -1)
     return out
+
+
+class Unusable(enum.Enum):
+    """Why an RTP packet that arrived was not used (the reasons :class:`PacketDiagnosis` names)."""
+
+    SHORT = "short"                  # under the 12-byte RTP header
+    VERSION = "version"              # RTP version != 2 (RFC 3550 §5.1)
+    MALFORMED = "malformed"          # CSRC/extension/padding run past the packet
+    PAYLOAD_TYPE = "payload type"    # not the JPEG payload type (26, or the SDP's)
+    SSRC = "ssrc"                    # not the stream's SSRC
+    SEQUENCE = "sequence"            # held back: the sequence numbers do not advance
+    NO_JPEG = "no jpeg"              # payload neither a whole JPEG nor RFC 2435
+
+
+DIAGNOSE_AFTER = 2.0     # seconds of packets without a frame before the player says why
+DIAGNOSE_MIN = 20        # packets before "only a few made frames" is said
+
+
+class PacketDiagnosis:
+    """Why packets arrive but make no frames (or few): counts per :class:`Unusable` reason, the
+    first detail of each, the source, and what the headers did (sequence, timestamp, marker,
+    SSRC). Pure: the receive path reports arrivals, headers and drops; :meth:`line` says it in
+    one line, naming the count, the source and the reason that dropped the most packets."""
+
+    def __init__(self) -> None:
+        self.arrived = 0
+        self.source: str | None = None
+        self.first_arrival: float | None = None
+        self.last_arrival: float | None = None
+        self.counts: dict[Unusable, int] = {}
+        self.details: dict[Unusable, str] = {}
+        self.headers = 0              # packets whose RTP header parsed with the right version and PT
+        self.markers = 0
+        self.whole_jpegs = 0          # payloads that are whole JPEGs (the lab form: no marker needed)
+        self.seq_same = 0             # sequence number equal to the previous packet's
+        self.seq_other = 0            # neither the previous + 1 nor the same
+        self.ts_changes = 0
+        self.ssrcs: set[int] = set()
+        self._last: tuple[int, int] | None = None    # (seq, timestamp) of the previous header
+        self._seq_examples: list[int] = []
+
+    def arrival(self, source: str | None, now: float) -> None:
+        """One datagram arrived (before any check)."""
+        self.arrived += 1
+        self.last_arrival = now
+        if self.first_arrival is None:
+            self.first_arrival = now
+            self.source = source
+
+    def header(self, seq: int, timestamp: int, marker: bool, ssrc: int, whole_jpeg: bool) -> None:
+        """An RTP header with version 2 and the right payload type."""
+        self.headers += 1
+        self.markers += bool(marker)
+        self.whole_jpegs += bool(whole_jpeg)
+        if len(self.ssrcs) < 1000:
+            self.ssrcs.add(ssrc)
+        if self._last is not None:
+            last_seq, last_ts = self._last
+            if seq == last_seq:
+                self.seq_same += 1
+            elif seq != (last_seq + 1) % SEQ_MOD:
+                self.seq_other += 1
+            self.ts_changes += timestamp != last_ts
+        if len(self._seq_examples) < 4:
+            self._seq_examples.append(seq)
+        self._last = (seq, timestamp)
+
+    def drop(self, reason: Unusable, detail: str) -> None:
+        """A packet was not used, for ``reason``; the first ``detail`` of each reason is kept."""
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        self.details.setdefault(reason, detail)
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.counts.values())
+
+    def reason(self, frames: int, incomplete: str | None = None) -> str | None:
+        """The main reason packets are not making frames, or None when nothing is wrong with them."""
+        ranked = sorted(self.counts.items(), key=lambda kv: -kv[1])
+        if ranked and self.dropped * 2 >= self.arrived:
+            kind, n = ranked[0]
+            if kind is Unusable.SSRC and len(self.ssrcs) * 2 >= max(2, self.headers):
+                text = (f"the SSRC changes from packet to packet ({len(self.ssrcs)} different SSRCs; "
+                        f"RFC 3550 gives a source one SSRC)")
+            elif kind is Unusable.SEQUENCE:
+                text = self._sequence_text()
+            else:
+                text = self.details[kind]
+            return f"{text}, in {'all' if n == self.arrived else n} of them"
+        if frames > 0 or self.headers == 0:
+            return None
+        if self.seq_same * 2 >= self.headers or self.seq_other * 2 >= self.headers:
+            return self._sequence_text()
+        if self.markers == 0 and self.whole_jpegs == 0:
+            if self.ts_changes == 0 and self.headers > 1:
+                return ("the marker bit is never set and the timestamp never changes: the player "
+                        "cannot tell where a frame ends (RFC 2435 marks each frame's last packet)")
+            return "the marker bit is never set (RFC 2435 marks each frame's last packet)"
+        if self.ts_changes == 0 and self.headers > 1 and self.whole_jpegs == 0:
+            return "the timestamp never changes (each frame needs its own RTP timestamp)"
+        return f"no frame completed ({incomplete or 'fragments missing'})"
+
+    def _sequence_text(self) -> str:
+        seqs = ", ".join(str(s) for s in self._seq_examples)
+        if self.seq_same >= self.seq_other:
+            return f"the sequence number does not advance (it stays {self._seq_examples[0]})" \
+                if self._seq_examples else "the sequence number does not advance"
+        return f"the sequence numbers do not go up by one per packet ({seqs}, ...)"
+
+    def line(self, frames: int, now: float, incomplete: str | None = None,
+             settled: bool = False) -> str | None:
+        """One line for the user, or None: when packets have arrived for DIAGNOSE_AFTER seconds
+        (or the stream is over: ``settled``) and none made a frame, or when at least half of
+        DIAGNOSE_MIN or more packets were dropped."""
+        if self.arrived == 0 or self.first_arrival is None:
+            return None
+        if frames == 0:
+            if now - self.first_arrival < DIAGNOSE_AFTER and not settled:
+                return None
+        elif self.arrived < DIAGNOSE_MIN or self.dropped * 2 < self.arrived:
+            return None
+        why = self.reason(frames, incomplete)
+        if why is None:
+            return None
+        src = f" from {self.source}" if self.source else ""
+        made = "none made a frame" if frames == 0 else f"only {frames} frames came of them"
+        return f"{self.arrived} RTP packets arrived{src} but {made}: {why}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"arrived": self.arrived, "source": self.source,
+                "dropped": {k.value: v for k, v in self.counts.items()}}

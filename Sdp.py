@@ -11,7 +11,8 @@ import logging
 import re
 from dataclasses import dataclass, field
 
-from RtspHeaders import NptRange, format_range, join_url, parse_range
+from RtspHeaders import NptRange, format_range, parse_range
+from RtpPacket import JPEG_CLOCK_RATE, PT_JPEG
 from RtspMessage import RtspError
 
 log = logging.getLogger(__name__)
@@ -189,16 +190,6 @@ class SessionDescription(_Attributes):
         """Where ``media`` is sent: its own c= line, else the session's (RFC 4566 5.7)."""
         return media.connection_address or self.connection_address
 
-    def aggregate_url(self, base: str) -> str:
-        """The URL for aggregate PLAY/PAUSE/TEARDOWN (RFC 2326 C.1.1): the session-level
-        a=control resolved against ``base`` (Content-Base, else the DESCRIBE URL)."""
-        return join_url(base, self.control)
-
-    def media_url(self, media: MediaDescription, base: str) -> str:
-        """The SETUP URL of ``media``: its a=control resolved against the session-level
-        control when that is an absolute URL (as ffmpeg does), else against ``base``."""
-        return join_url(self.aggregate_url(base), media.control)
-
     @property
     def video(self) -> MediaDescription | None:
         """The first m=video section, or None."""
@@ -326,14 +317,15 @@ def _fps_text(fps: float) -> str:
 def movie_sdp(name: str, duration: float | None, fps: float, server_addr: str,
               session_id: int | str, version: int = 1, track_control: str = "trackID=0",
               width: int | None = None, height: int | None = None,
-              bitrate_kbps: int | None = None, tool: str = "RtspServer (RFC 2326/2435)"
-              ) -> str:
+              bitrate_kbps: int | None = None, tool: str = "RtspServer (RFC 2326/2435)",
+              live: bool = False) -> str:
     """The description of one stored movie as RTP/JPEG (RFC 2326 C, RFC 2435, RFC 4566).
 
     Session-level a=control:* makes the aggregate URL the Content-Base; the track is
     ``track_control`` below it.  a=range gives the duration (npt, 3 decimals), a=framerate
     the frame rate (GStreamer uses it), a=x-dimensions the size (some players use it).
-    ``server_addr`` may be IPv4 or IPv6 (o= and c= then say IP6).
+    ``server_addr`` may be IPv4 or IPv6 (o= and c= then say IP6).  A ``live`` stream has no
+    duration: a=range:npt=now- (RFC 2326 C.1.5), which players take as "no seeking".
     """
     addr = server_addr.strip("[]").split("%")[0]
     ip6 = ":" in addr
@@ -345,18 +337,18 @@ def movie_sdp(name: str, duration: float | None, fps: float, server_addr: str,
             raise SdpError(f"empty value or line break in SDP field {text!r}")
     if fps <= 0:
         raise SdpError(f"frame rate must be positive, not {fps}")
-    rng = NptRange(0.0, duration)
+    rng = NptRange(None, None) if live else NptRange(0.0, duration)
     sdp = SessionDescription(
         origin=f"- {session_id} {int(version)} IN {family} {addr}",
         name=name,
         attributes=[("tool", tool), ("control", "*"),
                     ("range", format_range(rng).replace("npt=0.000-", "npt=0-"))],
     )
-    media = MediaDescription(media="video", port=0, proto="RTP/AVP", formats=["26"],
+    media = MediaDescription(media="video", port=0, proto="RTP/AVP", formats=[str(PT_JPEG)],
                              connection=f"IN {family} {'::' if ip6 else '0.0.0.0'}")
     if bitrate_kbps:
         media.bandwidths.append(f"AS:{int(bitrate_kbps)}")
-    media.attributes += [("rtpmap", "26 JPEG/90000"), ("framerate", _fps_text(fps)),
+    media.attributes += [("rtpmap", f"{PT_JPEG} JPEG/{JPEG_CLOCK_RATE}"), ("framerate", _fps_text(fps)),
                          ("control", track_control)]
     if width and height:
         media.attributes.append(("x-dimensions", f"{int(width)},{int(height)}"))
