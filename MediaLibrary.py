@@ -69,7 +69,7 @@ class Movie:
         self.stream = VideoStream(path, fps)
         self.payload_size = payload_size
         self.lab_max_frame = lab_max_frame
-        self._cache: "Ordereddict[tuple[int, bool], PacketTrain]" = OrderedDict()
+        self._cache: "OrderedDict[tuple[int, bool], PacketTrain]" = OrderedDict()
         self._cache_bytes = 0
         self._cache_limit = cache_bytes
         self._lock = threading.Lock()
@@ -78,7 +78,7 @@ class Movie:
         # average octets per second of the stream, for the RTCP bandwidth share (RFC 3550 6.2)
         self.byte_rate = stat.st_size / self.stream.duration if self.stream.duration else 0.0
         # converted frames: (index, lab) -> JPEG bytes, or the ConvertError reason (str)
-        self._store: "Ordereddict[tuple[int, bool], bytes | str]" = OrderedDict()
+        self._store: "OrderedDict[tuple[int, bool], bytes | str]" = OrderedDict()
         self._store_bytes = 0
         self._store_limit = store_bytes
         self._cursors: dict[tuple[Hashable, bool], tuple[int, float]] = {}  # (reader, lab) -> next frame, when

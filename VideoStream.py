@@ -84,7 +84,7 @@ class VideoStream:
             self.width, self.height = _sof_size(self.frame(0))
         self._next = 0
 
-    def _index_lab(self, data: bytes) -> list[tuple[int, int]]:
+    def _index_lab(self, data: bytes | mmap.mmap) -> list[tuple[int, int]]:
         """Offsets of frames in the lab format: 5 ASCII digits of length, then the frame."""
         index: list[tuple[int, int]] = []
         pos, n = 0, len(data)
@@ -106,7 +106,7 @@ class VideoStream:
             pos = start + length
         return index
 
-    def _index_concat(self, data: bytes) -> list[tuple[int, int]]:
+    def _index_concat(self, data: bytes | mmap.mmap) -> list[tuple[int, int]]:
         """Offsets of concatenated JPEG frames, found by walking each frame's markers."""
         index: list[tuple[int, int]] = []
         pos, n = 0, len(data)
@@ -181,9 +181,10 @@ class VideoStream:
 
     def close(self) -> None:
         """Unmap the file (frames can no longer be read)."""
-        if isinstance(getattr(self, "_data", None), mmap.mmap):
+        data = getattr(self, "_data", None)
+        if isinstance(data, mmap.mmap):
             try:
-                self._data.close()
+                data.close()
             except BufferError:
                 pass
 
