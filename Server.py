@@ -15,8 +15,13 @@ import sys
 import threading
 from typing import List, Optional, Set, Tuple
 
+import PythonVersion  # first: an old Python gets one line, not a SyntaxError/TypeError below
+
+PythonVersion.require("Server.py")
+
 from MediaLibrary import MediaLibrary
 from RtspAuth import AuthError, Authenticator, UserDatabase
+from SocketBuffers import request_buffer
 from ServerWorker import SOCKET_BUFFER, ServerConfig, ServerWorker, SessionRegistry
 from Streamer import Streamer
 
@@ -40,9 +45,9 @@ def _udp_pair(family: int, host: str) -> Tuple[socket.socket, socket.socket]:
             port = rtp.getsockname()[1]
             if port % 2 == 0:
                 rtcp.bind((host, port + 1))
-                for sock in (rtp, rtcp):
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
+                for sock in (rtp, rtcp):  # a smaller send buffer only makes a send wait: no warning
+                    request_buffer(sock, socket.SO_SNDBUF, SOCKET_BUFFER, "UDP", logging.DEBUG)
+                    request_buffer(sock, socket.SO_RCVBUF, SOCKET_BUFFER, "UDP", logging.DEBUG)
                 return rtp, rtcp
         except OSError:
             pass
@@ -167,11 +172,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class Terminated(Exception):
-    """SIGTERM (systemd, docker stop, kill): stop like Ctrl-C."""
+    """A stop signal other than Ctrl-C: stop the way Ctrl-C does."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated()
+# What stops the server besides Ctrl-C (KeyboardInterrupt everywhere): SIGTERM on Unix (systemd,
+# docker stop, kill); Ctrl-Break (SIGBREAK) in a Windows console, where nothing sends SIGTERM
+# and Ctrl-Break would otherwise kill the process without the RTCP BYEs.
+STOP_SIGNALS = {"SIGTERM": "SIGTERM", "SIGBREAK": "Ctrl-Break"}
+
+
+def install_stop_signals() -> list[str]:
+    """Handle each of STOP_SIGNALS this platform has; returns their names."""
+    installed = []
+    for name, label in STOP_SIGNALS.items():
+        signum = getattr(signal, name, None)
+        if signum is None or (name == "SIGTERM" and sys.platform == "win32"):
+            continue
+
+        def handler(signum: int, frame: object, label: str = label) -> None:
+            raise Terminated(label)
+
+        signal.signal(signum, handler)
+        installed.append(name)
+    return installed
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -208,13 +235,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         log.warning("no .Mjpeg files in %s", media.folder)
     for name in names:
         log.info("serving rtsp://127.0.0.1:%d/%s", server.port, name)
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    install_stop_signals()
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         log.info("Ctrl-C: stopped")  # serve_forever's finally has closed everything
-    except Terminated:
-        log.info("SIGTERM: stopped")
+    except Terminated as stop:
+        log.info("%s: stopped", stop.name)
     return 0
 
 

@@ -27,6 +27,7 @@ from RtspMessage import (
 )
 from RtspSession import SESSIONLESS, SUPPORTED, State, new_session_id, next_state
 from Sdp import movie_sdp
+from SocketBuffers import request_buffer
 from Streamer import SERVER_NAME, StreamSession, Streamer, unmapped
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ class ServerWorker:
         # timeout (not SO_SNDTIMEO, whose value is a timeval on Unix but a DWORD of ms on Windows)
         # also makes the socket non-blocking underneath, which send_interleaved relies on.
         self.conn.settimeout(WRITE_TIMEOUT)
-        self.conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+        request_buffer(self.conn, socket.SO_SNDBUF, SOCKET_BUFFER, "TCP", logging.DEBUG)
         self.conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         log.info("%s: connected", self.peer)
 
