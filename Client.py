@@ -23,7 +23,7 @@ from PIL import Image, ImageTk
 from ReceiveEngine import ClientError, ClientState, Event, EventKind, Frame, ReceiveEngine
 from RtpStats import StatsSnapshot
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 GUI_TICK_MS = 15          # queue drain period
 STATS_TICK_MS = 250       # statistics panel and plot: 4 updates per second
@@ -277,7 +277,7 @@ class Client:
             try:
                 self.engine.describe()
             except ClientError as exc:
-                logger.info("DESCRIBE failed (%s); SETUP on the request URL", exc)
+                log.info("DESCRIBE failed (%s); SETUP on the request URL", exc)
 
     def setup(self) -> None:
         def work() -> None:
@@ -340,7 +340,7 @@ class Client:
             try:
                 self.engine.pause()
             except ClientError as exc:
-                logger.info("PAUSE on close: %s", exc)
+                log.info("PAUSE on close: %s", exc)
         if self.ask_quit():
             self.teardown()
         elif was_playing:
@@ -394,7 +394,7 @@ class Client:
                     self.busy = False
                     self.status_var.set(err or "")
                     if err:
-                        logger.warning("%s", err)
+                        log.warning("%s", err)
                     if done is not None and not err:
                         done()
                         if self.closed:
@@ -425,7 +425,7 @@ class Client:
         try:
             img, self.frame_size = decode_for_view(frame.data, self._view_size())
         except (OSError, ValueError) as exc:
-            logger.debug("frame %d does not decode: %s", frame.index, exc)
+            log.debug("frame %d does not decode: %s", frame.index, exc)
             return False
         if self.photo is None or self.photo_size != img.size or self.photo_mode != img.mode:
             self.photo = ImageTk.PhotoImage(img)
@@ -559,7 +559,7 @@ def run_gui(engine: ReceiveEngine, args: Any) -> int:
             try:
                 engine.options()
             except ClientError as exc:
-                logger.info("OPTIONS: %s", exc)
+                log.info("OPTIONS: %s", exc)
             engine.describe()
         app._run("DESCRIBE", initial, done=app._show_sdp)
     interrupted = threading.Event()

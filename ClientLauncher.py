@@ -29,7 +29,7 @@ from RtcpPacket import RTCP_MIN_TIME
 from RtspClient import make_url
 from RtpStats import StatsSnapshot
 
-logger = logging.getLogger("ClientLauncher")
+log = logging.getLogger("ClientLauncher")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 NO_TK = ("this Python has no Tkinter, which the player's window needs: install it (Debian/Ubuntu: "
@@ -141,7 +141,7 @@ def run_headless(engine: ReceiveEngine, args: argparse.Namespace, out: TextIO | 
             try:
                 engine.options()
             except ClientError as exc:
-                logger.info("OPTIONS failed (%s); going on", exc)
+                log.info("OPTIONS failed (%s); going on", exc)
             engine.describe()
             engine.setup()
             engine.play(args.start)
@@ -187,7 +187,7 @@ def run_headless(engine: ReceiveEngine, args: argparse.Namespace, out: TextIO | 
             try:
                 engine.teardown()
             except ClientError as exc:
-                logger.info("TEARDOWN: %s", exc)
+                log.info("TEARDOWN: %s", exc)
     except KeyboardInterrupt:
         engine.quit()
         raise
@@ -263,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.stats_json and engine.final_snapshot is not None:
             write_stats(args.stats_json, engine.final_snapshot, engine, engine.ended or "window closed")
         if args.save:
-            logger.warning("--save is only supported with --headless")
+            log.warning("--save is only supported with --headless")
         return rc
     except ClientError as exc:
         engine.close()

@@ -27,14 +27,14 @@ from RtcpPacket import (RTCP_MIN_TIME, Bye, ExtendedReport, ReceiverReport, Repo
                         ntp_middle32, parse_compound, rtcp_interval, rtt_seconds, serialize_compound,
                         unix_from_ntp, update_avg_rtcp_size)
 from RtpJpeg import JpegDepacketizer
-from RtpPacket import RtpPacket, seq_diff, ts_diff
+from RtpPacket import JPEG_CLOCK_RATE, RtpPacket, seq_diff, ts_diff
 from RtpStats import IntervalReport, PlaybackStats, RtpReceiver, StatsSnapshot
 from RtspClient import (ClientState, Reply, RtspClientProtocol, SdpInfo,
                         describe_failure, parse_rtsp_url, parse_sdp_info)
 from RtspMessage import InterleavedFrame, Method
 from SocketBuffers import request_buffer
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 RCVBUF_BYTES = 4 * 1024 * 1024       # the default ~208 KB loses part of a burst of fragments
 BYE_GRACE = 0.25                     # seconds of RTP silence after a BYE before the stream ends
@@ -182,7 +182,7 @@ class ReceiveEngine:
         self.final_snapshot: StatsSnapshot | None = None
 
     def _new_receiver(self) -> None:
-        self.rx: RtpReceiver[RtpPacket] = RtpReceiver(90000, self._reorder_window)
+        self.rx: RtpReceiver[RtpPacket] = RtpReceiver(JPEG_CLOCK_RATE, self._reorder_window)
         self.depack = JpegDepacketizer()
 
     def set_impairment(self, spec: ImpairSpec | str) -> ImpairSpec:
@@ -195,7 +195,7 @@ class ReceiveEngine:
         with self._lock:
             if self.impairer is None:
                 self.impairer = Impairer(parsed, record=self._impair_record)
-                logger.info("impairment %s", parsed)
+                log.info("impairment %s", parsed)
             else:
                 self.impairer.reconfigure(parsed)
         return parsed
@@ -301,14 +301,14 @@ class ReceiveEngine:
                 if port == 0:
                     rtp.close()
                     continue
-                logger.warning("RTCP port %d busy: no receiver reports", actual + 1)
+                log.warning("RTCP port %d busy: no receiver reports", actual + 1)
             # Non-blocking, read after select(): portable (Windows has no MSG_DONTWAIT).
             rtp.setblocking(False)
             if rtcp is not None:
                 rtcp.setblocking(False)
             self.rtp_sock, self.rtcp_sock, self.rtp_port = rtp, rtcp, actual
             self.rcvbuf = request_buffer(rtp, socket.SO_RCVBUF, RCVBUF_BYTES, "UDP (RTP)")
-            logger.info("RTP on UDP port %d (receive buffer %d bytes)", actual, self.rcvbuf)
+            log.info("RTP on UDP port %d (receive buffer %d bytes)", actual, self.rcvbuf)
             return
         raise ClientError("could not bind a free even/odd UDP port pair for RTP/RTCP")
 
@@ -338,7 +338,7 @@ class ReceiveEngine:
     def _send_and_wait(self, cseq: int, data: bytes, pending: Any) -> Reply:
         assert self.rtsp_sock is not None and self.proto is not None
         self.events.put(Event(EventKind.LOG, ("C->S", data.decode("utf-8", "replace").replace("\r\n", "\n"))))
-        logger.debug("C->S\n%s", data.decode("utf-8", "replace"))
+        log.debug("C->S\n%s", data.decode("utf-8", "replace"))
         try:
             with self._send_lock:
                 self.rtsp_sock.sendall(data)
@@ -371,7 +371,7 @@ class ReceiveEngine:
             reply = self._send(cseq, data)
             if not reply.retry:
                 break
-            logger.info("%s: 401, answering the server's challenge as %r", reply.request.method,
+            log.info("%s: 401, answering the server's challenge as %r", reply.request.method,
                         self.proto.username)
         if reply.error is not None:
             raise ClientError(reply.error)
@@ -484,7 +484,7 @@ class ReceiveEngine:
             with self._send_lock:
                 self.rtsp_sock.sendall(data)
         except OSError as exc:
-            logger.warning("keepalive failed: %s", exc)
+            log.warning("keepalive failed: %s", exc)
 
     # -- reader threads --------------------------------------------------------------------------
     def _rtsp_loop(self) -> None:
@@ -501,7 +501,7 @@ class ReceiveEngine:
                 with self._reply_cond:
                     self.connection_lost = True
                     if not self._stop.is_set():
-                        logger.info("the server closed the RTSP connection")
+                        log.info("the server closed the RTSP connection")
                         self._on_connection_lost(now)
                     self._reply_cond.notify_all()
                 return
@@ -523,13 +523,13 @@ class ReceiveEngine:
                         self._replies[reply.request.cseq] = reply
                         text = reply.response.serialize().decode("utf-8", "replace").replace("\r\n", "\n")
                         self.events.put(Event(EventKind.LOG, ("S->C", text)))
-                        logger.debug("S->C\n%s", text)
+                        log.debug("S->C\n%s", text)
                         if reply.request.cseq not in self._awaiting:
                             # a keepalive reply: nobody waits for it
                             self._replies.pop(reply.request.cseq, None)
                         self._keepalive_sent = None          # the server is there
                     for err in events.errors:
-                        logger.warning("%s", err)
+                        log.warning("%s", err)
                     if events.replies:
                         self._reply_cond.notify_all()
                 for sreq in events.server_requests:
@@ -596,7 +596,7 @@ class ReceiveEngine:
             pkt = RtpPacket.parse(data)
         except ValueError as exc:
             self.bad_packets += 1
-            logger.debug("dropped a malformed RTP packet: %s", exc)
+            log.debug("dropped a malformed RTP packet: %s", exc)
             return
         if self.ssrc is None:
             self.ssrc = pkt.ssrc
@@ -629,7 +629,7 @@ class ReceiveEngine:
         if self._pos_base is None:
             self._pos_base = (ts, getattr(self, "_pending_pos", 0.0))
         base_ts, base_pos = self._pos_base
-        position = base_pos + ts_diff(ts, base_ts) / 90000.0
+        position = base_pos + ts_diff(ts, base_ts) / JPEG_CLOCK_RATE
         self._position = position
         index = int(round(position * self.fps))
         self.pstats.on_frame(now)
@@ -637,7 +637,7 @@ class ReceiveEngine:
             # The SR maps RTP time to the sender's wall clock (RFC 3550 §6.4.1): when this
             # frame was sampled there. The delay is meaningful only with synchronised clocks.
             ntp, sr_ts, _ = self._sr
-            sent = unix_from_ntp(ntp) + ts_diff(ts, sr_ts) / 90000.0
+            sent = unix_from_ntp(ntp) + ts_diff(ts, sr_ts) / JPEG_CLOCK_RATE
             self.sender_clock = sent
             self.delay_ms = (time.time() - sent) * 1000.0
         frame = Frame(jpeg, ts, index, position, now, self.generation)
@@ -653,7 +653,7 @@ class ReceiveEngine:
             packets = parse_compound(data, strict=False)
         except ValueError as exc:
             self.rtcp_errors += 1
-            logger.debug("malformed RTCP dropped: %s", exc)
+            log.debug("malformed RTCP dropped: %s", exc)
             return
         self._avg_rtcp_size = update_avg_rtcp_size(self._avg_rtcp_size or len(data) + 28.0, len(data))
         for p in packets:
@@ -671,7 +671,7 @@ class ReceiveEngine:
                         items = block.dlrr_items
                     except ValueError as exc:
                         self.rtcp_errors += 1
-                        logger.debug("bad XR DLRR block: %s", exc)
+                        log.debug("bad XR DLRR block: %s", exc)
                         continue
                     for ssrc, lrr, dlrr in items:
                         if ssrc == self._our_ssrc and lrr in self._rrtr_sent:
@@ -691,7 +691,7 @@ class ReceiveEngine:
             self.ended = reason
             if failed:
                 self.failure = reason
-                logger.warning("%s", reason)
+                log.warning("%s", reason)
             self.pstats.stop(now)
             self.events.put(Event(EventKind.END, reason))
 
@@ -834,14 +834,14 @@ class ReceiveEngine:
                 assert tr is not None and tr.server_port is not None
                 self.rtcp_sock.sendto(data, (self.server_addr[0], tr.server_port[1]))
         except OSError as exc:
-            logger.debug("RTCP send failed: %s", exc)
+            log.debug("RTCP send failed: %s", exc)
             return
         self.rr_sent += 1
         self.reports_sent.append(record)
         del self.reports_sent[:-1000]
         self._avg_rtcp_size = update_avg_rtcp_size(self._avg_rtcp_size, len(data))
         b = record.block
-        logger.info("RTCP RR sent: %s", "no report block yet" if b is None else
+        log.info("RTCP RR sent: %s", "no report block yet" if b is None else
                     f"fraction lost {b.fraction_lost}/256, cumulative lost {b.packets_lost}, "
                     f"highest seq {b.highest_sequence}, jitter {b.jitter}, LSR {b.lsr:08x}, "
                     f"DLSR {b.dlsr}" + (f", BYE ({bye})" if bye else ""))
@@ -878,7 +878,7 @@ class ReceiveEngine:
             try:
                 self.teardown()
             except ClientError as exc:
-                logger.info("TEARDOWN on quit: %s", exc)
+                log.info("TEARDOWN on quit: %s", exc)
         self.close()
 
     def close(self) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Callable, Protocol, Sequence, Union
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 RTCP_VERSION = 2
 

@@ -16,14 +16,15 @@ import logging
 import secrets
 from dataclasses import dataclass, field
 
-from RtspHeaders import (NptRange, RtpInfo, Transport, format_range, join_url, parse_range,
+from RtspHeaders import (NptRange, RtpInfo, Transport, format_range, join_url, parse_public, parse_range,
                          parse_rtp_info, parse_session, split_url)
 from RtspMessage import (Headers, InterleavedFrame, MessageError, Method, Request, Response,
                          RtspError, RtspParser, Status, reason_phrase)
 from RtspAuth import AuthError, answer_challenge, parse_challenges, split_credentials
+from RtpPacket import JPEG_CLOCK_RATE, PT_JPEG
 from Sdp import MediaDescription, SdpError, parse_sdp
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 USER_AGENT = "RtpLabPlayer/1.0"
 DEFAULT_SESSION_TIMEOUT = 60       # RFC 2326 §12.37 default
@@ -48,15 +49,6 @@ VALID_METHODS: dict[ClientState, frozenset[str]] = {
 }
 
 
-class RtspClientError(Exception):
-    """A request failed: the reply's status (or 0 when there was no reply) and a one-line text."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 @dataclass
 class SdpInfo:
     """The parts of an SDP (RFC 4566) a JPEG player uses."""
@@ -66,9 +58,9 @@ class SdpInfo:
     media_control: str | None = None
     media_port: int = 0
     connection: str | None = None
-    payload_type: int = 26
+    payload_type: int = PT_JPEG
     encoding: str = "JPEG"
-    clock_rate: int = 90000
+    clock_rate: int = JPEG_CLOCK_RATE
     framerate: float | None = None
     range_start: float | None = None
     range_end: float | None = None      # None: live / open ended ("npt=now-" or "npt=0-")
@@ -211,7 +203,8 @@ class RtspClientProtocol:
 
     @property
     def track_url(self) -> str:
-        """URL for SETUP: Content-Base + media a=control (the request URL without DESCRIBE)."""
+        """URL for SETUP: the media a=control resolved against Content-Base (else the request
+        URL), not against the session-level control (RFC 2326 C.1.1; see join_url's table)."""
         base = self.content_base or self.url
         if self.sdp is not None and self.sdp.media_control:
             return join_url(base, self.sdp.media_control)
@@ -263,7 +256,7 @@ class RtspClientProtocol:
             return answer_challenge(self._challenges, self.username, self.password, method, uri,
                                     nc=self._nonce_count, cnonce=self._cnonce)
         except AuthError as exc:          # cannot happen: the challenge was checked when accepted
-            logger.warning("cannot answer the authentication challenge: %s", exc)
+            log.warning("cannot answer the authentication challenge: %s", exc)
             return None
 
     def _accept_challenge(self, pending: PendingRequest, resp: Response) -> bool:
@@ -281,7 +274,7 @@ class RtspClientProtocol:
             answer_challenge(values, self.username or "", self.password, pending.method, pending.uri,
                              cnonce="0")
         except AuthError as exc:
-            logger.warning("the server's authentication challenge is unusable: %s", exc)
+            log.warning("the server's authentication challenge is unusable: %s", exc)
             return False
         stale = any(c.params.get("stale", "").lower() == "true" for c in challenges)
         if pending.authorized and not stale:
@@ -371,7 +364,7 @@ class RtspClientProtocol:
         method = pending.method
         h = resp.headers
         if method == Method.OPTIONS and h.get("Public"):
-            self.public = [m.strip().upper() for m in h.get("Public", "").split(",") if m.strip()]
+            self.public = parse_public(h.get("Public", ""))
             if self.public and "GET_PARAMETER" not in self.public:
                 self.use_get_parameter = False
         elif method == Method.DESCRIBE:
@@ -387,8 +380,8 @@ class RtspClientProtocol:
             if tr:
                 try:
                     self.transport = Transport.parse_list(tr)[0]
-                except Exception as exc:      # noqa: BLE001 -- RtspError family; reply still usable
-                    logger.warning("could not parse server Transport %r: %s", tr, exc)
+                except RtspError as exc:      # a header we cannot read; the reply is still usable
+                    log.warning("could not parse server Transport %r: %s", tr, exc)
             self.state = ClientState.READY
         elif method == Method.PLAY:
             self.state = ClientState.PLAYING
@@ -396,8 +389,8 @@ class RtspClientProtocol:
             if info:
                 try:
                     self.rtp_info = parse_rtp_info(info)
-                except Exception as exc:      # noqa: BLE001
-                    logger.warning("could not parse RTP-Info %r: %s", info, exc)
+                except RtspError as exc:
+                    log.warning("could not parse RTP-Info %r: %s", info, exc)
                     self.rtp_info = []
             else:
                 self.rtp_info = []
@@ -406,8 +399,8 @@ class RtspClientProtocol:
             if rng:
                 try:
                     self.play_range = parse_range(rng)
-                except Exception as exc:      # noqa: BLE001
-                    logger.debug("could not parse Range %r: %s", rng, exc)
+                except RtspError as exc:
+                    log.debug("could not parse Range %r: %s", rng, exc)
         elif method == Method.PAUSE:
             self.state = ClientState.READY
         elif method == Method.TEARDOWN:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from typing import Iterable
 from urllib.parse import urlsplit
 
 from RtspMessage import BadRequest, InvalidRange, RtspError, Status, UnsupportedTransport
@@ -22,6 +23,7 @@ __all__ = [
     "NptRange", "parse_range", "format_range",
     "RtpInfo", "parse_rtp_info", "format_rtp_info",
     "parse_public", "format_public", "join_url", "split_url",
+    "split_quoted", "split_param", "quote_string", "unquote_string",
 ]
 
 # --------------------------------------------------------------------------- Transport
@@ -29,18 +31,46 @@ __all__ = [
 _PORT_RE = re.compile(r"^\s*(\d{1,5})\s*(?:-\s*(\d{1,5})\s*)?$")
 
 
-def _split_outside_quotes(text: str, sep: str) -> list[str]:
-    parts, cur, quoted = [], [], False
-    for ch in text:
+# --------------------------------------------------------------------------- key=value tokens
+# The one tokenizer every header shares (Transport, Session, and RtspAuth's auth-params).
+
+
+def split_quoted(text: str, sep: str) -> list[str]:
+    """Split ``text`` at ``sep`` outside quoted-strings ("...", with backslash escapes:
+    RFC 2616 §2.2, which RFC 2326 §15 borrows). Empty pieces are kept."""
+    parts: list[str] = []
+    start, quoted, i, n = 0, False, 0, len(text)
+    while i < n:
+        ch = text[i]
+        if quoted and ch == "\\":
+            i += 2  # a quoted-pair: the next character is literal
+            continue
         if ch == '"':
             quoted = not quoted
-        if ch == sep and not quoted:
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-    parts.append("".join(cur))
+        elif ch == sep and not quoted:
+            parts.append(text[start:i])
+            start = i + 1
+        i += 1
+    parts.append(text[start:])
     return parts
+
+
+def unquote_string(value: str) -> str:
+    """'"a \\"b\\""' -> 'a "b"': the content of a quoted-string; anything else unchanged."""
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", value[1:-1], flags=re.DOTALL)
+    return value
+
+
+def quote_string(value: str) -> str:
+    """The quoted-string for ``value`` (the inverse of :func:`unquote_string`)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def split_param(item: str) -> tuple[str, str | None]:
+    """'Name = "v"' -> ('name', 'v'); a bare 'unicast' -> ('unicast', None)."""
+    key, sep, value = item.partition("=")
+    return key.strip().lower(), unquote_string(value.strip()).strip() if sep else None
 
 
 def _port_pair(name: str, value: str | None, low: int = 1, high: int = 65535
@@ -82,7 +112,7 @@ class Transport:
     @classmethod
     def parse(cls, spec: str) -> "Transport":
         """Parse one transport-spec; 461 for a transport we cannot carry, 400 for garbage."""
-        fields = [f.strip() for f in _split_outside_quotes(spec, ";")]
+        fields = [f.strip() for f in split_quoted(spec, ";")]
         if spec.count('"') % 2:
             raise BadRequest(f"unbalanced quotes in transport {spec[:60]!r}")
         # The protocol comes first per RFC 2326, but some devices put it later: take the
@@ -106,9 +136,7 @@ class Transport:
         for field_ in fields[1:]:
             if not field_:
                 continue
-            key, sep, value = field_.partition("=")
-            key = key.strip().lower()
-            value = value.strip().strip('"').strip() if sep else None
+            key, value = split_param(field_)
             if key == "unicast":
                 t.unicast = True
             elif key == "multicast":
@@ -149,7 +177,7 @@ class Transport:
         """
         result: list[Transport] = []
         errors: list[RtspError] = []
-        for spec in _split_outside_quotes(value or "", ","):
+        for spec in split_quoted(value or "", ","):
             if not spec.strip():
                 continue
             try:
@@ -220,15 +248,15 @@ def parse_session(value: str) -> tuple[str, int | None]:
     """'ID;timeout=60' -> ('ID', 60) (RFC 2326 section 12.37); 400 when there is no id."""
     if value is None:
         raise BadRequest("missing Session header")
-    parts = value.split(";")
+    parts = split_quoted(value, ";")
     session_id = parts[0].strip()
     if not session_id or not _SESSION_ID_RE.match(session_id):
         raise BadRequest(f"malformed Session header {value[:60]!r}")
     timeout = None
     for part in parts[1:]:
-        key, _, val = part.partition("=")
-        if key.strip().lower() == "timeout":
-            val = val.strip()
+        key, val = split_param(part)
+        if key == "timeout":
+            val = val or ""
             if val.isdigit():
                 timeout = int(val)
             else:
@@ -367,11 +395,15 @@ def format_rtp_info(infos: list[RtpInfo] | RtpInfo) -> str:
 
 
 def parse_public(value: str) -> list[str]:
-    """'OPTIONS, DESCRIBE, SETUP' -> ['OPTIONS', 'DESCRIBE', 'SETUP'] (RFC 2326 12.28)."""
-    return [m.strip() for m in (value or "").split(",") if m.strip()]
+    """'OPTIONS, describe,SETUP' -> ['OPTIONS', 'DESCRIBE', 'SETUP'] (RFC 2326 12.28).
+
+    Upper-cased: method names are case-sensitive (§6.1) and all upper case, so a server that
+    lists them in lower case can only have meant those."""
+    return [m.strip().upper() for m in (value or "").split(",") if m.strip()]
 
 
-def format_public(methods) -> str:
+def format_public(methods: Iterable[object]) -> str:
+    """['OPTIONS', Method.SETUP] -> 'OPTIONS, SETUP' (RFC 2326 12.28)."""
     return ", ".join(str(m) for m in methods)
 
 
@@ -379,12 +411,28 @@ _SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 
 
 def join_url(base: str, control: str | None) -> str:
-    """Resolve an SDP a=control against the Content-Base/request URL (RFC 2326 C.1.1).
+    """Resolve an SDP a=control against the base URL (RFC 2326 C.1.1) -- the one place
+    control URLs are built, for the session-level (aggregate) and the media-level (SETUP) one.
 
-    An absolute control URL is used as is; "*" (or none) means the base itself; a
-    relative one is appended below the base, adding a '/' when the base lacks it -- what
-    ffmpeg, GStreamer and live555 do (strict RFC 1808 resolution would drop the base's
-    last path segment, which no server expects); one starting with '/' replaces the path.
+    The base is, in this order, Content-Base, Content-Location, the request URL (C.1.1).
+    Media-level controls resolve against that base too, never against the session-level
+    control (C.1.1 and the C.3 example: Content-Base rtsp://example.com/movie/, session "*",
+    media trackID=1 -> rtsp://example.com/movie/trackID=1). With base rtsp://h/movie:
+
+    | session a=control   | media a=control | aggregate URL        | SETUP URL            |
+    |---------------------|-----------------|----------------------|----------------------|
+    | * (or none)         | t1              | rtsp://h/movie       | rtsp://h/movie/t1    |
+    | rtsp://h:1/x/       | t1              | rtsp://h:1/x/        | rtsp://h/movie/t1    |
+    | stream              | t1              | rtsp://h/movie/stream| rtsp://h/movie/t1    |
+    | *                   | rtsp://h2/abs   | rtsp://h/movie       | rtsp://h2/abs        |
+    | *                   | /abs/t1         | rtsp://h/movie       | rtsp://h/abs/t1      |
+
+    An absolute control URL is used as is; "*" (or none) is the base itself (C.1.1: "an
+    empty embedded URL"); a relative one is appended below the base, adding a '/' when the
+    base lacks it -- what ffmpeg, GStreamer and live555 do (strict RFC 1808 resolution would
+    drop the base's last path segment, which no server expects); one starting with '/'
+    replaces the path. (ffmpeg resolves media controls against an absolute session-level
+    control, as MS-RTSP asks; RFC 2326 does not, and neither do we.)
     """
     control = (control or "").strip()
     if not control or control == "*":

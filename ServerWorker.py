@@ -21,7 +21,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from MediaLibrary import MediaLibrary, Movie
 from RtspAuth import Authenticator
-from RtspHeaders import NptRange, RtpInfo, Transport, format_range, format_rtp_info, format_session, parse_range, parse_session
+from RtspHeaders import NptRange, RtpInfo, Transport, format_range, format_public, format_rtp_info, format_session, parse_range, parse_session
 from RtspMessage import (
     Headers, InterleavedFrame, Method, MessageError, Request, Response, RtspError, RtspParser, Status,
 )
@@ -33,7 +33,7 @@ from Streamer import SERVER_NAME, StreamSession, Streamer, unmapped
 log = logging.getLogger(__name__)
 
 TRACK_CONTROL = "trackID=0"
-PUBLIC = ", ".join(m.value for m in SUPPORTED)
+PUBLIC = format_public(SUPPORTED)
 SOCKET_BUFFER = 4 << 20
 WORKER_POLL = 1.0  # a worker wakes this often for its timeouts; shutdown() wakes it at once
 WRITE_TIMEOUT = 10.0  # a reply write gives up on a client that stopped reading after this long
@@ -156,9 +156,8 @@ class ServerWorker:
             if isinstance(event, Request):
                 self._handle_request(event)
             elif isinstance(event, MessageError):
-                self._reply_error(event.error, event.cseq,
-                                  Request("", "", Headers(), lf_only=getattr(event, "lf_only", False)))
-                if getattr(event, "fatal", False):
+                self._reply_error(event.error, event.cseq, event.lf_only)
+                if event.fatal:
                     self._closing = True
             elif isinstance(event, InterleavedFrame):
                 self._interleaved_in(event)
@@ -170,20 +169,22 @@ class ServerWorker:
         log.info("%s: %s %s CSeq %s", self.peer, request.method, request.uri, request.cseq)
         if self.config.max_request_rate and not self._take_token():
             self._reply_error(RtspError(Status.SERVICE_UNAVAILABLE, "request rate limit exceeded",
-                                        {"Retry-After": "1"}), request.cseq, request)
+                                        {"Retry-After": "1"}), request.cseq, request.lf_only,
+                              request.headers.get("Session"))
             return
         try:
             if request.cseq is None:
                 raise RtspError(Status.BAD_REQUEST, "missing CSeq")
             response, after = self._respond(request)
         except RtspError as error:
-            self._reply_error(error, request.cseq, request)
+            self._reply_error(error, request.cseq, request.lf_only, request.headers.get("Session"))
             return
         except Exception:  # one place turns a bug into a 500 and keeps serving
             log.exception("%s: internal error on %s", self.peer, request.method)
-            self._reply_error(RtspError(Status.INTERNAL_SERVER_ERROR, "internal error"), request.cseq, request)
+            self._reply_error(RtspError(Status.INTERNAL_SERVER_ERROR, "internal error"), request.cseq,
+                              request.lf_only, request.headers.get("Session"))
             return
-        self._send_response(response, request)
+        self._send_response(response, request.cseq, request.lf_only, request.headers.get("Session"))
         if after:
             after()
 
@@ -198,35 +199,31 @@ class ServerWorker:
         self._tokens -= 1.0
         return True
 
-    def _reply_error(self, error: RtspError, cseq: Optional[int], request: Request) -> None:
+    def _reply_error(self, error: RtspError, cseq: Optional[int], lf_only: bool,
+                     client_session: Optional[str] = None) -> None:
+        """The one failure path: every RtspError reaches the wire through Response.from_error."""
         log.info("%s: %d %s", self.peer, int(error.status), error.message)
-        headers = Headers()
-        for name, value in (error.headers or {}).items():
-            headers.set(name, value)
-        for value in getattr(error, "challenges", [])[1:]:
-            headers.add("WWW-Authenticate", value)  # Basic after Digest, one field each
-        if error.status in (Status.NOT_IMPLEMENTED, Status.METHOD_NOT_ALLOWED):
-            headers.set("Public", PUBLIC)
-        response = Response(int(error.status), headers)
-        if cseq is not None:
-            response.headers.set("CSeq", str(cseq))
-        self._send_response(response, request)
+        self._send_response(Response.from_error(error), cseq, lf_only, client_session)
 
-    def _send_response(self, response: Response, request: Request) -> None:
-        """Add the common headers and write; lab replies put CSeq, Session in lines 2 and 3."""
-        lab = self.lab or request.lf_only
+    def _send_response(self, response: Response, cseq: Optional[int], lf_only: bool,
+                       client_session: Optional[str] = None) -> None:
+        """Add the common headers and write; lab replies put CSeq, Session in lines 2 and 3.
+
+        ``lf_only`` is the request's dialect (bare-LF lines); ``client_session`` its Session
+        header, echoed to lab clients even in an error reply."""
+        lab = self.lab or lf_only
         headers = response.headers
         ordered = Headers()
-        cseq = headers.get("CSeq")
-        if cseq is None and request.cseq is not None:
-            cseq = str(request.cseq)
-        if cseq is not None:
-            ordered.set("CSeq", cseq)
+        cseq_text = headers.get("CSeq")
+        if cseq_text is None and cseq is not None:
+            cseq_text = str(cseq)
+        if cseq_text is not None:
+            ordered.set("CSeq", cseq_text)
         session_id = headers.get("Session")
-        if session_id is None and lab and request.headers.get("Session"):
+        if session_id is None and lab and client_session:
             # lab clients read the Session from line 3 even in an error reply: echo theirs
             try:
-                session_id = parse_session(request.headers["Session"])[0]
+                session_id = parse_session(client_session)[0]
             except RtspError:
                 session_id = None  # a malformed one is not echoed (this reply is its 400)
         if session_id is not None:
@@ -299,9 +296,11 @@ class ServerWorker:
         try:
             method = Method(request.method)
         except ValueError:
-            raise RtspError(Status.NOT_IMPLEMENTED, f"method {request.method!r} not implemented") from None
+            raise RtspError(Status.NOT_IMPLEMENTED, f"method {request.method!r} not implemented",
+                            {"Public": PUBLIC}) from None  # what we do implement (RFC 2326 12.28)
         if method not in SUPPORTED:
-            raise RtspError(Status.NOT_IMPLEMENTED, f"{method.value} is not supported by this server")
+            raise RtspError(Status.NOT_IMPLEMENTED, f"{method.value} is not supported by this server",
+                            {"Public": PUBLIC})
         if self.config.auth is not None and method is not Method.OPTIONS:
             self.config.auth.require(request.headers, request.method, request.uri)  # 401 + challenge
         session = self._find_session(request)

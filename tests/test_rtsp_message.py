@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from test_sdp import GST_SDP as GSTREAMER_SDP  # noqa: E402
 from RtspMessage import (  # noqa: E402
     BadRequest, Headers, InterleavedFrame, MessageError, Method, Request, Response, RtspError,
-    RtspParser, SessionNotFound, Status, parse_message,
+    RtspParser, Status, UnsupportedTransport, parse_message,
 )
 
 
@@ -391,7 +391,12 @@ def test_response_from_error_carries_status_cseq_and_headers():
     resp = Response.from_error(err, 12)
     assert resp.serialize() == (b"RTSP/1.0 501 Not Implemented\r\nCSeq: 12\r\n"
                                 b"Public: OPTIONS, DESCRIBE\r\n\r\n")
-    assert SessionNotFound("gone").status is Status.SESSION_NOT_FOUND
+    assert UnsupportedTransport("no").status is Status.UNSUPPORTED_TRANSPORT
+    challenges = RtspError(Status.UNAUTHORIZED, "who", [("WWW-Authenticate", 'Digest realm="r"'),
+                                                       ("WWW-Authenticate", 'Basic realm="r"')])
+    assert Response.from_error(challenges, 3).serialize() == (
+        b"RTSP/1.0 401 Unauthorized\r\nCSeq: 3\r\nWWW-Authenticate: Digest realm=\"r\"\r\n"
+        b"WWW-Authenticate: Basic realm=\"r\"\r\n\r\n")
     assert BadRequest().status == 400 and isinstance(BadRequest(), RtspError)
     assert Status.METHOD_NOT_VALID_IN_THIS_STATE.phrase == "Method Not Valid in This State"
 

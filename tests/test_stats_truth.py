@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 from ReceiveEngine import ReceiveEngine  # noqa: E402
 from Impair import Delivery, Impairer, ImpairSpec  # noqa: E402
 from RtpPacket import RtpPacket  # noqa: E402
-from RtpStats import ts_signed_diff  # noqa: E402
+from RtpPacket import ts_diff  # noqa: E402
 
 FPS = 100                  # the server paces the 500-frame movie in 5 s
 SEQ0 = 65530
@@ -106,7 +106,7 @@ def truth_jitter(deliveries: list[Delivery], timestamps: list[int]) -> float:
             continue
         if prev is not None:
             pd, pts = prev
-            diff = (d.due - pd.due) * CLOCK - ts_signed_diff(timestamps[d.index], pts)
+            diff = (d.due - pd.due) * CLOCK - ts_diff(timestamps[d.index], pts)
             jitter += (abs(diff) - jitter) / 16.0
         prev = (d, timestamps[d.index])
     return jitter * 1000.0 / CLOCK
