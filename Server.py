@@ -14,6 +14,7 @@ import socket
 import sys
 import threading
 from typing import List, Optional, Set, Tuple
+from urllib.parse import quote
 
 import PythonVersion  # first: an old Python gets one line, not a SyntaxError/TypeError below
 
@@ -234,7 +235,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not names:
         log.warning("no .Mjpeg files in %s", media.folder)
     for name in names:
-        log.info("serving rtsp://127.0.0.1:%d/%s", server.port, name)
+        log.info("serving rtsp://127.0.0.1:%d/%s", server.port, quote(name))  # a URL to copy
     install_stop_signals()
     try:
         server.serve_forever()

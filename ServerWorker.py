@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
+from urllib.parse import quote
 from typing import Callable, Dict, List, Optional, Tuple
 
 from MediaLibrary import MediaLibrary, Movie
@@ -346,7 +347,7 @@ class ServerWorker:
             host, port = self.conn.getsockname()[:2]
             host = unmapped(host)
             netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        return f"{scheme}://{netloc}/{movie.name}/"
+        return f"{scheme}://{netloc}/{quote(movie.name)}/"  # spaces, non-ASCII: %-encoded
 
     def do_OPTIONS(self, request: Request, session: Optional[StreamSession]) -> Response:
         response = Response(200, Headers())

@@ -22,7 +22,7 @@ import sys
 
 log = logging.getLogger(__name__)
 
-MIN_BUFFER = 64 * 1024     # below this, stop halving and keep the system default
+MIN_BUFFER = 64 * 1024     # never ask for less than this (or than the socket's default)
 # Linux's forcing variants (asm-generic/socket.h); not in Python's socket module.
 _FORCE = {socket.SO_RCVBUF: 33, socket.SO_SNDBUF: 32}
 _NAMES = {socket.SO_RCVBUF: "receive", socket.SO_SNDBUF: "send"}
@@ -45,13 +45,15 @@ def request_buffer(sock: socket.socket, option: int, size: int, what: str = "UDP
     Never raises for a size the system refuses: it settles for less and logs one line at
     ``level`` (what was granted, what was wanted, what a user loses, how to raise the limit)."""
     asked = size
+    default = sock.getsockopt(socket.SOL_SOCKET, option)
     while True:
         try:
             sock.setsockopt(socket.SOL_SOCKET, option, size)
             break
         except OSError:
-            # macOS/BSD: ENOBUFS above kern.ipc.maxsockbuf (it does not cap the way Linux does)
-            if size // 2 < MIN_BUFFER:
+            # macOS/BSD: ENOBUFS above kern.ipc.maxsockbuf (it does not cap the way Linux does);
+            # never settle below what the socket already had
+            if size // 2 <= max(default, MIN_BUFFER):
                 break
             size //= 2
     granted = sock.getsockopt(socket.SOL_SOCKET, option)

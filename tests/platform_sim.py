@@ -67,9 +67,11 @@ def simulate_windows() -> None:
     namespace: dict[str, object] = {name: _Absent() for name in SOCKET_METHODS}
     windows_socket = type("socket", (socket.socket,), namespace)
     windows_socket.__module__ = "socket"
-    socket.socket = windows_socket  # type: ignore[misc]  # create_connection, accept() use it too
-    socket.SocketType = windows_socket  # type: ignore[misc]
-    socket.socketpair = _loopback_socketpair  # type: ignore[assignment]
+    # setattr: these are deliberate replacements of what the module has (create_connection and
+    # accept() build their sockets from socket.socket, so they get the Windows-like class too)
+    setattr(socket, "socket", windows_socket)
+    setattr(socket, "SocketType", windows_socket)
+    setattr(socket, "socketpair", _loopback_socketpair)
     for name in SELECT_NAMES:
         if hasattr(select, name):
             delattr(select, name)
@@ -79,8 +81,9 @@ def simulate_windows() -> None:
     for name in SIGNAL_FUNCTIONS:
         if hasattr(signal, name):
             delattr(signal, name)
-    signal.SIGBREAK = WINDOWS_SIGBREAK  # type: ignore[attr-defined]
-    signal.CTRL_C_EVENT, signal.CTRL_BREAK_EVENT = 0, 1  # type: ignore[attr-defined]
+    setattr(signal, "SIGBREAK", WINDOWS_SIGBREAK)
+    setattr(signal, "CTRL_C_EVENT", 0)
+    setattr(signal, "CTRL_BREAK_EVENT", 1)
 
 
 class _NoTk(importlib.abc.MetaPathFinder):

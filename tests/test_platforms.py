@@ -224,7 +224,7 @@ def test_media_folder_and_movie_names_with_spaces_and_non_ascii(source, tmp_path
     srv = ServerProcess("--fps", str(FPS), "--media-dir", str(folder), sim=("--windows",), cwd=tmp_path)
     try:
         for name in names:
-            assert f"/{name}" in srv.text(), srv.text()
+            assert f"/{quote(name)}" in srv.text(), srv.text()  # the log's URLs are ready to copy
         out = tmp_path / "sortie à côté"
         out.mkdir()
         done, st, save = play([f"rtsp://127.0.0.1:{srv.port}/{quote(names[0])}"], out, sim=("--windows",),
@@ -290,3 +290,21 @@ def test_require_refuses_older_versions(capsys):
     assert stop.value.code == 2
     assert "X.py: error: needs Python 3.10 or newer (this is Python 3.9" in capsys.readouterr().err
     PythonVersion.require("X.py", (3, 13))  # no exit
+
+
+# --------------------------------------------------------------------------- checkouts
+@pytest.mark.parametrize("path, binary", [("movie.Mjpeg", True), ("x/other.mjpeg", True),
+                                          ("tests/fixtures/ffmpeg-rtp.bin", True), ("Server.py", False)])
+def test_gitattributes_keep_movies_binary(path, binary):
+    """A Windows checkout with core.autocrlf must not rewrite the bytes of a movie."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        print("SKIP reason: not a git checkout")
+        pytest.skip("not a git checkout")
+    out = subprocess.run(["git", "check-attr", "text", "diff", "--", path], cwd=ROOT, capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    attrs = dict(line.split(": ")[1:] for line in out.stdout.strip().splitlines())
+    if binary:
+        assert attrs == {"text": "unset", "diff": "unset"}, out.stdout
+    else:
+        assert attrs["text"] == "set", out.stdout
