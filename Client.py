@@ -32,7 +32,7 @@ VIEW_DEFAULT = (1280, 720)  # the default view shows 640x480 and 1280x720 stream
 FIT_SLACK = 8             # px a frame may exceed the view by and still be shown 1:1 (edges clipped):
                           # resampling a whole frame to gain a few pixels costs more than decoding it
 SCREEN_MARGIN = (32, 96)  # px of the screen left to window decorations and desktop panels
-RESIZE_FILTER = Image.BOX  # area average: antialiased for the < 2x reductions left after draft(), and
+RESIZE_FILTER = Image.Resampling.BOX  # area average: antialiased for the < 2x reductions left after draft(), and
                            # ~1/3 cheaper than BILINEAR (1280x720 -> 704x396: 2.9 vs 4.4 ms here)
 
 
@@ -53,7 +53,7 @@ def decode_for_view(data: bytes, view: tuple[int, int]) -> tuple[Image.Image, tu
     frame's own size. Reductions of 2x or more happen in the decoder (``draft``: DCT scaling to 1/2,
     1/4 or 1/8, never below the target), the rest with :data:`RESIZE_FILTER`. The decoder's mode is
     kept (a Tk photo takes RGB and L as they are). Raises OSError or ValueError for a bad frame."""
-    img = Image.open(io.BytesIO(data), formats=("JPEG",))     # RFC 2435 carries JPEG only
+    img: Image.Image = Image.open(io.BytesIO(data), formats=("JPEG",))  # RFC 2435 carries JPEG only
     native = img.size
     size = fit_size(native, view)
     if size != native:
@@ -115,6 +115,7 @@ class Client:
             "Quit the player?", "The stream is paused.\n\nQuit the player?\n"
             "(No = keep watching)", parent=self.master)
         self.last_snapshot: StatsSnapshot | None = None
+        self.live_shown = False  # a live stream: slider hidden, 'LIVE mm:ss' instead of position / duration
         self.title = ""  # the window title as last set: "RTP player - URL - STATE position / duration"
         self._build()
         master.protocol("WM_DELETE_WINDOW", self.on_close)
@@ -392,7 +393,7 @@ class Client:
                 elif ev.kind is EventKind.STATE and isinstance(ev.payload, tuple):
                     _, name, err, done = ev.payload
                     self.busy = False
-                    self.status_var.set(err or "")
+                    self.status_var.set(err or self.engine.status_note())   # dialect, or why no frames
                     if err:
                         log.warning("%s", err)
                     if done is not None and not err:
@@ -464,7 +465,8 @@ class Client:
     def _show_sdp(self) -> None:
         sdp = self.engine.current_sdp
         self.sdp_text.delete("1.0", "end")
-        self.sdp_text.insert("end", sdp.text.replace("\r\n", "\n") if sdp is not None else "(no SDP)")
+        self.sdp_text.insert("end", sdp.text.replace("\r\n", "\n") if sdp is not None else
+                             "(no SDP: the lab dialect has no DESCRIBE)" if self.engine.lab else "(no SDP)")
         self.notebook.select(self.sdp_text)
         if self.engine.duration:
             self.slider.configure(to=self.engine.duration)
@@ -480,7 +482,9 @@ class Client:
         v["fps"].set(f"{s.fps_inst:5.1f} / {s.fps_avg:5.1f}")
         v["bytes"].set(f"{s.bytes_received:,}")
         v["rate"].set(f"{s.kbps_inst:6.0f} / {s.kbps_avg:6.0f}")
-        v["packets"].set(f"{s.packets_received:,}")
+        arrived = self.engine.diag.arrived
+        v["packets"].set(f"{s.packets_received:,}" if arrived <= s.packets_received
+                         else f"{s.packets_received:,} used of {arrived:,}")
         v["lost"].set(f"{s.packets_lost:,}")
         v["loss"].set(f"{s.loss_percent:.2f} %")
         v["dups"].set(f"{s.duplicates}")
@@ -500,11 +504,27 @@ class Client:
             self.impair_status.set(f"truth: dropped {i['dropped']}  dup {i['duplicated']}  "
                                    f"reordered {i['reordered']}  of {i['sent']}")
         v["state"].set(self.engine.state.value if self.engine.proto else "RTP (SDP)")
+        why = self.engine.diagnosis(s.time)
+        if why is not None and not self.busy and self.status_var.get() != why:
+            self.status_var.set(why)           # packets arrive but make no frames: say why
+            if self.frames_shown == 0:         # ... and in full where the picture would be
+                self.view.itemconfigure(self.view_text, text=why, fill="#e66",
+                                        width=max(200, self.view.winfo_width() - 40))
         if s.duration and float(self.slider.cget("to")) != s.duration:
             self.slider.configure(to=s.duration)
         if not self.dragging and s.frames_completed:
             self.pos_var.set(s.position)
-        self.time_var.set(f"{_fmt_time(s.position if s.frames_completed else 0)} / {_fmt_time(s.duration)}")
+        if s.duration is None and self.engine.proto is not None:
+            # live (a=range:npt=now-): no duration, no seeking; the position is the time since PLAY
+            if not self.live_shown:
+                self.live_shown = True
+                self.slider.grid_remove()
+            self.time_var.set(f"LIVE {_fmt_time(s.position if s.frames_completed else 0)}")
+        else:
+            if self.live_shown:
+                self.live_shown = False
+                self.slider.grid()
+            self.time_var.set(f"{_fmt_time(s.position if s.frames_completed else 0)} / {_fmt_time(s.duration)}")
         # the state and position in the title too: seen in a task bar, and by scripts (xdotool)
         self._set_title(f"RTP player - {self.engine.url or 'SDP stream'} - {v['state'].get()} {self.time_var.get()}")
         self._draw_plot(s)
@@ -564,12 +584,16 @@ def run_gui(engine: ReceiveEngine, args: Any) -> int:
         app._run("DESCRIBE", initial, done=app._show_sdp)
     interrupted = threading.Event()
 
+    def quit_from_tk() -> None:
+        engine.quit()
+        app.close()
+
     def on_sigint(signum: int, frame: Any) -> None:
         # Tk callbacks swallow KeyboardInterrupt, so Ctrl-C is turned into a quit on the Tk thread.
         if interrupted.is_set():
             raise KeyboardInterrupt          # a second Ctrl-C: leave without waiting
         interrupted.set()
-        root.after(0, lambda: (engine.quit(), app.close()))
+        root.after(0, quit_from_tk)
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:

@@ -16,7 +16,6 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
 from urllib.parse import unquote
 
 from RtpJpeg import packetize
@@ -35,14 +34,16 @@ LISTING_TTL = 2.0  # seconds a folder listing is reused; new files are served af
 class Movie:
     """One served file: its VideoStream plus a shared cache of packetized frames."""
 
-    def __init__(self, name: str, path: Path, fps: Optional[float], payload_size: int,
+    live = False  # LiveReader.LiveFeed is the live kind of source
+
+    def __init__(self, name: str, path: Path, fps: float | None, payload_size: int,
                  cache_bytes: int = 64 << 20) -> None:
         self.name = name
         self.path = path
         self.stream = VideoStream(path, fps)
         self.payload_size = payload_size
         self.problems = self.stream.problems
-        self._cache: "OrderedDict[Tuple[int, bool], PacketTrain]" = OrderedDict()
+        self._cache: "OrderedDict[tuple[int, bool], PacketTrain]" = OrderedDict()
         self._cache_bytes = 0
         self._cache_limit = cache_bytes
         self._lock = threading.Lock()
@@ -88,19 +89,24 @@ class Movie:
 class MediaLibrary:
     """Maps request-URIs to the movies of one folder."""
 
-    def __init__(self, folder: os.PathLike, fps: Optional[float] = None, payload_size: int = 1400) -> None:
+    def __init__(self, folder: os.PathLike, fps: float | None = None, payload_size: int = 1400) -> None:
         self.folder = Path(folder).resolve(strict=True)
         if not self.folder.is_dir():
             raise NotADirectoryError(f"{folder} is not a folder")
         os.listdir(self.folder)  # PermissionError now rather than at the first request
         self.fps = fps
         self.payload_size = payload_size
-        self._movies: Dict[str, Movie] = {}
+        self._movies: dict[str, Movie] = {}
         self._lock = threading.Lock()
-        self._listing: Optional[List[str]] = None
+        self._listing: list[str] | None = None
         self._listed_at = 0.0
+        self.live: dict[str, object] = {}  # name -> LiveReader.LiveFeed (--live NAME=...)
 
-    def names(self) -> List[str]:
+    def add_live(self, feed) -> None:
+        """Serve a live source under its name (it hides a file of the same name)."""
+        self.live[feed.name] = feed
+
+    def names(self) -> list[str]:
         """Servable names, from a listing at most LISTING_TTL seconds old (SETUP latency)."""
         now = time.monotonic()
         with self._lock:
@@ -111,7 +117,7 @@ class MediaLibrary:
             self._listing, self._listed_at = listing, now
         return listing
 
-    def _scan(self) -> List[str]:
+    def _scan(self) -> list[str]:
         """Regular files directly in the folder, not leaving it, with a served extension."""
         found = []
         for entry in os.scandir(self.folder):
@@ -128,7 +134,7 @@ class MediaLibrary:
         return sorted(found)
 
     @staticmethod
-    def split_uri(uri: str) -> Tuple[str, str]:
+    def split_uri(uri: str) -> tuple[str, str]:
         """(movie name, track control) from a request-URI, split by RtspHeaders.split_url.
 
         Accepts rtsp://host:port/name, .../name/ (aggregate control from Content-Base),
@@ -141,8 +147,11 @@ class MediaLibrary:
         name, _, track = path.partition("/")
         return unquote(name), track.rstrip("/")
 
-    def lookup(self, name: str) -> Optional[Movie]:
-        """The Movie called `name`, or None when no such servable file exists."""
+    def lookup(self, name: str) -> Movie | None:
+        """The Movie (or live feed) called `name`, or None when no such source exists."""
+        feed = self.live.get(name)
+        if feed is not None:
+            return feed  # type: ignore[return-value]
         if not name or "\x00" in name or name not in self.names():
             return None
         if not os.path.lexists(self.folder / name):

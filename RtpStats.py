@@ -17,7 +17,7 @@ import collections
 import enum
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import Any, Deque, Generic, Iterable, TypeVar
+from typing import Any, Generic, Iterable, TypeVar
 
 from RtcpPacket import ReportBlock, clamp_packets_lost
 from RtpPacket import JPEG_CLOCK_RATE, SEQ_MOD, seq_delta, seq_diff, ts_diff
@@ -104,7 +104,7 @@ class SequenceTracker:
         self._last_ts = 0
         self._last_arrival_units = 0.0
         self._seen: set[int] = set()
-        self._seen_order: Deque[int] = collections.deque()
+        self._seen_order: collections.deque[int] = collections.deque()
 
     # -- A.1 -----------------------------------------------------------------------------
     @property
@@ -452,7 +452,7 @@ class RateMeter:
 
     def __init__(self, window: float = 1.0) -> None:
         self.window = window
-        self._events: Deque[tuple[float, float]] = collections.deque()
+        self._events: collections.deque[tuple[float, float]] = collections.deque()
         self._sum = 0.0
 
     def add(self, now: float, amount: float = 1.0) -> None:
@@ -527,7 +527,7 @@ class PlaybackStats:
         self._playing_since: float | None = None
         self._frame_rate = RateMeter(1.0)
         self._byte_rate = RateMeter(1.0)
-        self._history: Deque[tuple[float, ...]] = collections.deque()
+        self._history: collections.deque[tuple[float, ...]] = collections.deque()
         self._last_sample: float | None = None
         self._last_lost = 0
         self._last_expected = 0
@@ -600,3 +600,134 @@ def extend_all(seqs: Iterable[int]) -> list[int]:
         _, ext = t.update(s, 0, 0.0)
         out.append(ext if ext is not None else -1)
     return out
+
+
+class Unusable(enum.Enum):
+    """Why an RTP packet that arrived was not used (the reasons :class:`PacketDiagnosis` names)."""
+
+    SHORT = "short"                  # under the 12-byte RTP header
+    VERSION = "version"              # RTP version != 2 (RFC 3550 §5.1)
+    MALFORMED = "malformed"          # CSRC/extension/padding run past the packet
+    PAYLOAD_TYPE = "payload type"    # not the JPEG payload type (26, or the SDP's)
+    SSRC = "ssrc"                    # not the stream's SSRC
+    SEQUENCE = "sequence"            # held back: the sequence numbers do not advance
+    NO_JPEG = "no jpeg"              # payload neither a whole JPEG nor RFC 2435
+
+
+DIAGNOSE_AFTER = 2.0     # seconds of packets without a frame before the player says why
+DIAGNOSE_MIN = 20        # packets before "only a few made frames" is said
+
+
+class PacketDiagnosis:
+    """Why packets arrive but make no frames (or few): counts per :class:`Unusable` reason, the
+    first detail of each, the source, and what the headers did (sequence, timestamp, marker,
+    SSRC). Pure: the receive path reports arrivals, headers and drops; :meth:`line` says it in
+    one line, naming the count, the source and the reason that dropped the most packets."""
+
+    def __init__(self) -> None:
+        self.arrived = 0
+        self.source: str | None = None
+        self.first_arrival: float | None = None
+        self.last_arrival: float | None = None
+        self.counts: dict[Unusable, int] = {}
+        self.details: dict[Unusable, str] = {}
+        self.headers = 0              # packets whose RTP header parsed with the right version and PT
+        self.markers = 0
+        self.whole_jpegs = 0          # payloads that are whole JPEGs (the lab form: no marker needed)
+        self.seq_same = 0             # sequence number equal to the previous packet's
+        self.seq_other = 0            # neither the previous + 1 nor the same
+        self.ts_changes = 0
+        self.ssrcs: set[int] = set()
+        self._last: tuple[int, int] | None = None    # (seq, timestamp) of the previous header
+        self._seq_examples: list[int] = []
+
+    def arrival(self, source: str | None, now: float) -> None:
+        """One datagram arrived (before any check)."""
+        self.arrived += 1
+        self.last_arrival = now
+        if self.first_arrival is None:
+            self.first_arrival = now
+            self.source = source
+
+    def header(self, seq: int, timestamp: int, marker: bool, ssrc: int, whole_jpeg: bool) -> None:
+        """An RTP header with version 2 and the right payload type."""
+        self.headers += 1
+        self.markers += bool(marker)
+        self.whole_jpegs += bool(whole_jpeg)
+        if len(self.ssrcs) < 1000:
+            self.ssrcs.add(ssrc)
+        if self._last is not None:
+            last_seq, last_ts = self._last
+            if seq == last_seq:
+                self.seq_same += 1
+            elif seq != (last_seq + 1) % SEQ_MOD:
+                self.seq_other += 1
+            self.ts_changes += timestamp != last_ts
+        if len(self._seq_examples) < 4:
+            self._seq_examples.append(seq)
+        self._last = (seq, timestamp)
+
+    def drop(self, reason: Unusable, detail: str) -> None:
+        """A packet was not used, for ``reason``; the first ``detail`` of each reason is kept."""
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        self.details.setdefault(reason, detail)
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.counts.values())
+
+    def reason(self, frames: int, incomplete: str | None = None) -> str | None:
+        """The main reason packets are not making frames, or None when nothing is wrong with them."""
+        ranked = sorted(self.counts.items(), key=lambda kv: -kv[1])
+        if ranked and self.dropped * 2 >= self.arrived:
+            kind, n = ranked[0]
+            if kind is Unusable.SSRC and len(self.ssrcs) * 2 >= max(2, self.headers):
+                text = (f"the SSRC changes from packet to packet ({len(self.ssrcs)} different SSRCs; "
+                        f"RFC 3550 gives a source one SSRC)")
+            elif kind is Unusable.SEQUENCE:
+                text = self._sequence_text()
+            else:
+                text = self.details[kind]
+            return f"{text}, in {'all' if n == self.arrived else n} of them"
+        if frames > 0 or self.headers == 0:
+            return None
+        if self.seq_same * 2 >= self.headers or self.seq_other * 2 >= self.headers:
+            return self._sequence_text()
+        if self.markers == 0 and self.whole_jpegs == 0:
+            if self.ts_changes == 0 and self.headers > 1:
+                return ("the marker bit is never set and the timestamp never changes: the player "
+                        "cannot tell where a frame ends (RFC 2435 marks each frame's last packet)")
+            return "the marker bit is never set (RFC 2435 marks each frame's last packet)"
+        if self.ts_changes == 0 and self.headers > 1 and self.whole_jpegs == 0:
+            return "the timestamp never changes (each frame needs its own RTP timestamp)"
+        return f"no frame completed ({incomplete or 'fragments missing'})"
+
+    def _sequence_text(self) -> str:
+        seqs = ", ".join(str(s) for s in self._seq_examples)
+        if self.seq_same >= self.seq_other:
+            return f"the sequence number does not advance (it stays {self._seq_examples[0]})" \
+                if self._seq_examples else "the sequence number does not advance"
+        return f"the sequence numbers do not go up by one per packet ({seqs}, ...)"
+
+    def line(self, frames: int, now: float, incomplete: str | None = None,
+             settled: bool = False) -> str | None:
+        """One line for the user, or None: when packets have arrived for DIAGNOSE_AFTER seconds
+        (or the stream is over: ``settled``) and none made a frame, or when at least half of
+        DIAGNOSE_MIN or more packets were dropped."""
+        if self.arrived == 0 or self.first_arrival is None:
+            return None
+        if frames == 0:
+            if now - self.first_arrival < DIAGNOSE_AFTER and not settled:
+                return None
+        elif self.arrived < DIAGNOSE_MIN or self.dropped * 2 < self.arrived:
+            return None
+        why = self.reason(frames, incomplete)
+        if why is None:
+            return None
+        src = f" from {self.source}" if self.source else ""
+        made = "none made a frame" if frames == 0 else f"only {frames} frames came of them"
+        return f"{self.arrived} RTP packets arrived{src} but {made}: {why}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"arrived": self.arrived, "source": self.source,
+                "dropped": {k.value: v for k, v in self.counts.items()}}

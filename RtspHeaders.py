@@ -188,9 +188,9 @@ class Transport:
             return result
         if not errors:
             raise BadRequest("empty Transport header")
-        for exc in errors:
-            if exc.status == Status.UNSUPPORTED_TRANSPORT:
-                raise exc
+        for error in errors:
+            if error.status == Status.UNSUPPORTED_TRANSPORT:
+                raise error
         raise errors[0]
 
     def format(self) -> str:

@@ -20,7 +20,7 @@ import logging
 import re
 import struct
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Mapping, Union
+from typing import Iterable, Iterator, Mapping
 
 log = logging.getLogger(__name__)
 
@@ -500,7 +500,7 @@ class MessageError:
         return int(self.error.status)
 
 
-Message = Union[Request, Response, InterleavedFrame, MessageError]
+Message = Request | Response | InterleavedFrame | MessageError
 
 
 # --------------------------------------------------------------------------- parser

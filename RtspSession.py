@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import secrets
 from enum import Enum
-from typing import Dict, Tuple
 
 from RtspMessage import Method, RtspError, Status
 
@@ -24,7 +23,7 @@ class State(Enum):
 
 # (state, method) -> next state.  Methods that need no session (OPTIONS, DESCRIBE,
 # GET_PARAMETER, SET_PARAMETER) are handled outside the table.
-TRANSITIONS: Dict[Tuple[State, Method], State] = {
+TRANSITIONS: dict[tuple[State, Method], State] = {
     (State.INIT, Method.SETUP): State.READY,
     (State.READY, Method.SETUP): State.READY,  # change of transport before PLAY
     (State.READY, Method.PLAY): State.PLAYING,

@@ -317,14 +317,15 @@ def _fps_text(fps: float) -> str:
 def movie_sdp(name: str, duration: float | None, fps: float, server_addr: str,
               session_id: int | str, version: int = 1, track_control: str = "trackID=0",
               width: int | None = None, height: int | None = None,
-              bitrate_kbps: int | None = None, tool: str = "RtspServer (RFC 2326/2435)"
-              ) -> str:
+              bitrate_kbps: int | None = None, tool: str = "RtspServer (RFC 2326/2435)",
+              live: bool = False) -> str:
     """The description of one stored movie as RTP/JPEG (RFC 2326 C, RFC 2435, RFC 4566).
 
     Session-level a=control:* makes the aggregate URL the Content-Base; the track is
     ``track_control`` below it.  a=range gives the duration (npt, 3 decimals), a=framerate
     the frame rate (GStreamer uses it), a=x-dimensions the size (some players use it).
-    ``server_addr`` may be IPv4 or IPv6 (o= and c= then say IP6).
+    ``server_addr`` may be IPv4 or IPv6 (o= and c= then say IP6).  A ``live`` stream has no
+    duration: a=range:npt=now- (RFC 2326 C.1.5), which players take as "no seeking".
     """
     addr = server_addr.strip("[]").split("%")[0]
     ip6 = ":" in addr
@@ -336,7 +337,7 @@ def movie_sdp(name: str, duration: float | None, fps: float, server_addr: str,
             raise SdpError(f"empty value or line break in SDP field {text!r}")
     if fps <= 0:
         raise SdpError(f"frame rate must be positive, not {fps}")
-    rng = NptRange(0.0, duration)
+    rng = NptRange(None, None) if live else NptRange(0.0, duration)
     sdp = SessionDescription(
         origin=f"- {session_id} {int(version)} IN {family} {addr}",
         name=name,

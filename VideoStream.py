@@ -80,7 +80,8 @@ class VideoStream:
 
     def _index_lab(self, data: bytes) -> list[tuple[int, int]]:
         """Offsets of frames in the lab format: 5 ASCII digits of length, then the frame."""
-        index, pos, n = [], 0, len(data)
+        index: list[tuple[int, int]] = []
+        pos, n = 0, len(data)
         while pos < n:
             digits = data[pos:pos + _LAB_DIGITS]
             if len(digits) < _LAB_DIGITS or not digits.isdigit():
@@ -101,7 +102,8 @@ class VideoStream:
 
     def _index_concat(self, data: bytes) -> list[tuple[int, int]]:
         """Offsets of concatenated JPEG frames, found by walking each frame's markers."""
-        index, pos, n = [], 0, len(data)
+        index: list[tuple[int, int]] = []
+        pos, n = 0, len(data)
         while pos < n:
             try:
                 end = find_jpeg_end(data, pos)

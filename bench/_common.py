@@ -12,7 +12,7 @@ import platform
 import statistics
 import sys
 import time
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Callable, Iterable
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH)
@@ -59,7 +59,7 @@ def best_of(fn: Callable[[int], None], number: int, repeat: int, budget: float =
     return best
 
 
-def percentile(values: List[float], p: float) -> float:
+def percentile(values: list[float], p: float) -> float:
     """Nearest-rank percentile (p in 0..100) of a non-empty list."""
     ordered = sorted(values)
     if not ordered:
@@ -88,7 +88,7 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def emit(title: str, rows: List[Dict], columns: Iterable[str], as_json: bool, extra: Optional[Dict] = None) -> None:
+def emit(title: str, rows: list[dict], columns: Iterable[str], as_json: bool, extra: dict | None = None) -> None:
     """Print a small table (and optionally one JSON line)."""
     columns = list(columns)
     print(f"# {title}")
@@ -135,5 +135,5 @@ def movie_dir(width: int, height: int, frames: int, quality: int, name: str = "b
     return folder
 
 
-def mean(values: List[float]) -> float:
+def mean(values: list[float]) -> float:
     return statistics.fmean(values) if values else float("nan")
