@@ -32,11 +32,11 @@ from RtpStats import IntervalReport, PacketDiagnosis, PlaybackStats, RtpReceiver
 from RtspClient import (ClientState, Dialect, Reply, RtspClientProtocol, SdpInfo,
                         describe_failure, parse_rtsp_url, parse_sdp_info)
 from RtspMessage import InterleavedFrame, Method
+from SocketBuffers import request_buffer
 
 log = logging.getLogger(__name__)
 
 RCVBUF_BYTES = 4 * 1024 * 1024       # the default ~208 KB loses part of a burst of fragments
-SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 BYE_GRACE = 0.25                     # seconds of RTP silence after a BYE before the stream ends
 CNAME_TOOL = "RtpLabPlayer/1.0"
 DEFAULT_SESSION_BW = 125_000.0       # octets/s (1 Mbit/s) assumed until the rate is measured (§6.2)
@@ -106,20 +106,6 @@ class SentReport:
     block: ReportBlock | None
     interval: IntervalReport | None
     impair_delivered: int | None
-
-
-def _set_rcvbuf(sock: socket.socket, size: int) -> int:
-    """Ask for ``size`` bytes of receive buffer; force it past rmem_max when allowed. Returns actual."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
-    actual = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-    if actual < size:
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
-            actual = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-        except OSError:
-            log.warning("UDP receive buffer is %d bytes (wanted %d); raise net.core.rmem_max "
-                           "to avoid losing bursts", actual, size)
-    return actual
 
 
 class ReceiveEngine:
@@ -201,6 +187,7 @@ class ReceiveEngine:
         self.generation = 0                                # +1 per seek; frames carry it
         self._bye: tuple[str, float] | None = None        # (reason, arrival) of an RTCP BYE
         self._sr: tuple[int, int, float] | None = None    # (ntp64, rtp ts, monotonic arrival)
+        self._sr_map: tuple[int, int] | None = None       # (ntp64, rtp ts) of an SR since the last PLAY
         self.delay_ms: float | None = None
         self._our_ssrc = int.from_bytes(os.urandom(4), "big")
         # RTCP (RFC 3550 §6): our RR schedule (§6.3) and what the sender's reports said
@@ -337,7 +324,7 @@ class ReceiveEngine:
         assert self.proto is not None
         host, port, _ = parse_rtsp_url(self.proto.url)
         try:
-            self.rtsp_sock = socket.create_connection((host, port), timeout=self.connect_timeout)
+            sock = socket.create_connection((host, port), timeout=self.connect_timeout)
         except socket.gaierror as exc:
             raise ClientError(f"cannot resolve server {host!r}: {exc.strerror}") from None
         except ConnectionRefusedError:
@@ -345,10 +332,76 @@ class ReceiveEngine:
                               "(is the server running on that port?)") from None
         except (socket.timeout, OSError) as exc:
             raise ClientError(f"server unreachable: {host}:{port}: {exc}") from None
-        self.rtsp_sock.settimeout(None)
-        self.rtsp_sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.rtsp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
-        self.server_addr = self.rtsp_sock.getpeername()[:2]
+        sock.settimeout(None)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        request_buffer(sock, socket.SO_RCVBUF, RCVBUF_BYTES, "TCP (RTSP)", logging.DEBUG)
+        self.rtsp_sock = sock
+        self.server_addr = sock.getpeername()[:2]
+
+    @property
+    def session_lost(self) -> bool:
+        """The server went away (or the connection did): no session left; the next request reconnects."""
+        return self.proto is not None and (self.connection_lost or self.failure is not None) \
+            and self.proto.session_id is None
+
+    def _drop_session(self) -> None:
+        """The server is gone (called with the lock held): the session is dead, so the client is
+        back in INIT (a fresh protocol object that keeps the URL, credentials and the last SDP) and
+        the connection is shut down, so that the next request connects again (:meth:`_reconnect`)."""
+        old = self.proto
+        if old is None or (old.session_id is None and old.state == ClientState.INIT):
+            return
+        fresh = RtspClientProtocol(old.url, username=old.username, password=old.password,
+                                   dialect=old.dialect)
+        fresh.sdp, fresh.content_base = old.sdp, old.content_base
+        self.proto = fresh
+        self._hold = None
+        self._next_rtcp = None
+        sock = self.rtsp_sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)    # the reader sees EOF and ends
+            except OSError:
+                pass
+        self.events.put(Event(EventKind.STATE, fresh.state))
+
+    def _reconnect(self) -> None:
+        """Connect again after a lost server (SETUP/DESCRIBE after the loss): a new RTSP
+        connection and reader, and the receive side reset for a new session."""
+        assert self.proto is not None
+        log.info("reconnecting to %s", self.proto.url)
+        old_sock = self.rtsp_sock
+        with self._lock:
+            self._drop_session()
+            if old_sock is not None:
+                try:
+                    old_sock.close()
+                except OSError:
+                    pass
+            self.rtsp_sock = None
+        self._connect()
+        with self._lock:
+            self.connection_lost = False
+            self.failure = self.ended = None
+            self._lost_at = self._keepalive_sent = None
+            self._bye = None
+            self.ssrc = None
+            self._new_receiver()
+            self.pstats = PlaybackStats()
+            self._sr = self._sr_map = None
+            self.delay_ms = None
+            self.last_frame = None
+            self.last_packet_time = self.play_started = None
+            self._pos_base = None
+            self._position = 0.0
+            self._skip_before = None
+            self.generation += 1
+            self.sender_packets = self.sender_octets = None
+            self.sender_clock = self.rtt_ms = None
+            self._next_rtcp = None
+            self._rtcp_initial = True
+        self._threads = [t for t in self._threads if t.is_alive()]
+        self._start_rtsp_reader()
 
     def _bind_udp(self, port: int, host: str) -> None:
         """Bind the RTP socket on ``port`` (0: any even port) and RTCP on port + 1 (RFC 3550 §11)."""
@@ -394,7 +447,7 @@ class ReceiveEngine:
             if rtcp is not None:
                 rtcp.setblocking(False)
             self.rtp_sock, self.rtcp_sock, self.rtp_port = rtp, rtcp, actual
-            self.rcvbuf = _set_rcvbuf(rtp, RCVBUF_BYTES)
+            self.rcvbuf = request_buffer(rtp, socket.SO_RCVBUF, RCVBUF_BYTES, "UDP (RTP)")
             log.info("RTP on UDP port %d (receive buffer %d bytes)", actual, self.rcvbuf)
             return
         raise ClientError("could not bind a free even/odd UDP port pair for RTP/RTCP")
@@ -408,19 +461,19 @@ class ReceiveEngine:
             t.start()
 
     # -- RTSP requests (blocking; call from any thread but the reader threads) -----------------
-    def _send(self, cseq: int, data: bytes) -> Reply:
+    def _send(self, cseq: int, data: bytes, timeout: float | None = None) -> Reply:
         assert self.rtsp_sock is not None and self.proto is not None
         pending = self.proto.pending.get(cseq)
         with self._lock:
             self._awaiting.add(cseq)
         try:
-            return self._send_and_wait(cseq, data, pending)
+            return self._send_and_wait(cseq, data, pending, timeout)
         finally:
             with self._lock:
                 self._awaiting.discard(cseq)
                 self._replies.pop(cseq, None)
 
-    def _send_and_wait(self, cseq: int, data: bytes, pending: Any) -> Reply:
+    def _send_and_wait(self, cseq: int, data: bytes, pending: Any, timeout: float | None = None) -> Reply:
         assert self.rtsp_sock is not None and self.proto is not None
         self.events.put(Event(EventKind.LOG, ("C->S", data.decode("utf-8", "replace").replace("\r\n", "\n"))))
         log.debug("C->S\n%s", data.decode("utf-8", "replace"))
@@ -429,7 +482,8 @@ class ReceiveEngine:
                 self.rtsp_sock.sendall(data)
         except OSError as exc:
             raise ClientError(f"lost the RTSP connection to the server: {exc}") from None
-        deadline = time.monotonic() + self.reply_timeout
+        wait = self.reply_timeout if timeout is None else min(timeout, self.reply_timeout)
+        deadline = time.monotonic() + wait
         with self._reply_cond:
             while cseq not in self._replies:
                 left = deadline - time.monotonic()
@@ -437,7 +491,7 @@ class ReceiveEngine:
                     self.proto.pending.pop(cseq, None)
                     method = pending.method if pending else "request"
                     why = "the server closed the connection" if self.connection_lost else \
-                        f"no reply within {self.reply_timeout:g} s"
+                        f"no reply within {wait:g} s"
                     if self.lab and method == Method.SETUP and not self.connection_lost:
                         why += (" (a lab server says nothing when it cannot open the file: "
                                 f"is {self.proto.lab_filename!r} in its folder?)")
@@ -448,15 +502,20 @@ class ReceiveEngine:
             self.events.put(Event(EventKind.STATE, self.proto.state))
         return reply
 
-    def _request(self, build: Callable[..., tuple[int, bytes]], *args: Any) -> Reply:
+    def _request(self, build: Callable[..., tuple[int, bytes]], *args: Any,
+                 timeout: float | None = None) -> Reply:
         """Send a request and wait for its reply; a 401 the protocol can answer (first
         challenge, or a stale nonce) is sent again with a new CSeq and Authorization."""
         if self.proto is None:
             raise ClientError("no RTSP session: playing from an SDP file")
+        if self._stop.is_set():
+            raise ClientError("the player is closing")
+        if self.connection_lost or self.failure is not None or self.rtsp_sock is None:
+            self._reconnect()             # the server went away earlier: connect again
         for _ in range(MAX_AUTH_ROUNDS):
             with self._lock:
                 cseq, data = build(*args, now=time.monotonic())
-            reply = self._send(cseq, data)
+            reply = self._send(cseq, data, timeout)
             if not reply.retry:
                 break
             log.info("%s: 401, answering the server's challenge as %r", reply.request.method,
@@ -603,11 +662,18 @@ class ReceiveEngine:
         with self._lock:
             self._play_pending = start
             self._hold = []
+            # The old SR maps the old timeline (a seek jumps the timestamps, a pause the clock):
+            # no delay until an SR of the new one (our server sends one right after each PLAY).
+            self._sr_map = None
+            self.delay_ms = None
+            self.sender_clock = None
+            self.rx.tracker.hold_jitter()
         try:
             return self._request(self.proto.play, start)
         finally:
             with self._lock:
                 if self._hold is not None:           # no reply (error): let the packets go
+                    self.rx.tracker.hold_jitter(False)
                     held, self._hold = self._hold, None
                     self._deliver(held, time.monotonic())
 
@@ -625,6 +691,7 @@ class ReceiveEngine:
             self._skip_before = info.seq if info is not None and info.seq is not None else None
             self.last_frame = None
         self._pos_base = (info.rtptime, pos) if info is not None and info.rtptime is not None else None
+        self.rx.tracker.new_timeline(info.seq if info is not None else None)
         self._pending_pos = pos
         self.pstats.start(now)
         if self.play_started is None:
@@ -635,9 +702,10 @@ class ReceiveEngine:
         held, self._hold = self._hold or [], None
         self._deliver(held, now)
 
-    def pause(self) -> Reply:
+    def pause(self, timeout: float | None = None) -> Reply:
+        """PAUSE; ``timeout`` (s) shortens the wait for the reply (closing the window)."""
         assert self.proto is not None
-        reply = self._request(self.proto.pause)
+        reply = self._request(self.proto.pause, timeout=timeout)
         with self._lock:
             self.pstats.stop(time.monotonic())
         return reply
@@ -687,7 +755,7 @@ class ReceiveEngine:
                 data = b""
             now = time.monotonic()
             if sock is not self.rtsp_sock:
-                return                       # replaced: the lab fallback closed it on purpose
+                return                       # replaced: a reconnect or the lab fallback
             if data == b"":
                 with self._reply_cond:
                     if self.proto.unterminated:
@@ -885,10 +953,10 @@ class ReceiveEngine:
             index = int(round(position * self.fps))
         self._position = position
         self.pstats.on_frame(now)
-        if self._sr is not None:
+        if self._sr_map is not None:
             # The SR maps RTP time to the sender's wall clock (RFC 3550 §6.4.1): when this
             # frame was sampled there. The delay is meaningful only with synchronised clocks.
-            ntp, sr_ts, _ = self._sr
+            ntp, sr_ts = self._sr_map
             sent = unix_from_ntp(ntp) + ts_diff(ts, sr_ts) / JPEG_CLOCK_RATE
             self.sender_clock = sent
             self.delay_ms = (time.time() - sent) * 1000.0
@@ -913,6 +981,7 @@ class ReceiveEngine:
                 if self.ssrc is not None and p.ssrc != self.ssrc:
                     continue
                 self._sr = (p.ntp_timestamp, p.rtp_timestamp, now)
+                self._sr_map = (p.ntp_timestamp, p.rtp_timestamp)
                 self.sender_packets, self.sender_octets = p.packet_count, p.octet_count
                 self.sr_received += 1
             elif isinstance(p, ExtendedReport):
@@ -946,6 +1015,8 @@ class ReceiveEngine:
                 log.warning("%s", reason)
             self.pstats.stop(now)
             self.events.put(Event(EventKind.END, reason))
+            if failed or self.connection_lost:
+                self._drop_session()
 
     def _stopped_short(self) -> str | None:
         """Where the stream stopped, when that is more than a second before its known end."""
@@ -1115,8 +1186,7 @@ class ReceiveEngine:
                 s.impairment = {"spec": str(self.impairer.spec), **self.impairer.counters()}
             s.frame_total = self.frame_total
             s.duration = self.duration
-            if self.delay_ms is not None:
-                s.delay_ms = self.delay_ms
+            s.delay_ms = self.delay_ms
             if self.last_frame is not None:
                 s.frame_index = self.last_frame.index
                 s.position = self.last_frame.position

@@ -103,6 +103,8 @@ class SequenceTracker:
         self.probation_exts: dict[int, int] = {}   # at validation: sequence -> extended, kept packets
         self._last_ts = 0
         self._last_arrival_units = 0.0
+        self._jitter_hold = False    # a PLAY is outstanding: its new timeline is not known yet
+        self._timeline_ext: int | None = None   # first packet of the current timeline (extended)
         self._seen: set[int] = set()
         self._seen_order: collections.deque[int] = collections.deque()
 
@@ -233,7 +235,38 @@ class SequenceTracker:
         self.received += 1
         self.received_octets += size
         self._remember(ext)
+        if self._jitter_hold or (self._timeline_ext is not None and ext < self._timeline_ext):
+            return                   # not (yet) known to belong to the current timeline
         self._jitter(rtp_timestamp, arrival)
+
+    # -- timelines (PLAY, seek) --------------------------------------------------------------
+    def hold_jitter(self, hold: bool = True) -> None:
+        """A PLAY is on its way (RTSP): until its reply says where the new timeline starts, packets
+        are counted but left out of the jitter and delay estimates (``hold=False``: the PLAY failed,
+        the old timeline goes on)."""
+        self._jitter_hold = hold
+
+    def new_timeline(self, first_seq: int | None = None) -> None:
+        """A PLAY reply: the stream continues on a new timeline (a seek jumps the RTP timestamps, a
+        resume after PAUSE the arrival times), so the A.8 transit baseline and the smallest transit
+        start over from the first packet of the new timeline; the smoothed jitter value carries on.
+        ``first_seq`` (RTP-Info seq, RFC 2326 §12.33) is that packet: older ones (still in flight
+        from before) do not touch the estimate. The jitter would otherwise take the timestamp jump
+        as one huge transit difference (|D| of seconds), and report it for ~16 x 4 packets."""
+        self._jitter_hold = False
+        self._transit = None
+        self._min_transit = None
+        self.delay_above_min = 0.0
+        self._timeline_ext = None
+        if first_seq is not None and self.validated:
+            # the extended number of first_seq nearest to the highest so far
+            ext = self.cycles + first_seq
+            top = self.extended_max
+            if ext - top > SEQ_MOD // 2:
+                ext -= SEQ_MOD
+            elif top - ext > SEQ_MOD // 2:
+                ext += SEQ_MOD
+            self._timeline_ext = ext
 
     # -- A.8 -----------------------------------------------------------------------------
     def _jitter(self, rtp_timestamp: int, arrival: float) -> None:
@@ -495,7 +528,9 @@ class StatsSnapshot:
     out_of_order: int = 0
     late_dropped: int = 0
     jitter_ms: float = 0.0
-    delay_ms: float = 0.0           # one-way delay above the smallest seen (queueing), from transit times
+    delay_ms: float | None = None   # one-way delay: arrival minus the sender's clock at the frame (via SR);
+                                    # None until an SR maps the current PLAY's timeline
+    queue_delay_ms: float = 0.0     # transit time above the smallest seen since the PLAY (queueing)
     # RTCP (RFC 3550 §6.4): what the sender's reports said and what we sent
     rtt_ms: float | None = None     # round trip from the XR DLRR answer to our RRTR (RFC 3611 §4.5)
     sender_packets: int | None = None   # the last SR's sender packet count
@@ -577,7 +612,7 @@ class PlaybackStats:
             s.duplicates = tracker.duplicates
             s.out_of_order = tracker.out_of_order
             s.jitter_ms = tracker.jitter_seconds * 1000
-            s.delay_ms = tracker.delay_above_min * 1000
+            s.queue_delay_ms = tracker.delay_above_min * 1000
         if self._last_sample is None or now - self._last_sample >= self.sample_every:
             self._last_sample = now
             d_exp = s.packets_expected - self._last_expected
