@@ -14,12 +14,18 @@ import socket
 import struct
 import sys
 import threading
+from urllib.parse import quote
+
+import PythonVersion  # first: an old Python gets one line, not a SyntaxError/TypeError below
+
+PythonVersion.require("Server.py")
 
 from LiveReader import LiveFeed
 from LiveSource import parse_live_spec
-from MediaLibrary import MediaLibrary
+from MediaLibrary import LAB_MAX_FRAME, MAX_DATAGRAM_PAYLOAD, MediaLibrary
 from Multicast import MulticastGroups, MulticastPool
 from RtspAuth import AuthError, Authenticator, UserDatabase
+from SocketBuffers import request_buffer
 from ServerWorker import SOCKET_BUFFER, ServerConfig, ServerWorker, SessionRegistry
 from Streamer import Streamer
 
@@ -43,9 +49,9 @@ def _udp_pair(family: int, host: str) -> tuple[socket.socket, socket.socket]:
             port = rtp.getsockname()[1]
             if port % 2 == 0:
                 rtcp.bind((host, port + 1))
-                for sock in (rtp, rtcp):
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
+                for sock in (rtp, rtcp):  # a smaller send buffer only makes a send wait: no warning
+                    request_buffer(sock, socket.SO_SNDBUF, SOCKET_BUFFER, "UDP", logging.DEBUG)
+                    request_buffer(sock, socket.SO_RCVBUF, SOCKET_BUFFER, "UDP", logging.DEBUG)
                 return rtp, rtcp
         except OSError:
             pass
@@ -189,6 +195,7 @@ class RtspServer:
             thread.join(timeout=1.0)
         self.streamer.stop()
         self.streamer.join(timeout=1.0)
+        self.config.media.close()
         self.rtp_sock.close()
         self.rtcp_sock.close()
         for sock in self._mcast_socks:
@@ -206,6 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--media-dir", default=".", help="folder whose .Mjpeg files are served (default: .)")
     parser.add_argument("--fps", type=float, default=None, help="frame rate of the movies (default 20)")
     parser.add_argument("--payload-size", type=int, default=1400, help="max RTP payload bytes (default 1400)")
+    parser.add_argument("--lab-max-frame", type=int, default=LAB_MAX_FRAME, metavar="BYTES",
+                        help="lab-dialect clients get frames over BYTES re-encoded smaller, since the "
+                             "hand-out client reads a datagram with recv(20480) (default 20000; 0: never, "
+                             "frames that fit no datagram are then skipped with a warning)")
     parser.add_argument("--max-sessions", type=int, default=1000, help="concurrent sessions (default 1000)")
     parser.add_argument("--session-timeout", type=float, default=60.0,
                         help="seconds without request or RTCP before a session is torn down (default 60)")
@@ -233,11 +244,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class Terminated(Exception):
-    """SIGTERM (systemd, docker stop, kill): stop like Ctrl-C."""
+    """A stop signal other than Ctrl-C: stop the way Ctrl-C does."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated()
+# What stops the server besides Ctrl-C (KeyboardInterrupt everywhere): SIGTERM on Unix (systemd,
+# docker stop, kill); Ctrl-Break (SIGBREAK) in a Windows console, where nothing sends SIGTERM
+# and Ctrl-Break would otherwise kill the process without the RTCP BYEs.
+STOP_SIGNALS = {"SIGTERM": "SIGTERM", "SIGBREAK": "Ctrl-Break"}
+
+
+def install_stop_signals() -> list[str]:
+    """Handle each of STOP_SIGNALS this platform has; returns their names."""
+    installed = []
+    for name, label in STOP_SIGNALS.items():
+        signum = getattr(signal, name, None)
+        if signum is None or (name == "SIGTERM" and sys.platform == "win32"):
+            continue
+
+        def handler(signum: int, frame: object, label: str = label) -> None:
+            raise Terminated(label)
+
+        signal.signal(signum, handler)
+        installed.append(name)
+    return installed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -250,8 +283,11 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"--fps {args.fps} is outside (0, 1000]")
         if not 200 <= args.payload_size <= 65000:
             raise UsageError(f"--payload-size {args.payload_size} is outside 200-65000")
+        if not (args.lab_max_frame == 0 or 1000 <= args.lab_max_frame <= MAX_DATAGRAM_PAYLOAD):
+            raise UsageError(f"--lab-max-frame {args.lab_max_frame} is outside 1000-{MAX_DATAGRAM_PAYLOAD} (or 0)")
         try:
-            media = MediaLibrary(args.media_dir, fps=args.fps, payload_size=args.payload_size)
+            media = MediaLibrary(args.media_dir, fps=args.fps, payload_size=args.payload_size,
+                                 lab_max_frame=args.lab_max_frame)
         except OSError as exc:
             raise UsageError(f"cannot read media folder {args.media_dir}: {exc.strerror or exc}") from None
         auth = None
@@ -283,14 +319,14 @@ def main(argv: list[str] | None = None) -> int:
     if not names:
         log.warning("no .Mjpeg files in %s", media.folder)
     for name in list(media.live) + names:
-        log.info("serving rtsp://127.0.0.1:%d/%s", server.port, name)
-    signal.signal(signal.SIGTERM, _raise_terminated)
+        log.info("serving rtsp://127.0.0.1:%d/%s", server.port, quote(name))  # a URL to copy
+    install_stop_signals()
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         log.info("Ctrl-C: stopped")  # serve_forever's finally has closed everything
-    except Terminated:
-        log.info("SIGTERM: stopped")
+    except Terminated as stop:
+        log.info("%s: stopped", stop.name)
     return 0
 
 

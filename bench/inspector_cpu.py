@@ -132,7 +132,7 @@ def main() -> int:
                                               f"core = {100 * d / base:+.1f}% of the {modes[0]} median "
                                               f"(differences {diffs[0]:+.2f} .. {diffs[-1]:+.2f})")
         extra["command"] = " ".join(["python3", "bench/inspector_cpu.py"] + sys.argv[1:])
-        _common.emit("Figure 7: player CPU, 384x288 20 fps, packet inspector closed vs open", rows,
+        _common.emit("Figure 8: player CPU, 384x288 20 fps, packet inspector closed vs open", rows,
                      ["inspector", "runs", "cpu_pct_median", "cpu_pct_min", "cpu_pct_max", "fps_shown",
                       "packets_listed"], args.json, extra)
     finally:

@@ -174,8 +174,8 @@ def test_dump_option_prints_every_packet(start_server):
     rtp = [h for h in heads if " RTP " in h]
     seqs = [int(re.search(r"seq=(\d+)", h).group(1)) for h in rtp]
     assert len(rtp) > 100 and all((b - a) % 65536 == 1 for a, b in zip(seqs, seqs[1:]))
-    final = out.stderr.strip().splitlines()[-2]          # the last progress line: "... pkts N lost 0"
-    assert int(re.search(r"pkts (\d+)", final).group(1)) == len(rtp)
+    final = out.stderr.strip().splitlines()[-2]          # the last progress line: "... packets N received"
+    assert int(re.search(r"(?:pkts|packets) (\d+)", final).group(1)) == len(rtp)
     assert any(" in  RTCP SR+SDES" in h for h in heads) and any(" out RTCP RR+SDES+XR" in h for h in heads)
     assert "  RFC 2435   width                                    bits   144+8     48 (x8 = 384 px)" in out.stdout
 
@@ -211,7 +211,7 @@ def test_inspector_window_while_playing(display, start_server, tmp_path):
         pump(root, lambda: not app.busy and eng.state is ClientState.READY, what="SETUP")
         app.play()
         pump(root, lambda: app.frames_shown >= 5, what="5 frames shown")
-        app.inspect_button.invoke()                       # opened while playing
+        app.view_menu.invoke("Packet inspector")          # opened while playing, from the View menu
         win = app.inspector
         assert win is not None and eng.tap is not None
         pump(root, lambda: win.ring.total >= 60 and len(win.rows) == 12, what="the list following")
