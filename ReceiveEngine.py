@@ -32,11 +32,11 @@ from RtpStats import IntervalReport, PacketDiagnosis, PlaybackStats, RtpReceiver
 from RtspClient import (ClientState, Dialect, Reply, RtspClientProtocol, SdpInfo,
                         describe_failure, parse_rtsp_url, parse_sdp_info)
 from RtspMessage import InterleavedFrame, Method
+from SocketBuffers import request_buffer
 
 log = logging.getLogger(__name__)
 
 RCVBUF_BYTES = 4 * 1024 * 1024       # the default ~208 KB loses part of a burst of fragments
-SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 BYE_GRACE = 0.25                     # seconds of RTP silence after a BYE before the stream ends
 CNAME_TOOL = "RtpLabPlayer/1.0"
 DEFAULT_SESSION_BW = 125_000.0       # octets/s (1 Mbit/s) assumed until the rate is measured (§6.2)
@@ -106,20 +106,6 @@ class SentReport:
     block: ReportBlock | None
     interval: IntervalReport | None
     impair_delivered: int | None
-
-
-def _set_rcvbuf(sock: socket.socket, size: int) -> int:
-    """Ask for ``size`` bytes of receive buffer; force it past rmem_max when allowed. Returns actual."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
-    actual = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-    if actual < size:
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
-            actual = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-        except OSError:
-            log.warning("UDP receive buffer is %d bytes (wanted %d); raise net.core.rmem_max "
-                           "to avoid losing bursts", actual, size)
-    return actual
 
 
 class ReceiveEngine:
@@ -348,7 +334,7 @@ class ReceiveEngine:
             raise ClientError(f"server unreachable: {host}:{port}: {exc}") from None
         sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
+        request_buffer(sock, socket.SO_RCVBUF, RCVBUF_BYTES, "TCP (RTSP)", logging.DEBUG)
         self.rtsp_sock = sock
         self.server_addr = sock.getpeername()[:2]
 
@@ -461,7 +447,7 @@ class ReceiveEngine:
             if rtcp is not None:
                 rtcp.setblocking(False)
             self.rtp_sock, self.rtcp_sock, self.rtp_port = rtp, rtcp, actual
-            self.rcvbuf = _set_rcvbuf(rtp, RCVBUF_BYTES)
+            self.rcvbuf = request_buffer(rtp, socket.SO_RCVBUF, RCVBUF_BYTES, "UDP (RTP)")
             log.info("RTP on UDP port %d (receive buffer %d bytes)", actual, self.rcvbuf)
             return
         raise ClientError("could not bind a free even/odd UDP port pair for RTP/RTCP")
