@@ -54,8 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", metavar="USER:PASSWORD", default=None,
                    help="credentials for a server that asks for them (RFC 2617 Digest or Basic); "
                         "same as rtsp://USER:PASSWORD@host:port/file")
-    p.add_argument("--transport", choices=("udp", "tcp"), default="udp",
-                   help="udp: RTP on its own UDP ports; tcp: RTP interleaved on the RTSP connection")
+    p.add_argument("--transport", choices=("udp", "tcp", "multicast"), default="udp",
+                   help="udp: RTP on its own UDP ports; tcp: RTP interleaved on the RTSP connection; "
+                        "multicast: join the group the server gives (servers with multicast)")
     p.add_argument("--simple", action="store_true",
                    help="three-button player (PLAY does SETUP first when needed)")
     p.add_argument("--headless", action="store_true",
