@@ -7,6 +7,7 @@ Examples::
     python3 ClientLauncher.py rtsp://127.0.0.1:2048/movie.Mjpeg --headless --save copy.Mjpeg
     python3 ClientLauncher.py --sdp stream.sdp --headless --duration 10   # e.g. from ffmpeg -f rtp
     python3 ClientLauncher.py rtsp://127.0.0.1:2048/movie.Mjpeg --impair loss=5%,burst=3,jitter=10ms,seed=1
+    python3 ClientLauncher.py 127.0.0.1 2048 5008 movie.Mjpeg --lab    # a server written from the hand-out
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", metavar="USER:PASSWORD", default=None,
                    help="credentials for a server that asks for them (RFC 2617 Digest or Basic); "
                         "same as rtsp://USER:PASSWORD@host:port/file")
+    p.add_argument("--lab", action="store_true",
+                   help="speak the lab hand-out's dialect (SETUP movie.Mjpeg RTSP/1.0, LF lines, "
+                        "'Transport: RTP/UDP; client_port= N', no OPTIONS/DESCRIBE/keepalive/RTCP) from "
+                        "the start; without it the player falls back to it when OPTIONS/DESCRIBE get no "
+                        "reply within 1 s")
     p.add_argument("--transport", choices=("udp", "tcp", "multicast"), default="udp",
                    help="udp: RTP on its own UDP ports; tcp: RTP interleaved on the RTSP connection; "
                         "multicast: join the group the server gives (servers with multicast)")
@@ -138,18 +144,28 @@ def run_headless(engine: ReceiveEngine, args: argparse.Namespace, out: TextIO | 
             engine.describe()
             engine.setup()
             engine.play(args.start)
+            if engine.lab:
+                out.write(f"speaking the lab dialect ({engine.dialect_reason})\n")
         start = time.monotonic()
         next_print = start
         interactive = out.isatty()
         end_reason = None
+        unusable: str | None = None
         while end_reason is None:
             now = time.monotonic()
             if args.duration is not None and now - start >= args.duration:
                 end_reason = f"--duration {args.duration:g} s reached"
                 break
-            if engine.last_packet_time is None and engine.play_started is not None \
-                    and now - start > max(10.0, engine.idle_timeout) and engine.frames_displayable == 0:
-                raise ClientError("no RTP arrived within 10 s (a firewall? try --transport tcp)")
+            if engine.frames_displayable == 0 and engine.play_started is not None:
+                unusable = engine.diagnosis(now)
+                if unusable is not None:        # packets arrive, but none make a frame: say why
+                    end_reason = "packets arrive but make no frames"
+                    break
+                if engine.diag.arrived == 0 and now - start > max(10.0, engine.idle_timeout):
+                    raise ClientError("no RTP arrived within 10 s (a firewall? try --transport tcp)"
+                                      if not engine.lab else
+                                      "no RTP arrived within 10 s (the lab server did not send to "
+                                      f"our port {engine.rtp_port}, or a firewall blocks it)")
             try:
                 ev = engine.events.get(timeout=0.05)
             except queue.Empty:
@@ -197,6 +213,12 @@ def run_headless(engine: ReceiveEngine, args: argparse.Namespace, out: TextIO | 
     if engine.failure is not None:
         out.write(f"error: {engine.failure}\n")
         return EXIT_ERROR
+    unusable = unusable or engine.diagnosis(settled=True)
+    if unusable is not None and snap.frames_completed == 0:
+        out.write(f"error: {unusable}\n")
+        return EXIT_ERROR
+    if unusable is not None:
+        out.write(f"warning: {unusable}\n")     # some frames, but most packets unusable
     return EXIT_OK
 
 
@@ -207,7 +229,10 @@ def write_stats(path: str, snap: StatsSnapshot, engine: ReceiveEngine, end_reaso
     d.update(end_reason=end_reason, rcvbuf=engine.rcvbuf, bad_packets=engine.bad_packets,
              our_ssrc=engine.our_ssrc, sender_ssrc=engine.ssrc, cname=engine.cname,
              foreign_packets=engine.foreign_packets, transport=engine.transport,
-             url=engine.url, frames_saved=frames_saved)
+             url=engine.url, frames_saved=frames_saved,
+             dialect=engine.dialect.value if engine.dialect is not None else None,
+             dialect_reason=engine.dialect_reason, packets_arrived=engine.diag.arrived,
+             unusable=engine.diag.as_dict()["dropped"], diagnosis=engine.diagnosis())
     with open(path, "w", encoding="utf-8") as f:
         json.dump(d, f, indent=2)
 
@@ -229,6 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         impair = ImpairSpec.parse(args.impair) if args.impair is not None else None
         if args.rtcp_min <= 0:
             raise ValueError(f"--rtcp-min must be positive, got {args.rtcp_min:g}")
+        if args.lab and url is None:
+            raise ValueError("--lab needs a server (it has no meaning with --sdp)")
         username = password = None
         if args.user is not None:
             if url is None:
@@ -237,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         engine = ReceiveEngine(url, rtp_port=rtp_port, transport=args.transport, sdp_text=sdp_text,
                                reorder_window=args.reorder_window, idle_timeout=args.idle_timeout,
                                impair=impair, rtcp_min_time=args.rtcp_min,
-                               username=username, password=password)
+                               username=username, password=password, lab=True if args.lab else None)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -551,6 +551,8 @@ class JpegDepacketizer:
         self.frames_dropped = 0
         self.bad_packets = 0
         self.duplicates = 0
+        self.last_bad_reason: str | None = None    # why the latest bad payload was bad
+        self.last_drop_reason: str | None = None   # why the latest frame was dropped
         self._frame: _Frame | None = None
         self._last_done: int | None = None      # timestamp of the last frame emitted or dropped
         self._last_first = b""                  # first payload of the latest frame (duplicates)
@@ -570,6 +572,7 @@ class JpegDepacketizer:
             part = parse_payload(payload)
         except JpegError as exc:
             self.bad_packets += 1
+            self.last_bad_reason = exc.reason
             log.debug("bad RTP/JPEG payload: %s", exc.reason)
             if self._frame is not None and self._frame.timestamp == rtp_timestamp:
                 self._frame.damaged = True
@@ -621,6 +624,8 @@ class JpegDepacketizer:
         if self._frame is not None:
             self.frames_dropped += 1
             self._last_done = self._frame.timestamp
+            self.last_drop_reason = ("a frame had no packet with the marker bit" if self._frame.end is None
+                                     else "a frame had fragments missing")
             log.debug("RTP/JPEG frame ts=%d dropped: incomplete", self._frame.timestamp)
             self._frame = None
 
@@ -665,6 +670,9 @@ class JpegDepacketizer:
         self._last_done = frame.timestamp
         if frame.damaged or not complete or frame.qtables is None or frame.header is None:
             self.frames_dropped += 1
+            self.last_drop_reason = ("no quantization tables for the frame's Q"
+                                     if complete and not frame.damaged
+                                     else "a frame had fragments missing or damaged")
             log.debug("RTP/JPEG frame ts=%d dropped: missing fragment or tables", frame.timestamp)
             return None
         jpeg_type, _q, width, height, restart_interval = frame.header

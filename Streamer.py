@@ -278,6 +278,10 @@ class Streamer(threading.Thread):
             session.play_t0 = self._start_time(session, time.monotonic())
             session.play_k0 = session.position
             heapq.heappush(self._heap, (session.play_t0, next(self._counter), session.generation, session, FRAME))
+        if not session.lab:
+            # An SR right away maps the new timeline (RFC 3550 6.4.1): after a seek or a pause the
+            # receiver's old mapping is wrong, and the next scheduled SR may be seconds away.
+            self._send_rtcp(session, session.sender_report())
         self._wake()
 
     def pause(self, session: StreamSession) -> None:
