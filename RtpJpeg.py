@@ -22,6 +22,10 @@ import re
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import mmap
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +165,7 @@ def make_qtables(q: int) -> list[bytes]:
             for base in (_RFC_LUMA_Q, _RFC_CHROMA_Q)]
 
 
-def _segments(frame: bytes, pos: int):
+def _segments(frame: bytes | bytearray | mmap.mmap, pos: int):
     """Yield (marker, body_start, body_end) for marker segments from ``pos`` up to and incl. SOS.
 
     Standalone markers (SOI, RSTn, TEM) yield an empty body. Raises JpegError on truncation.
@@ -330,7 +334,7 @@ def parse_jpeg(frame: bytes) -> JpegInfo:
                     scan_offset, scan_end)
 
 
-def find_jpeg_end(data: bytes, start: int = 0) -> int:
+def find_jpeg_end(data: bytes | bytearray | mmap.mmap, start: int = 0) -> int:
     """Return the offset just past the EOI of the JPEG beginning at ``data[start]``.
 
     Walks marker segments and every scan (progressive frames too), so it can split a stream

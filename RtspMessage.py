@@ -610,6 +610,8 @@ class RtspParser:
         affected (its request line ends in CRLF).
         """
         wanted = (Request,) if self.role == "server" else (Request, Response)
+        if self._unterminated_bad_lf():
+            return True
         if (self._state is not _State.HEADERS
                 or not isinstance(self._start, wanted) or self._error is not None
                 or not self._lf_only or not self._all_lf or "Content-Length" in self._headers):
@@ -624,12 +626,28 @@ class RtspParser:
         parsed = self._parse_header_line(tail, dry_run=True)
         return parsed is not None and parsed[0].lower() != "content-length"
 
-    def finish_unterminated(self) -> Request | None:
+    def _unterminated_bad_lf(self) -> bool:
+        """A bare-LF message already rejected (e.g. the broken lab form ``SETUP f\n1\n RTSP/1.0
+        RTP/UDP 5000``) that will never get its blank line: nothing that follows can save it,
+        so it may be answered (400) at once rather than after the request timeout."""
+        if (self._state is not _State.HEADERS or self._error is None or not self._lf_only
+                or not self._all_lf or isinstance(self._start, Response)):
+            return False
+        return b"\r" not in self._buf and b"\n" not in self._buf
+
+    def finish_unterminated(self) -> Request | MessageError | None:
         """Complete the lab-dialect request :meth:`has_unterminated_lf` found, or None.
 
-        In the client role this can also return a :class:`Response` (a classic lab
-        server's reply has no blank line either).
+        A bare-LF request that is already known to be malformed comes back as its
+        :class:`MessageError` (a 400 to send now).  In the client role this can also return
+        a :class:`Response` (a classic lab server's reply has no blank line either).
         """
+        if self._unterminated_bad_lf():
+            error = MessageError(self._error, self._cseq, lf_only=True)  # type: ignore[arg-type]
+            self._buf.clear()
+            self._scan = 0
+            self._message_done(good=False)
+            return error
         if not self.has_unterminated_lf():
             return None
         if self._buf:

@@ -17,7 +17,7 @@ import threading
 
 from LiveReader import LiveFeed
 from LiveSource import parse_live_spec
-from MediaLibrary import MediaLibrary
+from MediaLibrary import LAB_MAX_FRAME, MAX_DATAGRAM_PAYLOAD, MediaLibrary
 from Multicast import MulticastGroups, MulticastPool
 from RtspAuth import AuthError, Authenticator, UserDatabase
 from ServerWorker import SOCKET_BUFFER, ServerConfig, ServerWorker, SessionRegistry
@@ -189,6 +189,7 @@ class RtspServer:
             thread.join(timeout=1.0)
         self.streamer.stop()
         self.streamer.join(timeout=1.0)
+        self.config.media.close()
         self.rtp_sock.close()
         self.rtcp_sock.close()
         for sock in self._mcast_socks:
@@ -206,6 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--media-dir", default=".", help="folder whose .Mjpeg files are served (default: .)")
     parser.add_argument("--fps", type=float, default=None, help="frame rate of the movies (default 20)")
     parser.add_argument("--payload-size", type=int, default=1400, help="max RTP payload bytes (default 1400)")
+    parser.add_argument("--lab-max-frame", type=int, default=LAB_MAX_FRAME, metavar="BYTES",
+                        help="lab-dialect clients get frames over BYTES re-encoded smaller, since the "
+                             "hand-out client reads a datagram with recv(20480) (default 20000; 0: never, "
+                             "frames that fit no datagram are then skipped with a warning)")
     parser.add_argument("--max-sessions", type=int, default=1000, help="concurrent sessions (default 1000)")
     parser.add_argument("--session-timeout", type=float, default=60.0,
                         help="seconds without request or RTCP before a session is torn down (default 60)")
@@ -250,8 +255,11 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"--fps {args.fps} is outside (0, 1000]")
         if not 200 <= args.payload_size <= 65000:
             raise UsageError(f"--payload-size {args.payload_size} is outside 200-65000")
+        if not (args.lab_max_frame == 0 or 1000 <= args.lab_max_frame <= MAX_DATAGRAM_PAYLOAD):
+            raise UsageError(f"--lab-max-frame {args.lab_max_frame} is outside 1000-{MAX_DATAGRAM_PAYLOAD} (or 0)")
         try:
-            media = MediaLibrary(args.media_dir, fps=args.fps, payload_size=args.payload_size)
+            media = MediaLibrary(args.media_dir, fps=args.fps, payload_size=args.payload_size,
+                                 lab_max_frame=args.lab_max_frame)
         except OSError as exc:
             raise UsageError(f"cannot read media folder {args.media_dir}: {exc.strerror or exc}") from None
         auth = None

@@ -27,7 +27,7 @@ from RtspMessage import (
     Headers, InterleavedFrame, Method, MessageError, Request, Response, RtspError, RtspParser, Status,
 )
 from RtspSession import SESSIONLESS, SUPPORTED, State, new_session_id, next_state
-from Sdp import movie_sdp
+from Sdp import lab_sdp, movie_sdp
 from Streamer import SERVER_NAME, StreamSession, Streamer, unmapped
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ SOCKET_BUFFER = 4 << 20
 WORKER_POLL = 1.0  # a worker wakes this often for its timeouts; shutdown() wakes it at once
 WRITE_TIMEOUT = 10.0  # a reply write gives up on a client that stopped reading after this long
 LAB_GRACE = 0.03  # wait this long for the rest of an unterminated LF-only request
+LAB_REPLY_LIMIT = 255  # lab clients read each reply with one recv(256)
 LIVE_DESCRIBE_WAIT = 5.0  # a DESCRIBE of a live source that has no picture yet waits this long
 
 
@@ -257,7 +258,11 @@ class ServerWorker:
             if name.lower() not in ("cseq", "session"):
                 ordered.add(name, value)
         response.headers = ordered
-        self._write(response.serialize(lf_only=lab))
+        data = response.serialize(lf_only=lab)
+        if lab and len(data) > LAB_REPLY_LIMIT:
+            log.warning("%s: %d-byte reply to a lab client, which reads %d at most", self.peer, len(data),
+                        LAB_REPLY_LIMIT + 1)
+        self._write(data)
 
     def _write(self, data: bytes) -> None:
         with self._write_lock:
@@ -381,8 +386,16 @@ class ServerWorker:
 
     def do_DESCRIBE(self, request: Request, session: StreamSession | None) -> Response:
         movie, _ = self._movie(request)
-        self._check_carriable(movie)
         local = unmapped(self.conn.getsockname()[0])
+        if self.lab or request.lf_only:
+            # A lab client reads the reply with one recv(256): a minimal SDP that fits.
+            head = len(f"RTSP/1.0 200 OK\nCSeq: {request.cseq}\nContent-Type: application/sdp\n"
+                       f"Content-Length: 999\n\n") + (28 if request.headers.get("Session") else 0)
+            body = lab_sdp(movie.name, None if getattr(movie, "live", False) else movie.duration,
+                           movie.fps, local, int(movie.mtime), LAB_REPLY_LIMIT - head)
+            response = Response(200, Headers(), body=body.encode())
+            response.headers.set("Content-Type", "application/sdp")
+            return response
         if getattr(movie, "live", False):
             self._check_live(movie)
             sdp = movie_sdp(
@@ -391,10 +404,12 @@ class ServerWorker:
                 width=movie.width, height=movie.height, live=True,
             )
         else:
+            self._check_carriable(movie)
+            width, height = movie.rtp_size()
             sdp = movie_sdp(
                 name=movie.name, duration=movie.duration, fps=movie.fps, server_addr=local,
                 session_id=int(movie.mtime), version=1, track_control=TRACK_CONTROL,
-                width=movie.stream.width, height=movie.stream.height,
+                width=width, height=height,
             )
         response = Response(200, Headers(), body=sdp.encode())
         response.headers.set("Content-Base", self._base_url(request, movie))
@@ -410,10 +425,14 @@ class ServerWorker:
                             {"Retry-After": "5"})
 
     def _check_carriable(self, movie: Movie) -> None:
-        if movie.problems and not self.lab:
-            index, reason = movie.problems[0]
+        """415 for a movie RTSP clients cannot play at all: its first frame is neither RFC 2435
+        nor convertible (frames RFC 2435 cannot carry are re-encoded, MediaLibrary.Movie)."""
+        if getattr(movie, "live", False):
+            return  # a live source converts its frames as they come (LiveReader)
+        why = movie.unplayable()
+        if why is not None and not self.lab:
             raise RtspError(Status.UNSUPPORTED_MEDIA_TYPE,
-                            f"{movie.name} frame {index} cannot be sent as RTP/JPEG (RFC 2435): {reason}")
+                            f"{movie.name} cannot be sent as RTP/JPEG (RFC 2435): {why}")
 
     def do_SETUP(self, request: Request, session: StreamSession | None):
         movie, _ = self._movie(request)
@@ -468,6 +487,8 @@ class ServerWorker:
             reply.client_port = choice.client_port
             reply.server_port = self.server_ports
         session.transport = reply
+        if session.lab and not getattr(movie, "live", False):
+            movie.prepare(session.position, True, session.id)  # lab frames over the limit, ahead of PLAY
         self.streamer.add(session)
         response = Response(200, Headers())
         response.headers.set("Session", session.id)
@@ -535,7 +556,11 @@ class ServerWorker:
             return self._play_live(request, session)
         with session.lock:
             self.streamer.pause(session)
-            return self._play_locked(request, session, npt)
+            response, after = self._play_locked(request, session, npt)
+        # the first frame ready before the reply (re-encoded here if it must be) and the
+        # movie's converter working ahead of this session: the Streamer never waits for it
+        session.movie.prepare(session.position, session.lab, session.id)
+        return response, after
 
     def _play_locked(self, request: Request, session: StreamSession, npt: NptRange | None):
         movie = session.movie

@@ -34,7 +34,7 @@ import threading
 import time
 from typing import Callable
 
-from MediaLibrary import Movie
+from MediaLibrary import FrameUnavailable, Movie
 from PacketTrain import PacketTrain
 from RtcpPacket import (
     Bye, ExtendedReport, ReceiverReport, RtcpError, SenderReport, SourceDescription, XrBlock, XrBlockType,
@@ -112,6 +112,7 @@ class StreamSession:
         self.octets_sent = 0
         self.frames_sent = 0
         self.frames_skipped = 0
+        self.skip_warned = False  # a frame skipped for a reason (not lateness) is logged once
         self.max_lateness = 0.0
         # RTCP (RFC 3550 6.3): our SR schedule and what the receiver's RRs said
         self.rtcp_initial = True
@@ -132,6 +133,17 @@ class StreamSession:
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()
+
+    def skip(self, what: str, reason: str) -> None:
+        """Count a frame (`what`: "frame 12 of movie.Mjpeg") as skipped for `reason`; the first
+        such frame of the session is logged at WARNING, later ones are counted."""
+        self.frames_skipped += 1
+        if not self.skip_warned:
+            self.skip_warned = True
+            log.warning("session %s: %s skipped: %s (further skips are counted, not logged)",
+                        self.id, what, reason)
+        else:
+            log.debug("session %s: %s skipped: %s", self.id, what, reason)
 
     def rtptime(self, position: float) -> int:
         """90 kHz timestamp of timeline position `position` (RFC 2435: one per frame)."""
@@ -450,7 +462,12 @@ class Streamer(threading.Thread):
             return True
         if lateness > session.max_lateness:
             session.max_lateness = lateness
-        self._send_train(session, movie.train(position % count, session.lab), session.rtptime(position))
+        try:
+            train = movie.train(position % count, session.lab, session.id)
+        except FrameUnavailable as exc:  # e.g. a lab frame over one datagram, a 12-bit frame
+            session.skip(f"frame {position % count} of {movie.name}", exc.reason)
+            return True
+        self._send_train(session, train, session.rtptime(position))
         return True
 
     def _send_live(self) -> None:
@@ -478,9 +495,7 @@ class Streamer(threading.Thread):
             try:
                 data = interleave(train, train.stamp(seq, ts, session.ssrc), session.channel)
             except ValueError as exc:  # e.g. a whole-JPEG lab packet too large for a '$' frame
-                session.frames_skipped += 1
-                log.warning("session %s: frame %d of %s not sent: %s", session.id, session.position,
-                            movie.name, exc)
+                session.skip(f"frame {session.position} of {movie.name}", str(exc))
                 return
             session.seq = (seq + train.count) & 0xFFFF
             if session.send_interleaved is None or not session.send_interleaved(data):
@@ -489,7 +504,10 @@ class Streamer(threading.Thread):
         else:
             session.seq = (seq + train.count) & 0xFFFF
             session.out_train, session.out_seq, session.out_ts, session.out_next = train, seq, ts, 0
-            self._send_slice(session)
+            if not self._send_slice(session):
+                session.skip(f"frame {session.position} of {movie.name}",
+                             "the datagram was refused as too large (EMSGSIZE)")
+                return
             if session.out_train is not None:
                 # A large frame goes out in slices spread over part of the frame interval, so
                 # a receiver's socket buffer (Linux default ~200 KB) is not overrun by a burst.
@@ -502,15 +520,17 @@ class Streamer(threading.Thread):
         session.packets_sent += train.count
         session.octets_sent += train.payload_octets
 
-    def _send_slice(self, session: StreamSession) -> None:
-        """Stamp and send the next UDP_BURST packets of the frame in progress."""
+    def _send_slice(self, session: StreamSession) -> bool:
+        """Stamp and send the next UDP_BURST packets of the frame in progress; False when the
+        kernel refused a packet as too large for a datagram (the frame is lost)."""
         train, dest = session.out_train, session.udp_dest
         if train is None or dest is None:
-            return
+            return True
         start = session.out_next
         end = min(start + UDP_BURST, train.count)
         sock = session.rtp_sock or self.rtp_sock
         buf = train.stamp(session.out_seq, session.out_ts, session.ssrc, start, end)
+        fitted = True
         if not (self.gso and end - start > 1 and train.uniform
                 and self._send_segmented(buf, train.segment, dest, sock)):
             sendto = sock.sendto
@@ -518,10 +538,13 @@ class Streamer(threading.Thread):
                 try:
                     sendto(packet, dest)
                 except OSError as exc:
+                    if exc.errno == errno.EMSGSIZE:
+                        fitted = False
                     self._send_failed(exc, dest)
         if end >= train.count:
             session.out_train = None
         session.out_next = end
+        return fitted
 
     def _send_segmented(self, buf: bytearray, segment: int, dest, sock: socket.socket) -> bool:
         """Send a stamped run of equal-size packets (the last may be shorter) with one sendmsg

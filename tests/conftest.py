@@ -25,7 +25,8 @@ class RunningServer:
     """An RtspServer on 127.0.0.1:<free port> in a thread of this process."""
 
     def __init__(self, media_dir, host="127.0.0.1", **config):
-        media = MediaLibrary(media_dir, fps=config.pop("fps", None), payload_size=config.pop("payload_size", 1400))
+        media = MediaLibrary(media_dir, fps=config.pop("fps", None), payload_size=config.pop("payload_size", 1400),
+                             **{k: config.pop(k) for k in ("lab_max_frame",) if k in config})
         self.config = ServerConfig(media=media, **config)
         self.server = RtspServer(host, 0, self.config)
         self.port = self.server.port

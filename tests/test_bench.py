@@ -17,6 +17,7 @@ CASES = [
     ("rtsp_latency.py", "Figure 4", 120),
     ("client_display.py", "Figure 5", 120),
     ("memory.py", "Figure 6", 120),
+    ("convert.py", "Figure 7a", 180),
 ]
 
 
