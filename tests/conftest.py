@@ -10,9 +10,14 @@ from pathlib import Path
 
 import pytest
 
+# The one place the test path is set: the modules under test, these helpers (media.py,
+# rtsp_tools.py, ...), and after them the tools and benchmarks some tests drive.
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+for _extra in (ROOT / "tools", ROOT / "bench"):
+    if str(_extra) not in sys.path:
+        sys.path.append(str(_extra))
 
 from MediaLibrary import MediaLibrary  # noqa: E402
 from Server import RtspServer  # noqa: E402

@@ -9,20 +9,16 @@ from __future__ import annotations
 import io
 import os
 import random
-import sys
 
 from PIL import Image
+
+import make_movie  # tools/, on the path from conftest.py
+from capture_rtp import read_records  # noqa: F401  (re-exported for tests)
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS)
 FIXTURES = os.path.join(TESTS, "fixtures")
 MOVIE = os.path.join(REPO, "movie.Mjpeg")
-for _path in (REPO, os.path.join(REPO, "tools")):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
-
-import make_movie  # noqa: E402
-from capture_rtp import read_records  # noqa: E402,F401  (re-exported for tests)
 
 SUBSAMPLING = {"420": 2, "422": 1, "444": 0}
 

@@ -17,15 +17,15 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
+from Client import FIT_SLACK, Client, decode_for_view, fit_size
+from ReceiveEngine import Frame, ReceiveEngine
+from RtspClient import ClientState
+from VideoStream import VideoStream
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 tk = pytest.importorskip("tkinter")
 
-from Client import FIT_SLACK, Client, decode_for_view, fit_size  # noqa: E402
-from ReceiveEngine import Frame, ReceiveEngine  # noqa: E402
-from RtspClient import ClientState  # noqa: E402
-from VideoStream import VideoStream  # noqa: E402
 
 FPS = 50
 

@@ -5,14 +5,9 @@ Replies are the GStreamer RTSP server's, byte for byte (shared/reference/rtsp-di
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from RtspClient import (ClientState, Dialect, RtspClientProtocol, describe_failure,  # noqa: E402
+from RtspClient import (ClientState, Dialect, RtspClientProtocol, describe_failure,
                         make_url, parse_rtsp_url,
                         parse_sdp_info)
 

@@ -18,17 +18,16 @@ from pathlib import Path
 
 import pytest
 
+import fuzz_server
+from ReceiveEngine import ReceiveEngine
+from RtspClient import ClientState
+
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
 tk = pytest.importorskip("tkinter")
 
-import fuzz_server  # noqa: E402
-from Client import SHORTCUTS, Client  # noqa: E402
-from ReceiveEngine import ReceiveEngine  # noqa: E402
-from RtspClient import ClientState  # noqa: E402
+from Client import SHORTCUTS, Client  # noqa: E402  (after the skip: Client needs Tk)
 
 FPS = 50
 

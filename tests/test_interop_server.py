@@ -4,16 +4,14 @@ Every frame the real program reassembles is compared with the source frame by it
 decoded pixels; counts must equal the movie's frame count exactly.
 """
 
-import io
 import logging
 import shutil
 import subprocess
 
 import pytest
-from PIL import Image
 
 from conftest import MOVIE
-from media import noise_jpeg, scene_jpeg
+from media import noise_jpeg, pixels, scene_jpeg
 from RtpJpeg import find_jpeg_end
 from VideoStream import VideoStream, write_mjpeg
 
@@ -24,10 +22,6 @@ need_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed (t
 need_gst = pytest.mark.skipif(GST is None, reason="gst-launch-1.0 not installed (tools/test.sh installs it)")
 
 FAST_FPS = 100  # the 500-frame movie in 5 s instead of 25
-
-
-def pixels(jpeg):
-    return Image.open(io.BytesIO(jpeg)).convert("RGB").tobytes()
 
 
 def split_jpegs(data):

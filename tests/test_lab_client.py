@@ -15,6 +15,7 @@ from PIL import Image
 
 from conftest import MOVIE
 from RtpPacket import RtpPacket
+from rtsp_tools import wait_settled
 from VideoStream import VideoStream
 
 
@@ -94,8 +95,8 @@ def test_lab_client_plays_the_whole_movie(start_server):
     assert client.send("PLAY") == 200
     assert client.wait_frames(100, timeout=10) >= 100
     assert client.send("PAUSE") == 200
-    time.sleep(0.2)  # let frames in flight land before counting
-    paused_at = len(client.frames)
+    # count once what was in flight has landed: no new frame for 100 ms
+    paused_at = wait_settled(lambda: len(client.frames), 0.1, 2.0, "the frame count after PAUSE")
     assert client.send("PLAY") == 200
     assert client.wait_frames(source.frame_count, timeout=20) == source.frame_count
     assert client.send("TEARDOWN") == 200

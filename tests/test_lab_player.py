@@ -20,17 +20,16 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ClientLauncher
+from lab_servers import VARIANTS, LabServer
+from ReceiveEngine import LAB_FPS, ReceiveEngine
+from RtpJpeg import packetize
+from RtpPacket import RtpPacket
+from RtspClient import ClientState, Dialect
+from VideoStream import VideoStream, write_mjpeg
 
-import ClientLauncher  # noqa: E402
-from lab_servers import VARIANTS, LabServer  # noqa: E402
-from ReceiveEngine import LAB_FPS, ReceiveEngine  # noqa: E402
-from RtpJpeg import packetize  # noqa: E402
-from RtpPacket import RtpPacket  # noqa: E402
-from RtspClient import ClientState, Dialect  # noqa: E402
-from VideoStream import VideoStream, write_mjpeg  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+
 
 FRAMES = 40          # 2 s at the hand-out's 50 ms per frame
 

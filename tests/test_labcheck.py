@@ -22,15 +22,13 @@ import time
 
 import pytest
 
+import labcheck  # tools/labcheck.py (on the path from conftest.py)
+import LabCheck
 from conftest import MOVIE, ROOT
 from RtpPacket import RtpPacket
 from VideoStream import VideoStream
 from test_lab_client import LabClient
-
-sys.path.insert(0, str(ROOT / "tools"))
-import labcheck  # noqa: E402
-import LabCheck  # noqa: E402
-from LabCheck import Arrival, Exchange, PlaySession, ServerRecording, Verdict  # noqa: E402
+from LabCheck import Arrival, Exchange, PlaySession, ServerRecording, Verdict
 
 FPS = 20.0
 FAST = labcheck.Timing(play=1.0, pause_watch=0.5, resume=0.4, teardown_watch=0.4, reply_timeout=1.5,

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 import pytest
 from hypothesis import given, settings, strategies as st
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from RtspHeaders import (  # noqa: E402
+from RtspHeaders import (
     NptRange, RtpInfo, Transport, format_public, format_range, format_rtp_info,
     format_session, format_transport, join_url, parse_public, parse_range, parse_rtp_info,
     parse_session, parse_transport, quote_string, split_param, split_quoted, split_url,
     unquote_string,
 )
-from RtspClient import RtspClientProtocol, parse_sdp_info  # noqa: E402
-from RtspMessage import RtspError, Status  # noqa: E402
+from RtspClient import RtspClientProtocol, parse_sdp_info
+from RtspMessage import RtspError, Status
 
 T = Transport
 

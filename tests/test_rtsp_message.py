@@ -3,16 +3,15 @@ each fed whole, a byte at a time and in random splits; every limit; the lab dial
 
 from __future__ import annotations
 
-import os
-import sys
+import shutil
+import socket
+import subprocess
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from test_sdp import GST_SDP as GSTREAMER_SDP  # noqa: E402
-from RtspMessage import (  # noqa: E402
+from test_sdp import GST_SDP as GSTREAMER_SDP
+from RtspMessage import (
     BadRequest, Headers, InterleavedFrame, MessageError, Method, Request, Response, RtspError,
     RtspParser, Status, UnsupportedTransport, parse_message,
 )
@@ -720,9 +719,6 @@ def test_arbitrary_bytes_never_crash_and_memory_is_bounded(data, cuts, role):
 
 # --------------------------------------------------------------------------- live peers
 
-import shutil  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
 
 _PEERS = {
     "ffmpeg": lambda url: ["ffmpeg", "-hide_banner", "-loglevel", "error", "-rtsp_transport",

@@ -12,16 +12,13 @@ import pytest
 from PIL import Image
 
 from conftest import MOVIE
+from media import pixels
 from RtpPacket import RtpPacket
 from RtspHeaders import Transport, parse_rtp_info, parse_session
 from rtsp_tools import RtpReceiver, RtspConn, frames_from_packets
 from VideoStream import VideoStream
 
 SOURCE = VideoStream(MOVIE)
-
-
-def pixels(jpeg):
-    return Image.open(io.BytesIO(jpeg)).convert("RGB").tobytes()
 
 
 def source_index_of(jpeg, candidates):
