@@ -20,6 +20,10 @@ import sys
 import time
 from typing import Sequence, TextIO
 
+import PythonVersion  # first: an old Python gets one line, not a SyntaxError/TypeError below
+
+PythonVersion.require("ClientLauncher.py")
+
 from ReceiveEngine import ClientError, EventKind, ReceiveEngine
 from Impair import ImpairSpec
 from RtcpPacket import RTCP_MIN_TIME
@@ -29,6 +33,10 @@ from RtpStats import StatsSnapshot
 log = logging.getLogger("ClientLauncher")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+NO_TK = ("this Python has no Tkinter, which the player's window needs: install it (Debian/Ubuntu: "
+         "sudo apt install python3-tk; Fedora: sudo dnf install python3-tkinter; macOS Homebrew: "
+         "brew install python-tk; the python.org installers for Windows and macOS include it), "
+         "or play without a window: --headless")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -271,7 +279,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.headless:
             return run_headless(engine, args)
-        from Client import run_gui
+        try:
+            from Client import run_gui  # Tk and PIL.ImageTk: only for the window
+        except ImportError as exc:
+            if "tkinter" not in str(exc).lower() and exc.name not in ("tkinter", "_tkinter"):
+                raise
+            engine.close()
+            print(f"error: {NO_TK}", file=sys.stderr)
+            return EXIT_ERROR
         rc = run_gui(engine, args)
         if args.stats_json and engine.final_snapshot is not None:
             write_stats(args.stats_json, engine.final_snapshot, engine, engine.ended or "window closed")

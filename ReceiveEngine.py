@@ -33,11 +33,11 @@ from RtpStats import IntervalReport, PacketDiagnosis, PlaybackStats, RtpReceiver
 from RtspClient import (ClientState, Dialect, Reply, RtspClientProtocol, SdpInfo,
                         describe_failure, parse_rtsp_url, parse_sdp_info)
 from RtspMessage import InterleavedFrame, Method
+from SocketBuffers import request_buffer
 
 log = logging.getLogger(__name__)
 
 RCVBUF_BYTES = 4 * 1024 * 1024       # the default ~208 KB loses part of a burst of fragments
-SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 BYE_GRACE = 0.25                     # seconds of RTP silence after a BYE before the stream ends
 CNAME_TOOL = "RtpLabPlayer/1.0"
 DEFAULT_SESSION_BW = 125_000.0       # octets/s (1 Mbit/s) assumed until the rate is measured (§6.2)
@@ -112,20 +112,6 @@ class SentReport:
 def sys_linux() -> bool:
     import sys
     return sys.platform.startswith("linux")
-
-
-def _set_rcvbuf(sock: socket.socket, size: int) -> int:
-    """Ask for ``size`` bytes of receive buffer; force it past rmem_max when allowed. Returns actual."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
-    actual = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-    if actual < size:
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
-            actual = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-        except OSError:
-            log.warning("UDP receive buffer is %d bytes (wanted %d); raise net.core.rmem_max "
-                           "to avoid losing bursts", actual, size)
-    return actual
 
 
 class ReceiveEngine:
@@ -356,7 +342,7 @@ class ReceiveEngine:
             raise ClientError(f"server unreachable: {host}:{port}: {exc}") from None
         sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
+        request_buffer(sock, socket.SO_RCVBUF, RCVBUF_BYTES, "TCP (RTSP)", logging.DEBUG)
         self.rtsp_sock = sock
         self.server_addr = sock.getpeername()[:2]
 
@@ -469,7 +455,7 @@ class ReceiveEngine:
             if rtcp is not None:
                 rtcp.setblocking(False)
             self.rtp_sock, self.rtcp_sock, self.rtp_port = rtp, rtcp, actual
-            self.rcvbuf = _set_rcvbuf(rtp, RCVBUF_BYTES)
+            self.rcvbuf = request_buffer(rtp, socket.SO_RCVBUF, RCVBUF_BYTES, "UDP (RTP)")
             log.info("RTP on UDP port %d (receive buffer %d bytes)", actual, self.rcvbuf)
             return
         raise ClientError("could not bind a free even/odd UDP port pair for RTP/RTCP")
@@ -531,7 +517,7 @@ class ReceiveEngine:
         self.rtp_sock, self.rtcp_sock = socks
         self.rtp_port = ports[0]
         self.group = (group, ports[0], ports[1])
-        self.rcvbuf = _set_rcvbuf(self.rtp_sock, RCVBUF_BYTES)
+        self.rcvbuf = request_buffer(self.rtp_sock, socket.SO_RCVBUF, RCVBUF_BYTES, "UDP (RTP, multicast)")
         log.info("joined multicast group %s ports %d-%d on %s", group, ports[0], ports[1], local)
         t = threading.Thread(target=self._udp_loop, name="rtp-reader", daemon=True)
         self._threads.append(t)

@@ -21,6 +21,7 @@ import logging
 import re
 import secrets
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from RtspHeaders import (NptRange, RtpInfo, Transport, format_range, join_url, parse_public, parse_range,
                          parse_rtp_info, parse_session, split_url)
@@ -173,7 +174,13 @@ def parse_rtsp_url(url: str) -> tuple[str, int, str]:
 def make_url(host: str, port: int, path: str) -> str:
     """The request URL for the lab's (host, port, file) arguments."""
     h = f"[{host}]" if ":" in host and not host.startswith("[") else host
-    return f"rtsp://{h}:{port}/{path.lstrip('/')}"
+    return f"rtsp://{h}:{port}/{quote(path.lstrip('/'))}"  # a file name: spaces, non-ASCII %-encoded
+
+
+def encode_url(url: str) -> str:
+    """``url`` with what a request line cannot carry (spaces, non-ASCII, controls) %-encoded as
+    UTF-8 (RFC 3986 2.1); escapes already there and the URL's delimiters stay as they are."""
+    return quote(url, safe="!#$%&'()*+,/:;=?@[]~")
 
 
 
@@ -288,6 +295,7 @@ class RtspClientProtocol:
         # Credentials in the URL (rtsp://user:pass@host/...) are taken out of it: requests and
         # logs carry the clean URL, the password only ever goes out as a Digest/Basic answer.
         self.url, url_user, url_password = split_credentials(url)
+        self.url = encode_url(self.url)
         self.username = username if username is not None else url_user
         self.password = password if password is not None else (url_password or "")
         self._challenges: list[str] | None = None    # WWW-Authenticate values being answered

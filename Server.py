@@ -14,12 +14,18 @@ import socket
 import struct
 import sys
 import threading
+from urllib.parse import quote
+
+import PythonVersion  # first: an old Python gets one line, not a SyntaxError/TypeError below
+
+PythonVersion.require("Server.py")
 
 from LiveReader import LiveFeed
 from LiveSource import parse_live_spec
 from MediaLibrary import LAB_MAX_FRAME, MAX_DATAGRAM_PAYLOAD, MediaLibrary
 from Multicast import MulticastGroups, MulticastPool
 from RtspAuth import AuthError, Authenticator, UserDatabase
+from SocketBuffers import request_buffer
 from ServerWorker import SOCKET_BUFFER, ServerConfig, ServerWorker, SessionRegistry
 from Streamer import Streamer
 
@@ -43,9 +49,9 @@ def _udp_pair(family: int, host: str) -> tuple[socket.socket, socket.socket]:
             port = rtp.getsockname()[1]
             if port % 2 == 0:
                 rtcp.bind((host, port + 1))
-                for sock in (rtp, rtcp):
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
+                for sock in (rtp, rtcp):  # a smaller send buffer only makes a send wait: no warning
+                    request_buffer(sock, socket.SO_SNDBUF, SOCKET_BUFFER, "UDP", logging.DEBUG)
+                    request_buffer(sock, socket.SO_RCVBUF, SOCKET_BUFFER, "UDP", logging.DEBUG)
                 return rtp, rtcp
         except OSError:
             pass
@@ -238,11 +244,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class Terminated(Exception):
-    """SIGTERM (systemd, docker stop, kill): stop like Ctrl-C."""
+    """A stop signal other than Ctrl-C: stop the way Ctrl-C does."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated()
+# What stops the server besides Ctrl-C (KeyboardInterrupt everywhere): SIGTERM on Unix (systemd,
+# docker stop, kill); Ctrl-Break (SIGBREAK) in a Windows console, where nothing sends SIGTERM
+# and Ctrl-Break would otherwise kill the process without the RTCP BYEs.
+STOP_SIGNALS = {"SIGTERM": "SIGTERM", "SIGBREAK": "Ctrl-Break"}
+
+
+def install_stop_signals() -> list[str]:
+    """Handle each of STOP_SIGNALS this platform has; returns their names."""
+    installed = []
+    for name, label in STOP_SIGNALS.items():
+        signum = getattr(signal, name, None)
+        if signum is None or (name == "SIGTERM" and sys.platform == "win32"):
+            continue
+
+        def handler(signum: int, frame: object, label: str = label) -> None:
+            raise Terminated(label)
+
+        signal.signal(signum, handler)
+        installed.append(name)
+    return installed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -291,14 +319,14 @@ def main(argv: list[str] | None = None) -> int:
     if not names:
         log.warning("no .Mjpeg files in %s", media.folder)
     for name in list(media.live) + names:
-        log.info("serving rtsp://127.0.0.1:%d/%s", server.port, name)
-    signal.signal(signal.SIGTERM, _raise_terminated)
+        log.info("serving rtsp://127.0.0.1:%d/%s", server.port, quote(name))  # a URL to copy
+    install_stop_signals()
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         log.info("Ctrl-C: stopped")  # serve_forever's finally has closed everything
-    except Terminated:
-        log.info("SIGTERM: stopped")
+    except Terminated as stop:
+        log.info("%s: stopped", stop.name)
     return 0
 
 

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Callable
+from urllib.parse import quote
 
 from MediaLibrary import MediaLibrary, Movie
 from Multicast import MulticastGroups, MulticastPool
@@ -28,6 +29,7 @@ from RtspMessage import (
 )
 from RtspSession import SESSIONLESS, SUPPORTED, State, new_session_id, next_state
 from Sdp import lab_sdp, movie_sdp
+from SocketBuffers import request_buffer
 from Streamer import SERVER_NAME, StreamSession, Streamer, unmapped
 
 log = logging.getLogger(__name__)
@@ -106,7 +108,7 @@ class ServerWorker:
         # timeout (not SO_SNDTIMEO, whose value is a timeval on Unix but a DWORD of ms on Windows)
         # also makes the socket non-blocking underneath, which send_interleaved relies on.
         self.conn.settimeout(WRITE_TIMEOUT)
-        self.conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+        request_buffer(self.conn, socket.SO_SNDBUF, SOCKET_BUFFER, "TCP", logging.DEBUG)
         self.conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         log.info("%s: connected", self.peer)
 
@@ -367,7 +369,7 @@ class ServerWorker:
             host, port = self.conn.getsockname()[:2]
             host = unmapped(host)
             netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        return f"{scheme}://{netloc}/{movie.name}/"
+        return f"{scheme}://{netloc}/{quote(movie.name)}/"  # spaces, non-ASCII: %-encoded
 
     def do_OPTIONS(self, request: Request, session: StreamSession | None) -> Response:
         response = Response(200, Headers())

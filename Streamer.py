@@ -239,7 +239,9 @@ class Streamer(threading.Thread):
         self.loop = loop
         self.session_timeout = session_timeout
         self.rng = rng if rng is not None else random.SystemRandom()
-        self.gso = sys.platform.startswith("linux")  # cleared at the first refusal
+        # UDP GSO is Linux's (a speed-up only: elsewhere, one send per packet); cleared at the
+        # first refusal
+        self.gso = sys.platform.startswith("linux") and hasattr(rtp_sock, "sendmsg")
         # (due, tie-breaker, generation, session, kind): kind FRAME or RTCP
         self._heap: list[tuple[float, int, int, StreamSession, int]] = []
         self._counter = itertools.count()
@@ -551,6 +553,8 @@ class Streamer(threading.Thread):
         per GSO_MAX_SEGMENTS via UDP GSO (Linux UDP_SEGMENT): the kernel cuts the buffer into
         datagrams of `segment` octets, one system call per slice instead of one per packet,
         which is most of what streaming costs.  False: not applicable here."""
+        if not sys.platform.startswith("linux"):  # (and mypy --platform win32 knows sendmsg is absent)
+            return False
         step = segment * max(1, min(GSO_MAX_SEGMENTS, GSO_MAX_BYTES // segment))
         control = [(socket.SOL_UDP, UDP_SEGMENT, _SEGMENT_SIZE.pack(segment))]
         view = memoryview(buf)

@@ -70,6 +70,8 @@ def percentile(values: list[float], p: float) -> float:
 
 def cpu_seconds(pid: int, system_only: bool = False) -> float:
     """utime + stime (or stime alone) of a process, all its threads, in seconds (proc(5) 14, 15)."""
+    if sys.platform != "linux":
+        raise SystemExit("this benchmark reads /proc: Linux only")
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
