@@ -262,6 +262,8 @@ class Streamer(threading.Thread):
         self._phase_load = [0] * START_PHASES  # playing sessions per start slot
         self._live: dict[object, list[StreamSession]] = {}  # live source -> its playing sessions
         self._live_queue: "collections.deque" = collections.deque()  # (source, frame) to send
+        self.send_errors = 0
+        self._send_errnos: set = set()
 
     # -- called from worker threads --------------------------------------
     def add(self, session: StreamSession) -> None:
@@ -554,7 +556,7 @@ class Streamer(threading.Thread):
                 except OSError as exc:
                     if exc.errno == errno.EMSGSIZE:
                         fitted = False
-                    log.debug("session %s: RTP send to %s failed: %s", session.id, dest, exc)
+                    self._send_failed(exc, dest)
         if end >= train.count:
             session.out_train = None
         session.out_next = end
@@ -578,8 +580,15 @@ class Streamer(threading.Thread):
                     log.info("UDP segmentation offload unavailable (%s): one send per packet", exc)
                     self.gso = False
                     return False
-                log.debug("RTP send to %s failed: %s", dest, exc)
+                self._send_failed(exc, dest)
         return True
+
+    def _send_failed(self, exc: OSError, dest) -> None:
+        """Count a failed RTP send; say so once per kind of error (the send path must stay quiet)."""
+        self.send_errors += 1
+        if exc.errno not in self._send_errnos:
+            self._send_errnos.add(exc.errno)
+            log.warning("RTP send to %s failed: %s (counted; said once per kind of error)", dest, exc)
 
     def _send_rtcp(self, session: StreamSession, data: bytes) -> None:
         if session.channel is not None:
