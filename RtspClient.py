@@ -29,6 +29,7 @@ from RtspMessage import (Headers, InterleavedFrame, MessageError, Method, Reques
                          RtspError, RtspParser, Status, reason_phrase)
 from RtspAuth import AuthError, answer_challenge, parse_challenges, split_credentials
 from RtpPacket import JPEG_CLOCK_RATE, PT_JPEG
+from RtspSession import State, client_allowed, client_next_state
 from Sdp import MediaDescription, SdpError, parse_sdp
 
 log = logging.getLogger(__name__)
@@ -45,22 +46,8 @@ class Dialect(enum.Enum):
     LAB = "lab"
 
 
-class ClientState(enum.Enum):
-    """RFC 2326 Appendix A.1 client states."""
-
-    INIT = "INIT"
-    READY = "READY"
-    PLAYING = "PLAYING"
-
-
-# Which button/method is valid in which state (RFC 2326 A.1); the GUI enables buttons from this.
-VALID_METHODS: dict[ClientState, frozenset[str]] = {
-    ClientState.INIT: frozenset({Method.OPTIONS, Method.DESCRIBE, Method.SETUP}),
-    ClientState.READY: frozenset({Method.OPTIONS, Method.DESCRIBE, Method.PLAY, Method.SETUP,
-                                  Method.TEARDOWN, Method.GET_PARAMETER}),
-    ClientState.PLAYING: frozenset({Method.OPTIONS, Method.DESCRIBE, Method.PAUSE, Method.PLAY,
-                                    Method.TEARDOWN, Method.GET_PARAMETER}),
-}
+# RFC 2326 A.1 client states: the server's enum; the client's table is RtspSession's too.
+ClientState = State
 
 
 @dataclass
@@ -492,7 +479,8 @@ class RtspClientProtocol:
         return now - self.last_request_time >= self.session_timeout / 2
 
     def valid(self, method: str) -> bool:
-        return method in VALID_METHODS[self.state]
+        """Whether ``method`` may be sent now (RFC 2326 A.1, RtspSession.CLIENT_TRANSITIONS)."""
+        return method in client_allowed(self.state)
 
     # -- replies -----------------------------------------------------------------------------
     @property
@@ -567,6 +555,7 @@ class RtspClientProtocol:
         if not 200 <= resp.status < 300:
             return
         method = pending.method
+        self.state = client_next_state(self.state, method)   # the A.1 table
         h = resp.headers
         public = h.get("Public")
         if method == Method.OPTIONS and public:
@@ -594,9 +583,7 @@ class RtspClientProtocol:
                     self.transport = Transport.parse_list(tr)[0]
                 except RtspError as exc:      # a header we cannot read; the reply is still usable
                     log.warning("could not parse server Transport %r: %s", tr, exc)
-            self.state = ClientState.READY
         elif method == Method.PLAY:
-            self.state = ClientState.PLAYING
             info = h.get("RTP-Info")
             if info:
                 try:
@@ -613,10 +600,7 @@ class RtspClientProtocol:
                     self.play_range = parse_range(rng)
                 except RtspError as exc:
                     log.debug("could not parse Range %r: %s", rng, exc)
-        elif method == Method.PAUSE:
-            self.state = ClientState.READY
         elif method == Method.TEARDOWN:
-            self.state = ClientState.INIT
             self.session_id = None
             self.transport = None
 
