@@ -940,7 +940,7 @@ class ReceiveEngine:
 
     def _rtp_in(self, data: bytes, now: float, addr: Any = None) -> None:
         """An RTP packet off the wire: through the impairer (if any), then the receive path."""
-        self.diag.arrival(f"{addr[0]}:{addr[1]}" if addr else "the RTSP connection (interleaved)", now)
+        self.diag.arrival(addr or "the RTSP connection (interleaved)", now)
         if self.impairer is None:
             self._on_rtp(data, now)
         else:
