@@ -68,15 +68,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "'Transport: RTP/UDP; client_port= N', no OPTIONS/DESCRIBE/keepalive/RTCP) from "
                         "the start; without it the player falls back to it when OPTIONS/DESCRIBE get no "
                         "reply within 1 s")
-    p.add_argument("--transport", choices=("udp", "tcp"), default="udp",
-                   help="udp: RTP on its own UDP ports; tcp: RTP interleaved on the RTSP connection")
+    p.add_argument("--transport", choices=("udp", "tcp", "multicast"), default="udp",
+                   help="udp: RTP on its own UDP ports; tcp: RTP interleaved on the RTSP connection; "
+                        "multicast: join the group the server gives (servers with multicast)")
     p.add_argument("--simple", action="store_true",
-                   help="three-button player (PLAY does SETUP first when needed)")
+                   help="the lab's three-button player: PLAY (does SETUP first when needed), PAUSE, "
+                        "TEARDOWN, the picture and one status line (fps, kbit/s, loss)")
+    p.add_argument("--loop", action="store_true",
+                   help="play the movie again from the start when it ends (the window's Loop box)")
     p.add_argument("--headless", action="store_true",
                    help="no window: play, show a one-line progress bar, exit at the end of the stream")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--start", type=float, default=None, help="start position in seconds (PLAY Range)")
-    p.add_argument("--save", metavar="FILE", help="write the received frames as an .Mjpeg file")
+    p.add_argument("--save", metavar="FILE", help="write the received frames as an .Mjpeg file "
+                   "(with the window too: when it closes)")
     p.add_argument("--stats-json", metavar="FILE", help="write the final statistics as JSON")
     p.add_argument("--idle-timeout", type=float, default=3.0,
                    help="end of stream after this many seconds without RTP (default 3)")
@@ -118,19 +123,22 @@ def resolve_target(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
 
 
 def progress_line(s: StatsSnapshot, width: int = 24) -> str:
-    """One terminal line: bar, frame n/total, fps, kbit/s, loss, jitter."""
+    """One terminal line with the window's names (README "Reading the statistics"): bar, frame
+    shown (counting from 0, as the picture's number) / total, frames complete and dropped, fps,
+    kbit/s, packets received (and what the sender's last SR reported), lost, loss, duplicates,
+    out of order, jitter, round-trip time."""
     if s.frame_total:
         done = min(1.0, (s.frame_index + 1) / s.frame_total)
         bar = "#" * int(done * width) + "." * (width - int(done * width))
-        where = f"[{bar}] {s.frame_index + 1}/{s.frame_total}"
+        where = f"[{bar}] frame {s.frame_index}/{s.frame_total}"
     else:
         where = f"{s.position:7.1f} s"
-    sender = f"/{s.sender_packets}" if s.sender_packets is not None else ""
+    sender = f" (sender reported {s.sender_packets} at its last SR)" if s.sender_packets is not None else ""
     rtt = f"{s.rtt_ms:.2f} ms" if s.rtt_ms is not None else "-"
-    line = (f"{where} frames {s.frames_completed} (dropped {s.frames_dropped})  "
-            f"{s.fps_inst:4.1f} fps  {s.kbps_inst:7.0f} kbit/s  pkts {s.packets_received}{sender} "
-            f"lost {s.packets_lost} ({s.loss_percent:.2f}%)  dup {s.duplicates}  ooo {s.out_of_order}  "
-            f"jitter {s.jitter_ms:.2f} ms  rtt {rtt}")
+    line = (f"{where}  frames {s.frames_completed} complete, {s.frames_dropped} dropped  "
+            f"{s.fps_inst:4.1f} fps  {s.kbps_inst:7.0f} kbit/s  packets {s.packets_received} received{sender}  "
+            f"lost {s.packets_lost} ({s.loss_percent:.2f}%)  duplicates {s.duplicates}  "
+            f"out of order {s.out_of_order}  jitter {s.jitter_ms:.2f} ms  rtt {rtt}")
     if s.impairment is not None:
         i = s.impairment
         line += f"  [impair: dropped {i['dropped']} dup {i['duplicated']} reord {i['reordered']}]"
@@ -182,6 +190,11 @@ def run_headless(engine: ReceiveEngine, args: argparse.Namespace, out: TextIO | 
                     if args.save:
                         frames.append(ev.payload.data)
                 elif ev.kind is EventKind.END:
+                    if getattr(args, "loop", False) and engine.failure is None and engine.proto is not None \
+                            and not engine.session_lost and engine.ended is not None:
+                        engine.pause()             # --loop: the end starts the movie again
+                        engine.play(0.0)
+                        continue
                     end_reason = ev.payload
                 elif ev.kind is EventKind.ERROR:
                     raise ClientError(ev.payload)
@@ -289,8 +302,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         rc = run_gui(engine, args)
         if args.stats_json and engine.final_snapshot is not None:
             write_stats(args.stats_json, engine.final_snapshot, engine, engine.ended or "window closed")
-        if args.save:
-            log.warning("--save is only supported with --headless")
+        app = getattr(args, "gui_app", None)
+        if args.save and app is not None and app.saved_frames is not None:
+            from VideoStream import write_mjpeg
+            write_mjpeg(args.save, app.saved_frames)
+            print(f"saved {len(app.saved_frames)} frames to {args.save}", file=sys.stderr)
         return rc
     except ClientError as exc:
         engine.close()
