@@ -1002,8 +1002,11 @@ class ClientChecker:
 
 
 def check_client(rec: ClientRecording, keys: Iterable[str] | None = None) -> list[Result]:
-    checker = ClientChecker(rec)
     wanted = set(keys) if keys is not None else None
+    if not rec.remote:
+        return [_fail(item.key, "no client connected before the timeout") for item in CLIENT_ITEMS
+                if wanted is None or item.key in wanted]
+    checker = ClientChecker(rec)
     return [ClientChecker.CHECKS[item.key](checker) for item in CLIENT_ITEMS
             if wanted is None or item.key in wanted]
 

@@ -457,6 +457,13 @@ def test_mutant_clients(defect, item, reason):
     assert results[item].evidence.startswith(b"PLAY movie.Mjpeg RTSP/1.0\n")
 
 
+def test_no_client_before_the_timeout():
+    results = labcheck.grade_client(0, str(MOVIE), host="127.0.0.1", timeout=0.3)
+    assert [(r.verdict, r.reason) for r in results] == [(Verdict.FAIL, "no client connected before the timeout")] * 7
+    with pytest.raises(labcheck.UsageError, match=r"nosuch.Mjpeg is not a movie in .* \(there: movie.Mjpeg"):
+        labcheck.grade_client(0, "nosuch.Mjpeg", media_dir=str(ROOT), host="127.0.0.1", timeout=0.3)
+
+
 def test_client_that_leaves_without_teardown_and_unbound_port():
     run = ClientRun()
     sock = socket.create_connection(("127.0.0.1", run.port), timeout=5)

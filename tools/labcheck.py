@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 from pathlib import Path
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -548,7 +549,8 @@ def probe_port(now: float, state: str, port: int, local: bool) -> LabCheck.PortP
 def grade_client(port: int, file: str = "movie.Mjpeg", media_dir: str | None = None, fps: float = 20.0,
                  host: str = "", timeout: float = 120.0, keys: list[str] | None = None,
                  ready: threading.Event | None = None, after_teardown: float = 2.0,
-                 port_box: list | None = None) -> list[LabCheck.Result]:
+                 port_box: list | None = None,
+                 announce: Callable[[int], None] | None = None) -> list[LabCheck.Result]:
     """Serve with our own server, grade the first client; returns when it has gone."""
     from MediaLibrary import MediaLibrary
     from Server import RtspServer
@@ -573,6 +575,8 @@ def grade_client(port: int, file: str = "movie.Mjpeg", media_dir: str | None = N
         port_box.append(server.port)
     log.info("reference server on port %d serving %s; waiting for a client (%g s)", server.port,
              os.path.basename(file), timeout)
+    if announce is not None:
+        announce(server.port)
     if ready is not None:
         ready.set()
     deadline = time.monotonic() + timeout
@@ -663,11 +667,13 @@ def main(argv: list[str] | None = None) -> int:
             if not 0 <= args.port <= 65535:
                 raise UsageError(f"port {args.port} is outside 0-65535")
             target = f"client on port {args.port} {args.file}"
-            if not args.json:
-                print(f"labcheck: serving {args.file} on RTSP port {args.port}; start the client now "
-                      f"(e.g. python3 ClientLauncher.py 127.0.0.1 {args.port} 25000 {os.path.basename(args.file)})",
-                      flush=True)
-            results = grade_client(args.port, args.file, args.media_dir, args.fps, args.host, args.timeout, keys)
+
+            def announce(port: int) -> None:
+                print(f"labcheck: serving {os.path.basename(args.file)} on RTSP port {port}; start the client now "
+                      f"(e.g. python3 ClientLauncher.py 127.0.0.1 {port} 25000 {os.path.basename(args.file)})",
+                      file=sys.stderr if args.json else sys.stdout, flush=True)
+            results = grade_client(args.port, args.file, args.media_dir, args.fps, args.host, args.timeout, keys,
+                                   announce=announce)
     except (UsageError, ValueError) as exc:
         print(f"labcheck: error: {exc}", file=sys.stderr)
         return 2
