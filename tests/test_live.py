@@ -184,9 +184,9 @@ def test_live_source_plays_in_ffmpeg_gstreamer_and_our_player(live_server, sourc
     url = f"rtsp://127.0.0.1:{port}/{name}"
     out = tmp_path / "ffmpeg.mjpeg"
     jobs = {
-        "ffmpeg": [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-rtsp_transport", "udp", "-i", url,
+        "ffmpeg": [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", url,
                    "-map", "0", "-c", "copy", "-frames:v", str(WANT), "-f", "mjpeg", "-y", str(out)],
-        "gst": [GST, "-q", "rtspsrc", f"location={url}", "protocols=tcp", "!", "rtpjpegdepay", "!",
+        "gst": [GST, "-q", "rtspsrc", f"location={url}", "protocols=udp", "!", "rtpjpegdepay", "!",
                 "identity", f"eos-after={WANT + 1}", "!", "multifilesink", f"location={tmp_path}/g%05d.jpg"],
         "player": [sys.executable, str(ROOT / "ClientLauncher.py"), url, "--headless", "--duration", "2.5",
                    "--save", str(tmp_path / "player.Mjpeg"), "--stats-json", str(tmp_path / "stats.json")],
