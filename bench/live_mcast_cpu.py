@@ -95,8 +95,16 @@ def load(url: str, transport: str, sessions: int, hold: float) -> dict:
             if (group, rtp_port) not in groups:
                 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-                sock.bind((group, rtp_port))
+                try:
+                    sock.bind((group, rtp_port))
+                except OSError:
+                    # gst-rtsp-server binds 0.0.0.0:port itself without SO_REUSEADDR, so no
+                    # receiver on its host can bind the group's port: it is measured unreceived
+                    sock.close()
+                    groups[(group, rtp_port)] = None
+                    continue
                 sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
                                 struct.pack("4s4s", socket.inet_aton(group), socket.inet_aton("127.0.0.1")))
                 sock.setblocking(False)
@@ -123,6 +131,8 @@ def load(url: str, transport: str, sessions: int, hold: float) -> dict:
         except OSError:
             pass
         conn.close()
+    if groups and all(g is None for g in groups.values()):
+        return {"packets_per_s": "n/a (port taken by the server)", "groups": len(groups)}
     return {"packets_per_s": round(packets / hold), "groups": len(groups)}
 
 
@@ -131,6 +141,14 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def udp_sends(ns: str) -> int:
+    """The namespace's UDP sends (/proc/net/snmp OutDatagrams: one per send call, so a GSO
+    send of many packets counts once); only the server sends during the window."""
+    out = subprocess.run(inside(ns, ["cat", "/proc/net/snmp"]), stdout=subprocess.PIPE, text=True).stdout
+    rows = [line.split() for line in out.splitlines() if line.startswith("Udp:")]
+    return int(rows[1][rows[0].index("OutDatagrams")])
 
 
 def wait_line(proc, needle, timeout, stream="stdout"):
@@ -182,12 +200,12 @@ def measure(ns, kind, transport, viewers, window, folder):
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         wait_line(loader, "READY", 60 + viewers)
         time.sleep(1.0)  # settle: every viewer's stream under way before the window opens
-        c0, t0 = cpu_seconds(server.pid), time.monotonic()
+        c0, t0, u0 = cpu_seconds(server.pid), time.monotonic(), udp_sends(ns)
         time.sleep(window)  # the measurement window
-        c1, t1 = cpu_seconds(server.pid), time.monotonic()
+        c1, t1, u1 = cpu_seconds(server.pid), time.monotonic(), udp_sends(ns)
         out, err = loader.communicate(timeout=30 + viewers)
         result = json.loads(out.strip().splitlines()[-1])
-        result.update(cpu_per_s=round((c1 - c0) / (t1 - t0), 4))
+        result.update(cpu_per_s=round((c1 - c0) / (t1 - t0), 4), udp_sends_per_s=round((u1 - u0) / (t1 - t0)))
         return result
     finally:
         server.terminate()
@@ -211,7 +229,11 @@ def main() -> int:
         print(json.dumps(load(args.load, args.transport, args.sessions, args.hold)), flush=True)
         return 0
     if os.geteuid() != 0 or shutil.which("ip") is None:
-        print("live_mcast_cpu: needs root and ip(8) for a network namespace; nothing measured")
+        import _common
+        print("# Figure 8: server CPU per second, one live stream, unicast vs multicast")
+        print(f"# machine: {_common.machine()}")
+        print("server  transport  viewers  cpu_s_per_s")
+        print("# not measured: needs root and ip(8) for a network namespace (multicast stays off the host)")
         return 0
     viewers = [1, 10] if args.quick else [int(v) for v in args.viewers.split(",")]
     window = 2.0 if args.quick else args.window
@@ -238,13 +260,16 @@ def main() -> int:
     finally:
         ip("netns", "del", ns)
         shutil.rmtree(folder, ignore_errors=True)
-    print(f"live 640x480 20 fps, {size} bytes per frame on average, window {window:g} s\n")
-    print("| server | transport | viewers | server CPU s/s | packets/s received (all viewers) |")
-    print("| --- | --- | ---: | ---: | ---: |")
-    for kind, transport, n, r in rows:
-        name = "ours" if kind == "ours" else "gst-rtsp-server (shared)"
-        print(f"| {name} | {'unicast' if transport == 'udp' else 'multicast'} | {n} | "
-              f"{r.get('cpu_per_s', '-')} | {r.get('packets_per_s', r.get('error'))} |")
+    import _common
+    table = [{"server": "ours" if kind == "ours" else "gst-rtsp-server shared",
+              "transport": "unicast" if transport == "udp" else "multicast", "viewers": n,
+              "cpu_s_per_s": r.get("cpu_per_s"), "udp_sends_per_s": r.get("udp_sends_per_s"),
+              "packets_per_s_received": r.get("packets_per_s", r.get("error"))}
+             for kind, transport, n, r in rows]
+    _common.emit(f"Figure 8: server CPU per second, one live 640x480 20 fps stream ({size} B/frame), "
+                 f"unicast vs multicast, window {window:g} s", table,
+                 ["server", "transport", "viewers", "cpu_s_per_s", "udp_sends_per_s", "packets_per_s_received"],
+                 False)
     return 0
 
 

@@ -18,6 +18,7 @@ CASES = [
     ("client_display.py", "Figure 5", 120),
     ("memory.py", "Figure 6", 120),
     ("convert.py", "Figure 7a", 180),
+    ("live_mcast_cpu.py", "Figure 8", 120),
 ]
 
 
