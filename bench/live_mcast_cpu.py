@@ -115,10 +115,16 @@ def load(url: str, transport: str, sessions: int, hold: float) -> dict:
             return {"error": f"PLAY {i}: {st}"}
     print("READY", flush=True)
     packets = 0
-    end = time.monotonic() + hold
+    start = time.monotonic()
+    end = start + hold
+    stdin = sys.stdin.buffer
     while time.monotonic() < end:
-        ready, _, _ = select.select(socks, [], [], 0.2)
+        ready, _, _ = select.select(socks + [stdin], [], [], 0.2)
+        if stdin in ready and not stdin.read1(1):
+            break  # the driver closed our stdin: its window is over
         for sock in ready:
+            if sock is stdin:
+                continue
             for _ in range(512):
                 try:
                     sock.recv(65536)
@@ -133,7 +139,7 @@ def load(url: str, transport: str, sessions: int, hold: float) -> dict:
         conn.close()
     if groups and all(g is None for g in groups.values()):
         return {"packets_per_s": "n/a (port taken by the server)", "groups": len(groups)}
-    return {"packets_per_s": round(packets / hold), "groups": len(groups)}
+    return {"packets_per_s": round(packets / (time.monotonic() - start)), "groups": len(groups)}
 
 
 # ----------------------------------------------------------------------------- driver
@@ -196,14 +202,23 @@ def measure(ns, kind, transport, viewers, window, folder):
     try:
         loader = subprocess.Popen(inside(ns, [sys.executable, os.path.abspath(__file__), "--load", url,
                                               "--transport", transport, "--sessions", str(viewers),
-                                              "--hold", str(window + 1.5)]),
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                              "--hold", str(window + 60)]),
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         wait_line(loader, "READY", 60 + viewers)
-        time.sleep(1.0)  # settle: every viewer's stream under way before the window opens
+        flowing = udp_sends(ns) + 20  # the window opens once the stream is under way (20 sends)
+        deadline = time.monotonic() + 15
+        while udp_sends(ns) < flowing:
+            if time.monotonic() > deadline:  # (gst-rtsp-server multicast with one viewer, here)
+                loader.stdin.close()
+                loader.wait(timeout=30 + viewers)
+                return {"error": "nothing sent within 15 s of every PLAY"}
+            time.sleep(0.05)
         c0, t0, u0 = cpu_seconds(server.pid), time.monotonic(), udp_sends(ns)
         time.sleep(window)  # the measurement window
         c1, t1, u1 = cpu_seconds(server.pid), time.monotonic(), udp_sends(ns)
-        out, err = loader.communicate(timeout=30 + viewers)
+        loader.stdin.close()  # the load stops and tears its sessions down
+        out = loader.stdout.read()
+        loader.wait(timeout=30 + viewers)
         result = json.loads(out.strip().splitlines()[-1])
         result.update(cpu_per_s=round((c1 - c0) / (t1 - t0), 4), udp_sends_per_s=round((u1 - u0) / (t1 - t0)))
         return result
@@ -263,7 +278,7 @@ def main() -> int:
     import _common
     table = [{"server": "ours" if kind == "ours" else "gst-rtsp-server shared",
               "transport": "unicast" if transport == "udp" else "multicast", "viewers": n,
-              "cpu_s_per_s": r.get("cpu_per_s"), "udp_sends_per_s": r.get("udp_sends_per_s"),
+              "cpu_s_per_s": r.get("cpu_per_s", "-"), "udp_sends_per_s": r.get("udp_sends_per_s"),
               "packets_per_s_received": r.get("packets_per_s", r.get("error"))}
              for kind, transport, n, r in rows]
     _common.emit(f"Figure 8: server CPU per second, one live 640x480 20 fps stream ({size} B/frame), "

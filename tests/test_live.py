@@ -404,3 +404,17 @@ def test_setup_for_another_destination_is_refused(live, transport, reason):
     reply = conn.request("SETUP", srv.url("cmd"), {"Transport": transport})
     assert reply.status == 461 and reason in reply.body, (reply, reply.body)
     conn.close()
+
+
+@pytest.mark.skipif(FFMPEG is None, reason="ffmpeg missing (tools/test.sh installs it)")
+def test_frames_rfc2435_cannot_carry_are_converted(live):
+    """ffmpeg's default MJPEG (4:4:4, optimized Huffman tables) goes through JpegConvert, as files do."""
+    srv = live(f"cam={FFMPEG} -loglevel error -re -f lavfi -i testsrc=size=320x240:rate=20 -f mjpeg -")
+    feed = srv.feeds["cam"]
+    assert feed.converter is not None  # JpegConvert.to_rfc2435
+    conn, _ = interleaved_viewer(srv, "cam")
+    conn.read_interleaved(120, timeout=5)
+    got = [j for _, j in frames_of(conn.frames)]
+    assert len(got) >= 10 and feed.rejected == 0 and feed.converted >= len(got), feed.describe_status()
+    assert Image.open(io.BytesIO(got[-1])).size == (320, 240)
+    conn.close()
