@@ -125,7 +125,7 @@ class LabServer:
         self.listener.settimeout(0.1)
         self.port = self.listener.getsockname()[1]
         self._threads: list[threading.Thread] = []
-        self._clients: list[_Client] = []
+        self.clients: list[_Client] = []
         self.thread = threading.Thread(target=self._serve, name=f"lab-{variant}", daemon=True)
         self.thread.start()
 
@@ -140,7 +140,7 @@ class LabServer:
                 return
             self.connections += 1
             client = _Client(conn, addr)
-            self._clients.append(client)
+            self.clients.append(client)
             if self.variant == "single":
                 self._serve_single(client)           # the next accept waits until this one is done
             else:
@@ -288,7 +288,7 @@ class LabServer:
     def stop(self) -> None:
         self._stop.set()
         self.listener.close()
-        for c in self._clients:
+        for c in self.clients:
             if c.stop is not None:
                 c.stop.set()
             try:
