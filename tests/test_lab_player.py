@@ -89,6 +89,7 @@ def test_headless_plays_every_lab_server_variant(variant, lab_server, media, tmp
     assert [got.frame(i) for i in range(got.frame_count)] == srv.sent_frames == media[1]
     reason = {"always200": "OPTIONS got no reply within 1 s",   # its 200 to a CRLF OPTIONS has mixed line ends
               "always200_lf": "the server answered OPTIONS in the lab form",
+              "crlf200": "the server answered DESCRIBE without an SDP",
               "close_on_unknown": "OPTIONS got no reply: the server closed the connection"}.get(
         variant, "OPTIONS got no reply within 1 s")
     assert f"speaking the lab dialect ({reason})" in err
@@ -291,6 +292,7 @@ def test_window_plays_every_lab_server_variant(variant, display, lab_server, med
         assert eng.dialect is Dialect.LAB
         assert app.status_var.get() == "lab dialect (" + (                          # the status line says so
             "the server answered OPTIONS in the lab form" if variant == "always200_lf" else
+            "the server answered DESCRIBE without an SDP" if variant == "crlf200" else
             "OPTIONS got no reply: the server closed the connection" if variant == "close_on_unknown" else
             "OPTIONS got no reply within 1 s") + ")"
         assert "(no SDP: the lab dialect has no DESCRIBE)" in app.sdp_text.get("1.0", "end")
