@@ -68,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "'Transport: RTP/UDP; client_port= N', no OPTIONS/DESCRIBE/keepalive/RTCP) from "
                         "the start; without it the player falls back to it when OPTIONS/DESCRIBE get no "
                         "reply within 1 s")
-    p.add_argument("--transport", choices=("udp", "tcp"), default="udp",
-                   help="udp: RTP on its own UDP ports; tcp: RTP interleaved on the RTSP connection")
+    p.add_argument("--transport", choices=("udp", "tcp", "multicast"), default="udp",
+                   help="udp: RTP on its own UDP ports; tcp: RTP interleaved on the RTSP connection; "
+                        "multicast: join the group the server gives (servers with multicast)")
     p.add_argument("--simple", action="store_true",
                    help="the lab's three-button player: PLAY (does SETUP first when needed), PAUSE, "
                         "TEARDOWN, the picture and one status line (fps, kbit/s, loss)")

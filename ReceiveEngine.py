@@ -16,6 +16,7 @@ import queue
 import random
 import select
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -108,6 +109,11 @@ class SentReport:
     impair_delivered: int | None
 
 
+def sys_linux() -> bool:
+    import sys
+    return sys.platform.startswith("linux")
+
+
 class ReceiveEngine:
     """Owns the RTSP connection, the RTP/RTCP sockets and the threads; frames go to :attr:`events`.
 
@@ -125,8 +131,8 @@ class ReceiveEngine:
                  rtcp_rng: random.Random | None = None, cname: str | None = None,
                  username: str | None = None, password: str | None = None,
                  lab: bool | None = None, probe_timeout: float = PROBE_TIMEOUT) -> None:
-        if transport not in ("udp", "tcp"):
-            raise ValueError(f"transport must be udp or tcp, not {transport!r}")
+        if transport not in ("udp", "tcp", "multicast"):
+            raise ValueError(f"transport must be udp, tcp or multicast, not {transport!r}")
         if lab and transport != "udp":
             raise ValueError("the lab dialect sends RTP over UDP only (no --transport tcp)")
         # lab: True speaks the hand-out's dialect from the start, False never, None (auto) falls back
@@ -212,6 +218,8 @@ class ReceiveEngine:
         if impair is not None:
             self.set_impairment(impair)
         self.interleaved = (0, 1)
+        self.group: tuple[str, int, int] | None = None    # multicast (group, RTP port, RTCP port)
+        self.rtcp_members: set[int] = set()              # SSRCs heard on a multicast group's RTCP
         self.log_frames = log_frames
         self.final_snapshot: StatsSnapshot | None = None
 
@@ -452,6 +460,69 @@ class ReceiveEngine:
             return
         raise ClientError("could not bind a free even/odd UDP port pair for RTP/RTCP")
 
+    def _join_group(self, group: str, ports: tuple[int, int], ttl: int | None) -> None:
+        """Receive the group's RTP and RTCP (RFC 3550 6.2: reports go to the group too).
+
+        The group is joined on the interface the RTSP connection leaves by (its local
+        address), not whatever the routing table picks; on Linux IP_MULTICAST_ALL is turned
+        off so a socket hears only the groups it joined.  IPv6 groups (ff15::/16) join on
+        the default interface (index 0)."""
+        import ipaddress
+
+        try:
+            addr = ipaddress.ip_address(group)
+        except ValueError:
+            raise ClientError(f"the server gave multicast group {group!r}, not an address") from None
+        if not addr.is_multicast:
+            raise ClientError(f"the server gave destination {group}, which is not a multicast group")
+        v6 = addr.version == 6
+        family = socket.AF_INET6 if v6 else socket.AF_INET
+        local = self.rtsp_sock.getsockname()[0] if self.rtsp_sock is not None else "0.0.0.0"
+        if not v6 and ":" in local:
+            local = local[7:] if local.startswith("::ffff:") else "0.0.0.0"
+        socks = []
+        try:
+            for port in ports:
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                socks.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if hasattr(socket, "SO_REUSEPORT"):
+                    try:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # other viewers here
+                    except OSError:
+                        pass
+                # Binding to the group itself filters other traffic to the port (Linux, macOS);
+                # Windows only binds local addresses.
+                bind_host = group if os.name != "nt" else ("::" if v6 else "0.0.0.0")
+                sock.bind((bind_host, port))
+                sock.setblocking(False)  # the reader drains both sockets in turn
+                if v6:
+                    mreq = addr.packed + struct.pack("@I", 0)  # struct ipv6_mreq, interface 0
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+                    if ttl is not None:
+                        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, ttl)
+                else:
+                    mreq = addr.packed + socket.inet_aton(local)
+                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(local))
+                    if ttl is not None:
+                        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
+                    all_opt = getattr(socket, "IP_MULTICAST_ALL", 49 if sys_linux() else None)
+                    if all_opt is not None:
+                        sock.setsockopt(socket.IPPROTO_IP, all_opt, 0)
+        except OSError as exc:
+            for sock in socks:
+                sock.close()
+            raise ClientError(f"cannot join multicast group {group} port {ports[0]}: {exc.strerror or exc}") from None
+        self.rtp_sock, self.rtcp_sock = socks
+        self.rtp_port = ports[0]
+        self.group = (group, ports[0], ports[1])
+        self.rcvbuf = request_buffer(self.rtp_sock, socket.SO_RCVBUF, RCVBUF_BYTES, "UDP (RTP, multicast)")
+        log.info("joined multicast group %s ports %d-%d on %s", group, ports[0], ports[1], local)
+        t = threading.Thread(target=self._udp_loop, name="rtp-reader", daemon=True)
+        self._threads.append(t)
+        t.start()
+
     def _start_threads(self) -> None:
         if self.rtsp_sock is not None:
             self._start_rtsp_reader()
@@ -635,10 +706,17 @@ class ReceiveEngine:
             spec = f"RTP/UDP; client_port= {self.rtp_port}"       # the hand-out's form
         elif self.transport == "udp":
             spec = f"RTP/AVP;unicast;client_port={self.rtp_port}-{self.rtp_port + 1}"
+        elif self.transport == "multicast":
+            spec = "RTP/AVP;multicast"
         else:
             spec = "RTP/AVP/TCP;unicast;interleaved=0-1"
         reply = self._request(self.proto.setup, spec)
         tr = self.proto.transport
+        if self.transport == "multicast":
+            if tr is None or tr.unicast or not tr.destination or tr.port is None:
+                raise ClientError(f"the server answered SETUP for multicast with "
+                                  f"'{tr.format() if tr else 'no Transport'}' (no group and port)")
+            self._join_group(tr.destination, tr.port, tr.ttl)
         if tr is not None:
             if tr.ssrc is not None:
                 self.ssrc = tr.ssrc
@@ -862,7 +940,7 @@ class ReceiveEngine:
 
     def _rtp_in(self, data: bytes, now: float, addr: Any = None) -> None:
         """An RTP packet off the wire: through the impairer (if any), then the receive path."""
-        self.diag.arrival(f"{addr[0]}:{addr[1]}" if addr else "the RTSP connection (interleaved)", now)
+        self.diag.arrival(addr or "the RTSP connection (interleaved)", now)
         if self.impairer is None:
             self._on_rtp(data, now)
         else:
@@ -977,6 +1055,9 @@ class ReceiveEngine:
             return
         self._avg_rtcp_size = update_avg_rtcp_size(self._avg_rtcp_size or len(data) + 28.0, len(data))
         for p in packets:
+            if self.group is not None and isinstance(p, ReceiverReport):
+                self.rtcp_members.add(p.ssrc)  # another viewer of the group (or our own, looped back)
+                continue
             if isinstance(p, SenderReport):
                 if self.ssrc is not None and p.ssrc != self.ssrc:
                     continue
@@ -1031,7 +1112,7 @@ class ReceiveEngine:
         """The server closed the RTSP connection: a failure while a session is open (RFC 2326
         sessions outlive connections, but no server of ours or GStreamer's keeps one then)."""
         if self.proto is not None and self.proto.session_id is not None and self._bye is None:
-            if self.rtcp_sock is not None and self.transport == "udp":
+            if self.rtcp_sock is not None and self.transport in ("udp", "multicast"):
                 self._lost_at = now          # a BYE on the RTCP port may still be on its way
             else:
                 self._lost_server(now)
@@ -1096,7 +1177,9 @@ class ReceiveEngine:
             session_bw = DEFAULT_SESSION_BW
         if not self._avg_rtcp_size:
             self._avg_rtcp_size = len(self._report_datagram(time.monotonic(), probe=True)[0]) + 28.0
-        interval = rtcp_interval(members=2, senders=1, rtcp_bw=0.05 * session_bw, we_sent=False,
+        # in a multicast group every member's reports share the bandwidth (6.2, 6.3.2)
+        members = max(2, len(self.rtcp_members | {self._our_ssrc}) + 1) if self.group else 2
+        interval = rtcp_interval(members=members, senders=1, rtcp_bw=0.05 * session_bw, we_sent=False,
                                  avg_rtcp_size=self._avg_rtcp_size, initial=self._rtcp_initial,
                                  rng=self._rtcp_rng, min_time=self.rtcp_min_time)
         self._rtcp_initial = False
@@ -1107,6 +1190,8 @@ class ReceiveEngine:
             return False
         if self.transport == "tcp":
             return self.rtsp_sock is not None
+        if self.transport == "multicast":
+            return self.group is not None and self.rtcp_sock is not None
         tr = self.proto.transport
         return self.rtcp_sock is not None and self.server_addr is not None and tr is not None \
             and tr.server_port is not None
@@ -1152,6 +1237,9 @@ class ReceiveEngine:
                 assert self.rtsp_sock is not None
                 with self._send_lock:
                     self.rtsp_sock.sendall(InterleavedFrame(self.interleaved[1], data).serialize())
+            elif self.group is not None:
+                assert self.rtcp_sock is not None
+                self.rtcp_sock.sendto(data, (self.group[0], self.group[2]))  # to the group (6.2)
             else:
                 assert self.rtcp_sock is not None and self.server_addr is not None
                 tr = self.proto.transport

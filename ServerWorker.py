@@ -623,7 +623,7 @@ class ServerWorker:
 
     def do_PAUSE(self, request: Request, session: StreamSession):
         if session.group is not None:
-            if not session.live:
+            if not session.live and not session.group.ended:  # (GStreamer PAUSEs at the end: fine)
                 raise explained(Status.METHOD_NOT_VALID_IN_THIS_STATE,
                                 f"{session.movie.name} is a multicast broadcast shared by every viewer: "
                                 "it cannot be paused (TEARDOWN leaves it)",

@@ -60,6 +60,8 @@ SEND_EARLY = 0.001  # deadlines this close are served in the same wake-up (frame
 START_PHASES = 16  # start slots per frame interval: PLAYs arriving together are spread over them
 SLICE_SPREAD = 0.5  # a large frame's slices go out within this share of the frame interval
 POLL_INTERVAL = 0.25  # how often the idle loop looks at shutdown / timeouts
+CONVERT_WAIT_STEP = 0.005  # a session whose next frame is still being converted waits this long...
+CONVERT_WAIT_STEPS = 400  # ... at most this many times (2 s) before converting it itself
 ENDED_ROUTE_TTL = 2.0  # seconds a removed session's RTCP is still recognised (and logged)
 
 
@@ -113,6 +115,8 @@ class StreamSession:
         self.frames_sent = 0
         self.frames_skipped = 0
         self.skip_warned = False  # a frame skipped for a reason (not lateness) is logged once
+        self.waited = 0  # steps the current frame has waited for the converter
+        self.frames_waited = 0  # all such steps (5 ms each) of the session
         self.max_lateness = 0.0
         # RTCP (RFC 3550 6.3): our SR schedule and what the receiver's RRs said
         self.rtcp_initial = True
@@ -258,6 +262,8 @@ class Streamer(threading.Thread):
         self._phase_load = [0] * START_PHASES  # playing sessions per start slot
         self._live: dict[object, list[StreamSession]] = {}  # live source -> its playing sessions
         self._live_queue: "collections.deque" = collections.deque()  # (source, frame) to send
+        self.send_errors = 0
+        self._send_errnos: set = set()
 
     # -- called from worker threads --------------------------------------
     def add(self, session: StreamSession) -> None:
@@ -455,6 +461,16 @@ class Streamer(threading.Thread):
             log.info("session %s: end of %s after %d frames (%d skipped)", session.id, movie.name,
                      session.frames_sent, session.frames_skipped)
             return False
+        if session.waited < CONVERT_WAIT_STEPS and not movie.ready(position % count, session.lab, session.id):
+            # The movie's converter has not made this frame yet: this session's timeline slips
+            # by a step (the RTP timestamps follow the frames, so receivers just see a pause)
+            # while every other session keeps its schedule; after CONVERT_WAIT_STEPS the frame
+            # is converted here after all.
+            session.waited += 1
+            session.frames_waited += 1
+            session.play_t0 += CONVERT_WAIT_STEP
+            return True
+        session.waited = 0
         session.position = position + 1
         late_skip = max(0.2, 2.0 / movie.fps)
         if lateness > late_skip:
@@ -540,7 +556,7 @@ class Streamer(threading.Thread):
                 except OSError as exc:
                     if exc.errno == errno.EMSGSIZE:
                         fitted = False
-                    log.debug("session %s: RTP send to %s failed: %s", session.id, dest, exc)
+                    self._send_failed(exc, dest)
         if end >= train.count:
             session.out_train = None
         session.out_next = end
@@ -564,8 +580,15 @@ class Streamer(threading.Thread):
                     log.info("UDP segmentation offload unavailable (%s): one send per packet", exc)
                     self.gso = False
                     return False
-                log.debug("RTP send to %s failed: %s", dest, exc)
+                self._send_failed(exc, dest)
         return True
+
+    def _send_failed(self, exc: OSError, dest) -> None:
+        """Count a failed RTP send; say so once per kind of error (the send path must stay quiet)."""
+        self.send_errors += 1
+        if exc.errno not in self._send_errnos:
+            self._send_errnos.add(exc.errno)
+            log.warning("RTP send to %s failed: %s (counted; said once per kind of error)", dest, exc)
 
     def _send_rtcp(self, session: StreamSession, data: bytes) -> None:
         if session.channel is not None:
