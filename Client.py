@@ -52,6 +52,7 @@ SHORTCUTS = [
     ("F11 or f", "full screen on / off"),
     ("Ctrl+S", "save the frame shown as PNG or JPEG"),
     ("Ctrl+Q, q or Escape", "quit (TEARDOWN first); Escape leaves full screen first"),
+    ("i", "the packet inspector: every packet as it arrives, field by field"),
     ("? or F1", "this list"),
 ]
 BUTTON_HELP = {
@@ -314,6 +315,8 @@ class Client:
             filetypes=[("PNG", "*.png"), ("JPEG (as received)", "*.jpg *.jpeg")])
         self.last_snapshot: StatsSnapshot | None = None
         self.live_shown = False  # a live stream: slider hidden, 'LIVE mm:ss' instead of position / duration
+        self.inspector: Any = None               # the PacketInspectorView window, once opened
+        self.packet_ring: Any = None             # its PacketInspector.PacketRing
         self.title = ""  # the window title as last set: "RTP player - URL - STATE position / duration"
         self.tooltips: dict[str, Tooltip] = {}
         self.help_window: tk.Toplevel | None = None
@@ -390,6 +393,9 @@ class Client:
         v.add_command(label="Full screen", accelerator="F11", command=self.toggle_fullscreen)
         v.add_checkbutton(label="Statistics panel", variable=self.side_var, command=self._show_panels)
         v.add_checkbutton(label="RTSP log / SDP panel", variable=self.panes_var, command=self._show_panels)
+        v.add_separator()
+        v.add_command(label="Packet inspector", accelerator="I", command=self.open_inspector)
+        self.view_menu = v
         menu.add_cascade(label="View", menu=v)
         h = tk.Menu(menu, tearoff=False)
         h.add_command(label="Keys and buttons", accelerator="?", command=self.show_help)
@@ -613,7 +619,7 @@ class Client:
                  "<Left>": lambda: self.seek_by(-SEEK_STEP), "<Home>": lambda: self.seek(0.0),
                  "<F11>": self.toggle_fullscreen, "<KeyPress-f>": self.toggle_fullscreen,
                  "<KeyPress-q>": self.quit_app, "<Escape>": self._escape,
-                 "<question>": self.show_help, "<F1>": self.show_help}
+                 "<question>": self.show_help, "<F1>": self.show_help, "<KeyPress-i>": self.open_inspector}
         for seq, fn in plain.items():
             m.bind(seq, self._key(fn, in_text=False))
         for seq, fn in {"<Control-q>": self.quit_app, "<Control-Q>": self.quit_app,
@@ -832,11 +838,27 @@ class Client:
             return
         ask()
 
+    def open_inspector(self) -> None:
+        """The packet inspector window (PacketInspectorView); from then on the engine's tap keeps
+        the last packets in a ring for it (a deque append per packet)."""
+        from PacketInspector import PacketRing
+        from PacketInspectorView import InspectorWindow
+        if self.inspector is not None and not self.inspector.closed:
+            self.inspector.lift()
+            return
+        if self.packet_ring is None:
+            self.packet_ring = PacketRing()
+            self.engine.tap = self.packet_ring.add
+        self.inspector = InspectorWindow(self.master, self.packet_ring,
+                                         title=f"Packet inspector - {self.engine.url or 'SDP stream'}")
+
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
         self.closing = True
+        if self.inspector is not None:
+            self.inspector.close()
         self.engine.close()
         try:
             for after_id in self._after_ids.values():
@@ -1169,6 +1191,8 @@ def run_gui(engine: ReceiveEngine, args: Any) -> int:
     app = Client(root, engine, simple=getattr(args, "simple", False), start=getattr(args, "start", None),
                  loop=getattr(args, "loop", False), collect_frames=bool(getattr(args, "save", None)))
     args.gui_app = app
+    if getattr(args, "inspect", False):
+        app.open_inspector()
     if engine.proto is not None:
         def initial() -> None:
             try:

@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="play the movie again from the start when it ends (the window's Loop box)")
     p.add_argument("--headless", action="store_true",
                    help="no window: play, show a one-line progress bar, exit at the end of the stream")
+    p.add_argument("--inspect", action="store_true", help="open the packet inspector window at start")
+    p.add_argument("--dump", action="store_true",
+                   help="print every packet's fields to stdout as it arrives (implies --headless)")
+    p.add_argument("--dump-bits", action="store_true", help="with --dump: also draw each packet's bit diagram")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--start", type=float, default=None, help="start position in seconds (PLAY Range)")
     p.add_argument("--save", metavar="FILE", help="write the received frames as an .Mjpeg file "
@@ -289,6 +293,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
+        if args.dump or args.dump_bits:
+            from PacketInspector import DumpPrinter, PacketRing
+            ring = PacketRing()
+            engine.tap = ring.add
+            printer = DumpPrinter(ring, sys.stdout, bits=args.dump_bits)
+            try:
+                return run_headless(engine, args)
+            finally:
+                printer.stop()
         if args.headless:
             return run_headless(engine, args)
         try:
