@@ -642,3 +642,47 @@ def test_save_with_the_window_writes_the_frames(display, start_server, tmp_path,
     def pixels(jpeg: bytes) -> bytes:       # the depacketizer rebuilds the JFIF headers (RFC 2435)
         return Image.open(io.BytesIO(jpeg)).convert("RGB").tobytes()
     assert all(pixels(saved.frame(i)) == pixels(source.frame(i)) for i in range(n))
+
+
+# --------------------------------------------------------------------------- item 2: said where a person looks
+
+def test_teardown_closing_the_player_and_the_keys_are_documented():
+    """The lab's Teardown closes the app: the button's tooltip, the Help text, --help and the
+    README say so, and the README and --help list every key."""
+    from Client import BUTTON_HELP, HELP_TEXT
+    assert "close the player" in BUTTON_HELP["TEARDOWN"] and BUTTON_HELP["TEARDOWN"] in HELP_TEXT
+    readme = (ROOT / "README.md").read_text()
+    assert "**TEARDOWN** | ends the session **and closes the player**" in readme
+    assert "### Reading the statistics" in readme
+    help_text = subprocess.run([sys.executable, str(ROOT / "ClientLauncher.py"), "--help"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=30).stdout
+    assert "TEARDOWN ends the session and closes the player" in " ".join(help_text.split())
+    for keys, _ in SHORTCUTS:
+        for k in re.split(r", | or | / ", keys):
+            assert k in readme, k
+            if k != "i":
+                assert k in help_text, k
+    for doc in ("docs/player.png", "docs/player-1024x600.png", "docs/player-simple.png"):
+        assert f"]({doc})" in readme and (ROOT / doc).exists()
+
+
+def test_ctrl_s_saves_the_frame_shown(display, start_server, tmp_path, xdotool):
+    srv = start_server(fps=FPS)
+    root, eng, app = start_app(display, srv.url())
+    try:
+        app.play()
+        pump(root, lambda: app.frames_shown >= 10, what="playing")
+        app.pause()
+        pump(root, lambda: not app.busy and eng.state is ClientState.READY, 5, "paused")
+        settle(root, 0.3)
+        target = tmp_path / "frame.png"
+        app.ask_save_path = lambda: str(target)
+        focus(root, display)
+        key(root, display, "ctrl+s")
+        pump(root, lambda: target.exists(), 3, "the PNG")
+        shown = app.shown_frame
+        assert Image.open(target).convert("RGB").tobytes() == \
+            Image.open(io.BytesIO(shown.data)).convert("RGB").tobytes()
+        assert app.status_var.get() == f"saved frame {shown.index} to {target}"
+    finally:
+        finish(root, eng, app)
