@@ -32,7 +32,7 @@ from RtpJpeg import MAX_DIMENSION, JpegError, JpegInfo, parse_jpeg
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ConvertError", "carriable", "to_rfc2435", "fit_size", "DEFAULT_QUALITY", "MIN_QUALITY"]
+__all__ = ["ConvertError", "carriable", "to_rfc2435", "fit_size", "fit_size_quality", "DEFAULT_QUALITY", "MIN_QUALITY"]
 
 DEFAULT_QUALITY = 90    # when the source has no quantization tables Pillow can read
 MIN_QUALITY = 5         # fit_size goes no lower before it scales the picture down
@@ -130,34 +130,57 @@ def to_rfc2435(jpeg: bytes, quality: int | None = None) -> bytes:
     return out
 
 
-def fit_size(jpeg: bytes, max_bytes: int) -> bytes:
+def fit_size(jpeg: bytes, max_bytes: int, hint: int | None = None) -> bytes:
     """``jpeg`` itself if it has at most ``max_bytes``, else re-encoded to fit.
 
     The highest libjpeg quality (MIN_QUALITY..95, binary search) whose baseline 4:2:0
     encoding fits; when even MIN_QUALITY does not, the picture is halved (repeatedly).
+    ``hint``: the quality that fitted the previous frame of the movie, where the search
+    starts (neighbouring frames need about the same: 2-4 encodings instead of 7).
     """
+    return fit_size_quality(jpeg, max_bytes, hint)[0]
+
+
+def fit_size_quality(jpeg: bytes, max_bytes: int, hint: int | None = None) -> tuple[bytes, int | None]:
+    """fit_size() and the quality it chose (None: the frame was returned as it is)."""
     if len(jpeg) <= max_bytes:
-        return jpeg
+        return jpeg, None
     if max_bytes < 200:
         raise ConvertError(f"no JPEG fits in {max_bytes} bytes")
     image = _decode(_open(jpeg))
     for _ in range(_MAX_HALVINGS + 1):
-        best = None
-        low, high = MIN_QUALITY, 95
-        while low <= high:
-            mid = (low + high) // 2
-            out = _encode(image, quality=mid, subsampling=_SUBSAMPLING_420)
-            if len(out) <= max_bytes:
-                best, low = out, mid + 1
-            else:
-                high = mid - 1
-        if best is not None:
-            return best
+        found = _best_quality(image, max_bytes, hint)
+        if found is not None:
+            return found
+        hint = None
         width, height = image.size
         if width <= 16 or height <= 16:
             break
         image = image.resize((max(8, width // 2), max(8, height // 2)), Image.Resampling.BOX)
     raise ConvertError(f"no re-encoding of the {len(jpeg)}-byte frame fits in {max_bytes} bytes")
+
+
+def _best_quality(image: Image.Image, max_bytes: int, hint: int | None) -> tuple[bytes, int] | None:
+    """The highest quality whose encoding fits (binary search, first near ``hint``), or None."""
+    def search(low: int, high: int) -> tuple[bytes, int] | None:
+        best = None
+        while low <= high:
+            mid = (low + high) // 2
+            out = _encode(image, quality=mid, subsampling=_SUBSAMPLING_420)
+            if len(out) <= max_bytes:
+                best, low = (out, mid), mid + 1
+            else:
+                high = mid - 1
+        return best
+
+    if hint is None:
+        return search(MIN_QUALITY, 95)
+    hint = min(max(hint, MIN_QUALITY), 95)
+    out = _encode(image, quality=hint, subsampling=_SUBSAMPLING_420)
+    if len(out) <= max_bytes:
+        better = search(hint + 1, min(95, hint + 4))
+        return better if better is not None else (out, hint)
+    return search(max(MIN_QUALITY, hint - 8), hint - 1) or search(MIN_QUALITY, hint - 9)
 
 
 def psnr(reference: Image.Image, test: Image.Image, mode: str = "RGB") -> dict[str, float]:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Hashable
 from urllib.parse import unquote
 
-from JpegConvert import ConvertError, fit_size, to_rfc2435
+from JpegConvert import ConvertError, fit_size_quality, to_rfc2435
 from RtpJpeg import JpegError, packetize, parse_jpeg
 from PacketTrain import PacketTrain
 from RtpPacket import PT_JPEG
@@ -84,6 +84,7 @@ class Movie:
         self._cursors: dict[tuple[Hashable, bool], tuple[int, float]] = {}  # (reader, lab) -> next frame, when
         self._busy: dict[tuple[int, bool], threading.Event] = {}  # being converted; set when stored
         self._lead = 0  # the shortest lead at the last job
+        self._lab_quality: int | None = None  # the quality the last lab frame fitted at
         self._leads: dict[tuple[Hashable, bool], tuple[int, int]] = {}  # cursor -> (position, ready up to)
         self._wake = threading.Condition(self._lock)
         self._converter: threading.Thread | None = None
@@ -127,7 +128,13 @@ class Movie:
         started = time.perf_counter()
         jpeg = self.stream.frame(index)
         try:
-            out: bytes | str = fit_size(jpeg, self.lab_max_frame) if lab else to_rfc2435(jpeg)
+            if lab:
+                out: bytes | str
+                out, quality = fit_size_quality(jpeg, self.lab_max_frame, self._lab_quality)
+                if quality is not None:
+                    self._lab_quality = quality  # where the next frame's search starts
+            else:
+                out = to_rfc2435(jpeg)
         except ConvertError as exc:
             out = exc.reason
             if ("failed", lab) not in self._announced:
@@ -221,6 +228,19 @@ class Movie:
         if isinstance(out, str):
             raise FrameUnavailable(f"frame cannot be re-encoded: {out}")
         return out
+
+    def ready(self, index: int, lab: bool, reader: Hashable | None = None) -> bool:
+        """True when train(index, lab) will not have to convert (the Streamer never waits for a
+        conversion: a session whose frame is not ready yet waits a little, the others go on).
+        False also moves `reader`'s cursor there, so the converter does that frame next."""
+        if not self.converting[lab]:
+            return True
+        key = (index, lab)
+        if key in self._cache or key in self._store or not self._needs_work(index, lab):
+            return True
+        if reader is not None:
+            self._advance(reader, lab, index)
+        return False
 
     def train(self, index: int, lab: bool = False, reader: Hashable | None = None) -> PacketTrain:
         """Frame `index` as RTP packets ready to stamp (PacketTrain), built once and shared by

@@ -676,12 +676,16 @@ class PacketDiagnosis:
         self._last: tuple[int, int] | None = None    # (seq, timestamp) of the previous header
         self._seq_examples: list[int] = []
 
-    def arrival(self, source: str | None, now: float) -> None:
-        """One datagram arrived (before any check)."""
+    def arrival(self, source: Any, now: float) -> None:
+        """One datagram arrived (before any check); ``source`` is its (host, port) or a text. Cheap:
+        it runs for every packet, the source is only kept (and formatted) for the first."""
         self.arrived += 1
         self.last_arrival = now
         if self.first_arrival is None:
             self.first_arrival = now
+            if isinstance(source, tuple):
+                host = f"[{source[0]}]" if ":" in str(source[0]) else source[0]
+                source = f"{host}:{source[1]}"
             self.source = source
 
     def header(self, seq: int, timestamp: int, marker: bool, ssrc: int, whole_jpeg: bool) -> None:

@@ -60,6 +60,8 @@ SEND_EARLY = 0.001  # deadlines this close are served in the same wake-up (frame
 START_PHASES = 16  # start slots per frame interval: PLAYs arriving together are spread over them
 SLICE_SPREAD = 0.5  # a large frame's slices go out within this share of the frame interval
 POLL_INTERVAL = 0.25  # how often the idle loop looks at shutdown / timeouts
+CONVERT_WAIT_STEP = 0.005  # a session whose next frame is still being converted waits this long...
+CONVERT_WAIT_STEPS = 400  # ... at most this many times (2 s) before converting it itself
 ENDED_ROUTE_TTL = 2.0  # seconds a removed session's RTCP is still recognised (and logged)
 
 
@@ -113,6 +115,8 @@ class StreamSession:
         self.frames_sent = 0
         self.frames_skipped = 0
         self.skip_warned = False  # a frame skipped for a reason (not lateness) is logged once
+        self.waited = 0  # steps the current frame has waited for the converter
+        self.frames_waited = 0  # all such steps (5 ms each) of the session
         self.max_lateness = 0.0
         # RTCP (RFC 3550 6.3): our SR schedule and what the receiver's RRs said
         self.rtcp_initial = True
@@ -457,6 +461,16 @@ class Streamer(threading.Thread):
             log.info("session %s: end of %s after %d frames (%d skipped)", session.id, movie.name,
                      session.frames_sent, session.frames_skipped)
             return False
+        if session.waited < CONVERT_WAIT_STEPS and not movie.ready(position % count, session.lab, session.id):
+            # The movie's converter has not made this frame yet: this session's timeline slips
+            # by a step (the RTP timestamps follow the frames, so receivers just see a pause)
+            # while every other session keeps its schedule; after CONVERT_WAIT_STEPS the frame
+            # is converted here after all.
+            session.waited += 1
+            session.frames_waited += 1
+            session.play_t0 += CONVERT_WAIT_STEP
+            return True
+        session.waited = 0
         session.position = position + 1
         late_skip = max(0.2, 2.0 / movie.fps)
         if lateness > late_skip:

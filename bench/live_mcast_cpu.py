@@ -245,7 +245,7 @@ def main() -> int:
         return 0
     if os.geteuid() != 0 or shutil.which("ip") is None:
         import _common
-        print("# Figure 8: server CPU per second, one live stream, unicast vs multicast")
+        print("# Figure 9: server CPU per second, one live stream, unicast vs multicast")
         print(f"# machine: {_common.machine()}")
         print("server  transport  viewers  cpu_s_per_s")
         print("# not measured: needs root and ip(8) for a network namespace (multicast stays off the host)")
@@ -281,7 +281,7 @@ def main() -> int:
               "cpu_s_per_s": r.get("cpu_per_s", "-"), "udp_sends_per_s": r.get("udp_sends_per_s"),
               "packets_per_s_received": r.get("packets_per_s", r.get("error"))}
              for kind, transport, n, r in rows]
-    _common.emit(f"Figure 8: server CPU per second, one live 640x480 20 fps stream ({size} B/frame), "
+    _common.emit(f"Figure 9: server CPU per second, one live 640x480 20 fps stream ({size} B/frame), "
                  f"unicast vs multicast, window {window:g} s", table,
                  ["server", "transport", "viewers", "cpu_s_per_s", "udp_sends_per_s", "packets_per_s_received"],
                  False)

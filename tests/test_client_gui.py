@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from Client import FIT_SLACK, Client, decode_for_view, fit_size
+tk = pytest.importorskip("tkinter")  # before Client: a Python without Tk skips, saying why
+
+from Client import FIT_SLACK, Client, decode_for_view, fit_size  # noqa: E402
 from ReceiveEngine import Frame, ReceiveEngine
 from RtspClient import ClientState
 from VideoStream import VideoStream
 
 ROOT = Path(__file__).resolve().parent.parent
-
-tk = pytest.importorskip("tkinter")
 
 
 FPS = 50

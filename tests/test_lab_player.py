@@ -89,6 +89,7 @@ def test_headless_plays_every_lab_server_variant(variant, lab_server, media, tmp
     assert [got.frame(i) for i in range(got.frame_count)] == srv.sent_frames == media[1]
     reason = {"always200": "OPTIONS got no reply within 1 s",   # its 200 to a CRLF OPTIONS has mixed line ends
               "always200_lf": "the server answered OPTIONS in the lab form",
+              "crlf200": "the server answered DESCRIBE without an SDP",
               "close_on_unknown": "OPTIONS got no reply: the server closed the connection"}.get(
         variant, "OPTIONS got no reply within 1 s")
     assert f"speaking the lab dialect ({reason})" in err
@@ -175,8 +176,9 @@ def test_headless_diagnosis_of_a_bad_lab_server(kw, why, lab_server, capsys):
     assert srv.teardowns == 1                                   # it still said goodbye
 
 
-def _raw_sender(engine_box, packets, stop):
-    """Send ``packets`` (bytes) every 10 ms to the player's RTP port once it is bound, round and round."""
+def _raw_sender(engine_box, packets, stop, loop=True):
+    """Send ``packets`` (bytes) every 10 ms to the player's RTP port once it is bound, round and
+    round (``loop``) or once."""
     deadline = time.monotonic() + 10
     while engine_box[0] is None or engine_box[0].rtp_sock is None:
         if time.monotonic() > deadline or stop.is_set():
@@ -185,7 +187,7 @@ def _raw_sender(engine_box, packets, stop):
     port = engine_box[0].rtp_port
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
         i = 0
-        while not stop.is_set():
+        while not stop.is_set() and (loop or i < len(packets)):
             tx.sendto(packets[i % len(packets)], ("127.0.0.1", port))
             i += 1
             time.sleep(0.01)
@@ -237,7 +239,11 @@ def test_headless_diagnosis_of_a_bad_rtp_sender(kw, why, media, tmp_path, capsys
 
 # -- windowed ----------------------------------------------------------------------------------
 
-tk = pytest.importorskip("tkinter")
+try:
+    import tkinter as tk
+except ImportError:      # a Python without Tk: the window tests skip, the headless ones above run
+    tk = None  # type: ignore[assignment]
+needs_tk = pytest.mark.skipif(tk is None, reason="could not import 'tkinter': the window tests need Tk")
 
 
 def pump(root, cond, timeout: float = 15.0, what: str = "condition") -> None:
@@ -275,6 +281,7 @@ def start_like_run_gui(app, eng):
     app._run("DESCRIBE", initial, done=app._show_sdp)
 
 
+@needs_tk
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_window_plays_every_lab_server_variant(variant, display, lab_server, media):
     srv = lab_server(variant=variant)
@@ -285,6 +292,7 @@ def test_window_plays_every_lab_server_variant(variant, display, lab_server, med
         assert eng.dialect is Dialect.LAB
         assert app.status_var.get() == "lab dialect (" + (                          # the status line says so
             "the server answered OPTIONS in the lab form" if variant == "always200_lf" else
+            "the server answered DESCRIBE without an SDP" if variant == "crlf200" else
             "OPTIONS got no reply: the server closed the connection" if variant == "close_on_unknown" else
             "OPTIONS got no reply within 1 s") + ")"
         assert "(no SDP: the lab dialect has no DESCRIBE)" in app.sdp_text.get("1.0", "end")
@@ -307,6 +315,7 @@ def test_window_plays_every_lab_server_variant(variant, display, lab_server, med
             app.close()
 
 
+@needs_tk
 def test_window_says_why_packets_make_no_frames(display, lab_server):
     srv = lab_server(variant="handout", rtp_version=0)
     root, eng, app = open_window(display, f"rtsp://127.0.0.1:{srv.port}/movie.Mjpeg", lab=True)
@@ -331,6 +340,7 @@ def wait_title(env, win, proc, pattern, timeout=15.0):
     return title
 
 
+@needs_tk
 def test_cli_window_lab_server_real_keys(display, lab_server, tmp_path):
     """ClientLauncher's window against the hand-out server, driven by keys (xdotool): the lab
     arguments, space plays, q tears down; every frame arrives."""
@@ -372,3 +382,68 @@ def test_cli_window_lab_server_real_keys(display, lab_server, tmp_path):
     st = json.loads(stats.read_text())
     assert (st["dialect"], st["frames_completed"], st["packets_lost"]) == ("lab", srv.sent, 0)
     assert srv.sent == FRAMES and srv.teardowns == 1
+
+
+def test_headless_warns_when_most_packets_are_unusable(media, tmp_path, capsys):
+    """Frames come, but from fewer than half of the packets: a warning line, exit status 0."""
+    sdp = tmp_path / "s.sdp"
+    sdp.write_text(SDP)
+    good = [RtpPacket(26, 1 + i, 3600 * i, 0x1234, media[1][i % FRAMES]).serialize() for i in range(60)]
+    bad = [b"\x00" + p[1:] for p in good]                            # the same with version 0 ...
+    packets = [p for pair in zip(bad, bad, good) for p in pair]       # ... twice for each good one
+    args = ClientLauncher.build_parser().parse_args(["--sdp", str(sdp), "--headless", "--idle-timeout", "1"])
+    engine = ReceiveEngine(None, sdp_text=SDP, idle_timeout=1.0)
+    box, stop = [engine], threading.Event()
+    sender = threading.Thread(target=_raw_sender, args=(box, packets, stop, False), daemon=True)
+    sender.start()
+    try:
+        rc = ClientLauncher.run_headless(engine, args)
+    finally:
+        stop.set()
+        sender.join(timeout=5)
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1, err
+    assert re.fullmatch(r"warning: 180 RTP packets arrived from 127\.0\.0\.1:\d+ but only 60 frames came of "
+                        r"them: RTP version 0, not 2 \(the top two bits of the first byte, here 0x00\), in 120 "
+                        r"of them", warnings[0]), warnings
+
+
+@pytest.mark.parametrize("variant", ["handout", "single"])
+def test_pause_and_play_again_on_a_lab_server(variant, lab_server, media):
+    """PAUSE stops the hand-out's sender, PLAY starts a new one where it left off: nothing lost,
+    nothing twice, and the session id is echoed on every request."""
+    srv = lab_server(variant=variant)
+    eng = ReceiveEngine(f"rtsp://127.0.0.1:{srv.port}/movie.Mjpeg", lab=True, idle_timeout=1.0)
+    eng.open()
+    try:
+        eng.setup()
+        session = eng.proto.session_id
+        assert session is not None and session.isdigit() and len(session) == 6
+        eng.play()
+        assert srv.wait_sent(10, timeout=10)
+        eng.pause()
+        assert eng.state is ClientState.READY
+        sender = srv.clients[-1].sender
+        if sender is not None:                                  # the thread-per-client variants
+            sender.join(timeout=5)
+            assert not sender.is_alive()
+        paused_at = srv.sent
+        deadline = time.monotonic() + 5
+        while eng.frames_displayable < paused_at:
+            assert time.monotonic() < deadline, "frames sent before PAUSE did not arrive"
+            time.sleep(0.01)
+        assert srv.sent == paused_at < FRAMES                     # the sender stopped
+        eng.play()
+        deadline = time.monotonic() + 15
+        while eng.ended is None:
+            assert time.monotonic() < deadline, "the stream did not end"
+            time.sleep(0.02)
+        eng.teardown()
+    finally:
+        eng.close()
+    assert srv.sent == eng.frames_displayable == FRAMES
+    assert eng.last_frame is not None and eng.last_frame.index == FRAMES - 1
+    assert lab_requests(srv) == ["SETUP", "PLAY", "PAUSE", "PLAY", "TEARDOWN"]
+    assert all(r.endswith(f"\nSession: {session}") for r in srv.requests[1:])

@@ -142,3 +142,35 @@ def test_library_close_stops_converters(tmp_path):
     assert movie._converter is not None
     library.close()
     assert movie._converter is None or not movie._converter.is_alive()
+
+
+def test_streamer_waits_for_the_converter_instead_of_converting(start_server, tmp_path, monkeypatch):
+    """With a converter slower than the stream, the session's frames wait (its timeline slips),
+    none is skipped, and the Streamer thread converts none itself."""
+    import MediaLibrary as library
+    from rtsp_tools import RtpReceiver, RtspConn, frames_from_packets
+    real = library.to_rfc2435
+
+    def slow(jpeg):
+        time.sleep(0.03)  # 3 frame intervals at 100 fps
+        return real(jpeg)
+    monkeypatch.setattr(library, "to_rfc2435", slow)
+    frames = media.uncarriable_frames("444", 20)
+    media.write_movie(tmp_path / "slow.Mjpeg", frames)
+    srv = start_server(tmp_path, fps=100)
+    conn = RtspConn(srv.port)
+    receiver = RtpReceiver()
+    url = srv.url("slow.Mjpeg")
+    reply = conn.request("SETUP", url, {"Transport": f"RTP/AVP;unicast;client_port={receiver.port}-{receiver.port + 1}"})
+    session_id = reply.headers["Session"].split(";")[0]
+    assert conn.request("PLAY", url, {"Session": session_id}).status == 200
+    got = frames_from_packets(receiver.receive(lambda p: sum(x.marker for x in p) >= 20, timeout=20))
+    assert len(got) == 20
+    for source, frame in zip(frames, got):
+        assert media.psnr(source, frame, "YCbCr")["Y"] >= 35
+    session = next(iter(srv.server.registry._sessions.values()))
+    movie = srv.config.media.lookup("slow.Mjpeg")
+    assert session.frames_skipped == 0 and session.frames_waited > 0
+    assert movie.inline_conversions == 0
+    conn.close()
+    receiver.close()
