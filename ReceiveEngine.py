@@ -399,6 +399,7 @@ class ReceiveEngine:
             self._bye = None
             self.ssrc = None
             self._new_receiver()
+            self.diag = PacketDiagnosis()        # a new session: why-no-frames counts start again
             self.pstats = PlaybackStats()
             self._sr = self._sr_map = None
             self.delay_ms = None
