@@ -43,7 +43,7 @@ MAX_FRAME_PIXELS = 40_000_000   # a frame claiming more (e.g. a SOF of 60000x600
 SEEK_STEP = 5.0           # seconds per Left/Right key
 QUIT_WAIT = 1.0           # longest wait for the TEARDOWN reply when quitting (the window closes anyway)
 CLOSE_PAUSE_WAIT = 1.0    # longest wait for the PAUSE reply when the close box is clicked
-SIDE_WIDTH = 350          # px of the statistics side panel
+SIDE_WIDTH = 370          # px of the statistics side panel
 
 SHORTCUTS = [
     ("Space", "play / pause (at the end: play again from the start)"),
@@ -272,7 +272,7 @@ class Client:
         ("sender", "Sender reported packets", "The packet count in the sender's last RTCP sender report "
                                               "(RFC 3550 6.4.1): what it had sent at its last SR, so it "
                                               "lags behind 'Packets received'. (sender_packets)"),
-        ("octets", "Payload received / reported", "RTP payload octets received / the octet count in the "
+        ("octets", "Payload in / reported", "RTP payload octets received / the octet count in the "
                                                   "sender's last SR. (payload_octets, sender_octets)"),
         ("clock", "Sender clock at frame", "The sender's wall clock when the frame shown was sampled, from "
                                            "its SR. (sender_clock)"),
@@ -432,7 +432,7 @@ class Client:
             name = ttk.Label(stats, text=label + ":")
             name.grid(row=i, column=0, sticky="w")
             var = tk.StringVar(value="-")
-            ttk.Label(stats, textvariable=var, width=17, anchor="e", font="TkFixedFont").grid(
+            ttk.Label(stats, textvariable=var, width=20, anchor="e", font="TkFixedFont").grid(
                 row=i, column=1, sticky="e")
             self.stat_vars[key] = var
             self.stat_labels[key] = name
@@ -501,7 +501,9 @@ class Client:
         self.buttons: dict[str, ttk.Button] = {}
         for i, name in enumerate(names):
             text = name.title() if self.simple else name
-            b = ttk.Button(bar, text=text, command=actions[name], takefocus=0, width=len(text) + 1)
+            # width 0: as wide as the text needs (the theme's default is a minimum of 11 average
+            # characters; a fixed width in characters cuts capitals such as TEARDOWN)
+            b = ttk.Button(bar, text=text, command=actions[name], takefocus=0, width=0)
             b.grid(row=0, column=i, padx=2)
             self.buttons[name] = b
             tip = BUTTON_HELP[name]
@@ -969,6 +971,12 @@ class Client:
             return
         self.frames_shown += 1
         self.shown_frame = frame
+        if not self.simple:
+            # the frame number and time beside the picture change with it (not 250 ms later)
+            total = self.engine.frame_total
+            self.stat_vars["frame"].set(f"{frame.index} / {total if total else '?'}")
+            if not self.dragging and not self.live_shown:
+                self.time_var.set(f"{_fmt_time(frame.position)} / {_fmt_time(self.engine.duration)}")
         self.display_times.append(time.perf_counter() - t0)
         if len(self.display_times) > 2000:
             del self.display_times[:1000]
@@ -1165,7 +1173,8 @@ class Client:
         for k in range(0, int(PLOT_SPAN) + 1, 10):
             x = left + span_w * (1 - k / PLOT_SPAN)
             c.create_line(x, axis - 3, x, axis, fill="#888")
-            c.create_text(x, axis, text="now" if k == 0 else f"-{k} s", anchor="n", font=font, fill="#555")
+            c.create_text(x, axis, text="now" if k == 0 else f"-{k} s", anchor="ne" if k == 0 else "n",
+                          font=font, fill="#555")
 
 
 def run_gui(engine: ReceiveEngine, args: Any) -> int:
