@@ -169,6 +169,8 @@ class ReceiveEngine:
         self.ssrc: int | None = None
         self.bad_packets = 0
         self.foreign_packets = 0
+        self.foreign_source_packets = 0     # UDP datagrams from a host other than the server's
+        self._protocol_error: str | None = None   # the server sent something unparseable: the reason
         self.wrong_pt_packets = 0
         self.diag = PacketDiagnosis()           # why arriving packets make no frames, if they do not
         self._unterminated_since: float | None = None   # a reply without an end is being held
@@ -210,6 +212,9 @@ class ReceiveEngine:
         self.group: tuple[str, int, int] | None = None    # multicast (group, RTP port, RTCP port)
         self.log_frames = log_frames
         self.final_snapshot: StatsSnapshot | None = None
+        # The packet inspector's tap (PacketInspector.PacketRing.add): (arrival, is RTCP, datagram,
+        # sent by us), called with the lock held for every datagram as it comes off the wire.
+        self.tap: Callable[[float, bool, bytes, bool], None] | None = None
 
     def _new_receiver(self) -> None:
         self.rx: RtpReceiver[RtpPacket] = RtpReceiver(JPEG_CLOCK_RATE, self._reorder_window)
@@ -342,15 +347,12 @@ class ReceiveEngine:
 
     def _drop_session(self) -> None:
         """The server is gone (called with the lock held): the session is dead, so the client is
-        back in INIT (a fresh protocol object that keeps the URL, credentials and the last SDP) and
+        back in INIT (the protocol object keeps the URL, credentials and the last SDP) and
         the connection is shut down, so that the next request connects again (:meth:`_reconnect`)."""
         old = self.proto
         if old is None or (old.session_id is None and old.state == ClientState.INIT):
             return
-        fresh = RtspClientProtocol(old.url, username=old.username, password=old.password,
-                                   dialect=old.dialect)
-        fresh.sdp, fresh.content_base = old.sdp, old.content_base
-        self.proto = fresh
+        old.new_connection()
         self._hold = None
         self._next_rtcp = None
         sock = self.rtsp_sock
@@ -359,7 +361,7 @@ class ReceiveEngine:
                 sock.shutdown(socket.SHUT_RDWR)    # the reader sees EOF and ends
             except OSError:
                 pass
-        self.events.put(Event(EventKind.STATE, fresh.state))
+        self.events.put(Event(EventKind.STATE, old.state))
 
     def _reconnect(self) -> None:
         """Connect again after a lost server (SETUP/DESCRIBE after the loss): a new RTSP
@@ -369,6 +371,7 @@ class ReceiveEngine:
         old_sock = self.rtsp_sock
         with self._lock:
             self._drop_session()
+            self.proto.new_connection()          # a parser left mid-message would eat the new replies
             if old_sock is not None:
                 try:
                     old_sock.close()
@@ -378,11 +381,13 @@ class ReceiveEngine:
         self._connect()
         with self._lock:
             self.connection_lost = False
+            self._protocol_error = None
             self.failure = self.ended = None
             self._lost_at = self._keepalive_sent = None
             self._bye = None
             self.ssrc = None
             self._new_receiver()
+            self.diag = PacketDiagnosis()        # a new session: why-no-frames counts start again
             self.pstats = PlaybackStats()
             self._sr_map = None
             self.delay_ms = None
@@ -520,7 +525,9 @@ class ReceiveEngine:
 
     # -- RTSP requests (blocking; call from any thread but the reader threads) -----------------
     def _send(self, cseq: int, data: bytes, timeout: float | None = None) -> Reply:
-        assert self.rtsp_sock is not None and self.proto is not None
+        assert self.proto is not None
+        if self.rtsp_sock is None:
+            raise ClientError("lost the RTSP connection to the server")
         pending = self.proto.pending.get(cseq)
         with self._lock:
             self._awaiting.add(cseq)
@@ -544,6 +551,9 @@ class ReceiveEngine:
         deadline = time.monotonic() + wait
         with self._reply_cond:
             while cseq not in self._replies:
+                if self._protocol_error is not None:
+                    self.proto.pending.pop(cseq, None)
+                    raise ClientError(self._protocol_error)
                 left = deadline - time.monotonic()
                 if left <= 0 or self._stop.is_set() or self.connection_lost:
                     self.proto.pending.pop(cseq, None)
@@ -568,7 +578,8 @@ class ReceiveEngine:
             raise ClientError("no RTSP session: playing from an SDP file")
         if self._stop.is_set():
             raise ClientError("the player is closing")
-        if self.connection_lost or self.failure is not None or self.rtsp_sock is None:
+        if self.connection_lost or self.failure is not None or self.rtsp_sock is None \
+                or self._protocol_error is not None:
             self._reconnect()             # the server went away earlier: connect again
         for _ in range(MAX_AUTH_ROUNDS):
             with self._lock:
@@ -879,6 +890,17 @@ class ReceiveEngine:
             self._keepalive_sent = None          # the server is there
         for err in events.errors:
             log.warning("%s", err)
+            if err.startswith("malformed message from server") and self.proto.dialect is not Dialect.LAB:
+                # A reply too large, an endless header line, junk: the framing of the connection is
+                # lost, so the requests waiting fail now (not after the timeout) and it is closed;
+                # the next request connects again.
+                self._protocol_error = (f"the server's reply is unusable ({err.split(': ', 1)[-1]}); "
+                                        "the RTSP connection was closed")
+                self._reply_cond.notify_all()
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
         if events.replies:
             self._reply_cond.notify_all()
         for sreq in events.server_requests:
@@ -908,6 +930,8 @@ class ReceiveEngine:
                     except OSError:
                         break
                     with self._lock:
+                        if not self._from_server(addr):
+                            continue
                         if s is self.rtp_sock:
                             self._rtp_in(data, now, addr)
                         else:
@@ -915,6 +939,22 @@ class ReceiveEngine:
             with self._lock:
                 self._pump(time.monotonic())
                 self._tick(now)
+
+    def _from_server(self, addr: Any) -> bool:
+        """Unicast UDP: only the RTSP server's host may send us RTP/RTCP (as ffmpeg filters by
+        source); anything else is counted in :attr:`foreign_source_packets` and dropped."""
+        if self.transport != "udp" or self.proto is None or self.server_addr is None or not addr:
+            return True
+        def host(h: str) -> str:
+            h = h.split("%", 1)[0].lower()
+            return h[7:] if h.startswith("::ffff:") and "." in h else h
+        if host(str(addr[0])) == host(str(self.server_addr[0])):
+            return True
+        self.foreign_source_packets += 1
+        if self.foreign_source_packets == 1 or self.foreign_source_packets % 1000 == 0:
+            log.warning("dropped %d RTP/RTCP datagram(s) not from the server %s (the last from %s)",
+                        self.foreign_source_packets, self.server_addr[0], addr[0])
+        return False
 
     # -- data path (called with the lock held) ----------------------------------------------------
     def _wait(self, longest: float) -> float:
@@ -927,6 +967,8 @@ class ReceiveEngine:
 
     def _rtp_in(self, data: bytes, now: float, addr: Any = None) -> None:
         """An RTP packet off the wire: through the impairer (if any), then the receive path."""
+        if self.tap is not None:
+            self.tap(now, False, data, False)
         self.diag.arrival(addr or "the RTSP connection (interleaved)", now)
         if self.impairer is None:
             self._on_rtp(data, now)
@@ -1033,6 +1075,8 @@ class ReceiveEngine:
     def _on_rtcp(self, data: bytes, now: float, addr: Any = None) -> None:
         """A compound RTCP datagram from the sender (RtcpSession.RtcpReceiver reads it): the SR's
         clock mapping for the delay, and BYE. Malformed ones are counted and dropped."""
+        if self.tap is not None:
+            self.tap(now, True, data, False)
         got = self.rtcp.receive(data, time.time(), now, self.ssrc, group=self.group is not None)
         if got is None:
             return
@@ -1071,6 +1115,8 @@ class ReceiveEngine:
     def _finish(self, reason: str, now: float, failed: bool = False) -> None:
         """The stream ended (``failed``: abnormally -- the server vanished); one END event."""
         if self.ended is None:
+            if self._protocol_error is not None:
+                reason = self._protocol_error          # why the connection closed
             self._deliver(self.rx.flush(), now)
             self.ended = reason
             if failed:
@@ -1213,6 +1259,8 @@ class ReceiveEngine:
             log.debug("RTCP send failed: %s", exc)
             return
         self.rr_sent += 1
+        if self.tap is not None:
+            self.tap(now, True, data, True)
         self.reports_sent.append(record)
         del self.reports_sent[:-1000]
         self.rtcp.sent(len(data))
