@@ -222,6 +222,9 @@ class ReceiveEngine:
         self.rtcp_members: set[int] = set()              # SSRCs heard on a multicast group's RTCP
         self.log_frames = log_frames
         self.final_snapshot: StatsSnapshot | None = None
+        # The packet inspector's tap (PacketInspector.PacketRing.add): (arrival, is RTCP, datagram,
+        # sent by us), called with the lock held for every datagram as it comes off the wire.
+        self.tap: Callable[[float, bool, bytes, bool], None] | None = None
 
     def _new_receiver(self) -> None:
         self.rx: RtpReceiver[RtpPacket] = RtpReceiver(JPEG_CLOCK_RATE, self._reorder_window)
@@ -395,6 +398,7 @@ class ReceiveEngine:
             self._bye = None
             self.ssrc = None
             self._new_receiver()
+            self.diag = PacketDiagnosis()        # a new session: why-no-frames counts start again
             self.pstats = PlaybackStats()
             self._sr = self._sr_map = None
             self.delay_ms = None
@@ -940,6 +944,8 @@ class ReceiveEngine:
 
     def _rtp_in(self, data: bytes, now: float, addr: Any = None) -> None:
         """An RTP packet off the wire: through the impairer (if any), then the receive path."""
+        if self.tap is not None:
+            self.tap(now, False, data, False)
         self.diag.arrival(addr or "the RTSP connection (interleaved)", now)
         if self.impairer is None:
             self._on_rtp(data, now)
@@ -1046,6 +1052,8 @@ class ReceiveEngine:
     def _on_rtcp(self, data: bytes, now: float, addr: Any = None) -> None:
         """A compound RTCP datagram from the sender: SR clock mapping and counts, the XR DLRR
         answer to our RRTR (RTT), BYE. Malformed ones are counted and dropped (RFC 3550 A.2)."""
+        if self.tap is not None:
+            self.tap(now, True, data, False)
         arrival = ntp_middle32(ntp_from_unix(time.time()))
         try:
             packets = parse_compound(data, strict=False)
@@ -1249,6 +1257,8 @@ class ReceiveEngine:
             log.debug("RTCP send failed: %s", exc)
             return
         self.rr_sent += 1
+        if self.tap is not None:
+            self.tap(now, True, data, True)
         self.reports_sent.append(record)
         del self.reports_sent[:-1000]
         self._avg_rtcp_size = update_avg_rtcp_size(self._avg_rtcp_size, len(data))

@@ -10,7 +10,8 @@ Four measurements, side by side with a movie that needs no conversion:
   DESCRIBE, which opens the movie) to the first RTP packet of frame 0; five fresh servers;
 * pacing: the Streamer in-process with N UDP sessions of the 4:4:4 movie (frames converted
   by the movie's converter thread while they play) against the same N of the 4:2:0 movie:
-  per-session max lateness and the frames the Streamer had to convert itself (inline);
+  per-session max lateness, the frames the Streamer had to convert itself (inline) and the
+  time sessions waited for the converter (waited_ms, all sessions together);
 * memory: the server process's RSS after opening and playing 200 frames of a large 4:4:4
   movie (default 256 MB; --big-mb) against its size, in a separate process.
 
@@ -162,6 +163,7 @@ def pacing_rows(sessions: int, seconds: float) -> list:
                      "frames": sum(s.frames_sent for s in playing),
                      "skipped": sum(s.frames_skipped for s in playing),
                      "converted": movie.converted_frames, "inline": movie.inline_conversions,
+                     "waited_ms": round(sum(s.frames_waited for s in playing) * 5),
                      "max_lateness_ms_median": round(lateness[len(lateness) // 2] * 1000, 2),
                      "max_lateness_ms": round(lateness[-1] * 1000, 2)})
         media.close()
@@ -172,16 +174,18 @@ MEMORY_CHILD = r"""
 import os, sys, time
 sys.path[:0] = sys.argv[3].split(os.pathsep)
 from MediaLibrary import MediaLibrary
-def rss():
+def rss():  # heap (anonymous) and file-backed (the mapped movie: page cache the kernel can drop)
     with open("/proc/self/status") as f:
-        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+        fields = dict(line.split(":", 1) for line in f)
+    return int(fields["RssAnon"].split()[0]), int(fields["RssFile"].split()[0])
 before = rss()
 media = MediaLibrary(sys.argv[1], fps=20.0)
 movie = media.lookup(sys.argv[2])
 opened = rss()
 for i in range(0, movie.frame_count, max(1, movie.frame_count // 200)):  # 200 frames spread over it
     movie.train(i, False, "r")
-print(before, opened, rss(), movie.frame_count, movie.converted_frames, flush=True)
+played = rss()
+print(*before, *opened, *played, movie.frame_count, movie.converted_frames, flush=True)
 media.close()
 """
 
@@ -200,14 +204,17 @@ def memory_row(megabytes: int) -> dict:
                     written += 5 + len(frame)
         os.replace(path + ".tmp", path)
     paths = os.pathsep.join([_common.REPO, os.path.join(_common.REPO, "tests"), os.path.join(_common.REPO, "tools")])
+    t0 = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", MEMORY_CHILD, folder, "big.Mjpeg", paths], capture_output=True,
                          text=True, timeout=600)
     if out.returncode:
         raise SystemExit(out.stderr)
-    before, opened, played, frames, converted = map(int, out.stdout.split())
+    values = list(map(int, out.stdout.split()))
+    (anon0, file0, anon1, file1, anon2, file2, frames, converted) = values
     return {"file_MiB": round(os.path.getsize(path) / 2**20), "frames": frames,
-            "rss_before_MiB": round(before / 1024, 1), "rss_opened_MiB": round(opened / 1024, 1),
-            "rss_after_200_frames_MiB": round(played / 1024, 1), "converted": converted}
+            "heap_before_MiB": round(anon0 / 1024, 1), "heap_opened_MiB": round(anon1 / 1024, 1),
+            "heap_after_200_MiB": round(anon2 / 1024, 1), "mapped_after_200_MiB": round(file2 / 1024, 1),
+            "converted": converted, "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def main() -> None:
@@ -225,11 +232,12 @@ def main() -> None:
                   "describe_to_rtp_ms_max"], args.json)
     _common.emit("Figure 7c: Streamer pacing while the converter works (in-process, UDP, 20 fps)",
                  pacing_rows(5 if quick else args.sessions, 2.0 if quick else args.seconds),
-                 ["movie", "sessions", "frames", "skipped", "converted", "inline", "max_lateness_ms_median",
+                 ["movie", "sessions", "frames", "skipped", "converted", "inline", "waited_ms", "max_lateness_ms_median",
                   "max_lateness_ms"], args.json)
     _common.emit("Figure 7d: server RSS with a large 4:4:4 movie (file mapped, converted ahead)",
                  [memory_row(64 if quick else args.big_mb)],
-                 ["file_MiB", "frames", "rss_before_MiB", "rss_opened_MiB", "rss_after_200_frames_MiB", "converted"],
+                 ["file_MiB", "frames", "heap_before_MiB", "heap_opened_MiB", "heap_after_200_MiB",
+                  "mapped_after_200_MiB", "converted", "seconds"],
                  args.json)
 
 

@@ -18,12 +18,13 @@ CASES = [
     ("client_display.py", "Figure 5", 120),
     ("memory.py", "Figure 6", 120),
     ("convert.py", "Figure 7a", 180),
+    ("inspector_cpu.py", "Figure 8", 120),
 ]
 
 
 @pytest.mark.parametrize("script,title,timeout", CASES, ids=[c[0] for c in CASES])
 def test_benchmark_runs_quick(script, title, timeout):
-    if script == "client_display.py" and not os.environ.get("DISPLAY"):
+    if script in ("client_display.py", "inspector_cpu.py") and not os.environ.get("DISPLAY"):
         import shutil
         if not shutil.which("Xvfb"):
             pytest.skip("no $DISPLAY and no Xvfb for the Tk client benchmark")
