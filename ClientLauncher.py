@@ -258,7 +258,8 @@ def write_stats(path: str, snap: StatsSnapshot, engine: ReceiveEngine, end_reaso
     d = snap.as_dict()
     d.update(end_reason=end_reason, rcvbuf=engine.rcvbuf, bad_packets=engine.bad_packets,
              our_ssrc=engine.our_ssrc, sender_ssrc=engine.ssrc, cname=engine.cname,
-             foreign_packets=engine.foreign_packets, transport=engine.transport,
+             foreign_packets=engine.foreign_packets, foreign_source_packets=engine.foreign_source_packets,
+             transport=engine.transport,
              url=engine.url, frames_saved=frames_saved,
              dialect=engine.dialect.value if engine.dialect is not None else None,
              dialect_reason=engine.dialect_reason, packets_arrived=engine.diag.arrived,

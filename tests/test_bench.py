@@ -19,6 +19,7 @@ CASES = [
     ("memory.py", "Figure 6", 120),
     ("convert.py", "Figure 7a", 180),
     ("inspector_cpu.py", "Figure 8", 120),
+    ("live_mcast_cpu.py", "Figure 9", 120),
 ]
 
 
