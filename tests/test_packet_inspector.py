@@ -183,13 +183,6 @@ def test_dump_option_prints_every_packet(start_server):
 # --------------------------------------------------------------------------- the window
 
 
-try:
-    import tkinter as tk
-except ImportError:      # a Python without Tk: the window test skips, the headless ones above run
-    tk = None  # type: ignore[assignment]
-needs_tk = pytest.mark.skipif(tk is None, reason="could not import 'tkinter': the window test needs Tk")
-
-
 def pump(root, cond, timeout=10.0, what="condition"):
     deadline = time.monotonic() + timeout
     while not cond():
@@ -198,8 +191,8 @@ def pump(root, cond, timeout=10.0, what="condition"):
         time.sleep(0.005)
 
 
-@needs_tk
 def test_inspector_window_while_playing(display, start_server, tmp_path):
+    tk = pytest.importorskip("tkinter")
     from Client import Client
     from ReceiveEngine import ReceiveEngine
     from RtspClient import ClientState
