@@ -17,12 +17,12 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from RtpJpeg import packetize
 from PacketTrain import PacketTrain
 from RtpPacket import PT_JPEG
-from RtspMessage import RtspError, Status
+from RtspHeaders import split_url
 from VideoStream import VideoStream
 
 log = logging.getLogger(__name__)
@@ -129,19 +129,15 @@ class MediaLibrary:
 
     @staticmethod
     def split_uri(uri: str) -> Tuple[str, str]:
-        """(movie name, track control) from a request-URI.
+        """(movie name, track control) from a request-URI, split by RtspHeaders.split_url.
 
         Accepts rtsp://host:port/name, .../name/ (aggregate control from Content-Base),
-        .../name/trackID=0 and the lab's bare `name`.  The name is percent-decoded
-        only to be compared with the folder listing.
+        .../name/trackID=0 and the lab's bare `name`; a query is ignored.  The name is
+        percent-decoded only to be compared with the folder listing.  A malformed URL is 400.
         """
         if uri == "*":
             return "", ""
-        try:
-            path = urlsplit(uri).path if "://" in uri else uri.split("?", 1)[0]
-        except ValueError as exc:  # e.g. 'rtsp://[::1/x': a malformed IPv6 host
-            raise RtspError(Status.BAD_REQUEST, f"malformed request-URI {uri!r}: {exc}") from None
-        path = path.lstrip("/")
+        path = split_url(uri)[2].split("?", 1)[0]
         name, _, track = path.partition("/")
         return unquote(name), track.rstrip("/")
 

@@ -27,7 +27,7 @@ from RtcpPacket import (RTCP_MIN_TIME, Bye, ExtendedReport, ReceiverReport, Repo
                         ntp_middle32, parse_compound, rtcp_interval, rtt_seconds, serialize_compound,
                         unix_from_ntp, update_avg_rtcp_size)
 from RtpJpeg import JpegDepacketizer
-from RtpPacket import RtpPacket, seq_diff, ts_diff
+from RtpPacket import JPEG_CLOCK_RATE, RtpPacket, seq_diff, ts_diff
 from RtpStats import IntervalReport, PlaybackStats, RtpReceiver, StatsSnapshot
 from RtspClient import (ClientState, Reply, RtspClientProtocol, SdpInfo,
                         describe_failure, parse_rtsp_url, parse_sdp_info)
@@ -196,7 +196,7 @@ class ReceiveEngine:
         self.final_snapshot: StatsSnapshot | None = None
 
     def _new_receiver(self) -> None:
-        self.rx: RtpReceiver[RtpPacket] = RtpReceiver(90000, self._reorder_window)
+        self.rx: RtpReceiver[RtpPacket] = RtpReceiver(JPEG_CLOCK_RATE, self._reorder_window)
         self.depack = JpegDepacketizer()
 
     def set_impairment(self, spec: ImpairSpec | str) -> ImpairSpec:
@@ -316,6 +316,10 @@ class ReceiveEngine:
                     rtp.close()
                     continue
                 logger.warning("RTCP port %d busy: no receiver reports", actual + 1)
+            # Non-blocking, read after select(): portable (Windows has no MSG_DONTWAIT).
+            rtp.setblocking(False)
+            if rtcp is not None:
+                rtcp.setblocking(False)
             self.rtp_sock, self.rtcp_sock, self.rtp_port = rtp, rtcp, actual
             self.rcvbuf = _set_rcvbuf(rtp, RCVBUF_BYTES)
             logger.info("RTP on UDP port %d (receive buffer %d bytes)", actual, self.rcvbuf)
@@ -564,7 +568,7 @@ class ReceiveEngine:
                 # Drain everything queued: a frame arrives as a burst of fragments.
                 for _ in range(256):
                     try:
-                        data, addr = s.recvfrom(65536, socket.MSG_DONTWAIT)
+                        data, addr = s.recvfrom(65536)
                     except (BlockingIOError, InterruptedError):
                         break
                     except OSError:
@@ -639,7 +643,7 @@ class ReceiveEngine:
         if self._pos_base is None:
             self._pos_base = (ts, getattr(self, "_pending_pos", 0.0))
         base_ts, base_pos = self._pos_base
-        position = base_pos + ts_diff(ts, base_ts) / 90000.0
+        position = base_pos + ts_diff(ts, base_ts) / JPEG_CLOCK_RATE
         self._position = position
         index = int(round(position * self.fps))
         self.pstats.on_frame(now)
@@ -647,7 +651,7 @@ class ReceiveEngine:
             # The SR maps RTP time to the sender's wall clock (RFC 3550 §6.4.1): when this
             # frame was sampled there. The delay is meaningful only with synchronised clocks.
             ntp, sr_ts, _ = self._sr
-            sent = unix_from_ntp(ntp) + ts_diff(ts, sr_ts) / 90000.0
+            sent = unix_from_ntp(ntp) + ts_diff(ts, sr_ts) / JPEG_CLOCK_RATE
             self.sender_clock = sent
             self.delay_ms = (time.time() - sent) * 1000.0
         frame = Frame(jpeg, ts, index, position, now, self.generation)

@@ -23,6 +23,8 @@ _unpack_header = RTP_HEADER.unpack_from
 _EXT_HEADER = struct.Struct("!HH")  # profile-defined id, length in 32-bit words
 _CSRC_CACHE = {n: struct.Struct("!%dI" % n) for n in range(16)}
 
+# The one home of RTP wrap-around arithmetic (RFC 3550 §5.1: 16-bit sequence numbers,
+# 32-bit timestamps); RtpStats, the receive engine and the tests all use these.
 SEQ_MOD = 1 << 16
 TS_MOD = 1 << 32
 
@@ -30,6 +32,11 @@ TS_MOD = 1 << 32
 def seq_diff(a: int, b: int) -> int:
     """Signed distance a - b between 16-bit sequence numbers, in [-32768, 32767]."""
     return ((a - b + 0x8000) & 0xFFFF) - 0x8000
+
+
+def seq_delta(a: int, b: int) -> int:
+    """Forward distance from sequence number b to a, in [0, 65535] (RFC 3550 A.1 udelta)."""
+    return (a - b) & 0xFFFF
 
 
 def seq_lt(a: int, b: int) -> bool:

@@ -20,11 +20,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Deque, Generic, Iterable, TypeVar
 
 from RtcpPacket import ReportBlock, clamp_packets_lost
+from RtpPacket import JPEG_CLOCK_RATE, SEQ_MOD, seq_delta, seq_diff, ts_diff
 
 logger = logging.getLogger(__name__)
 
-RTP_SEQ_MOD = 1 << 16        # RFC 3550 §5.1: 16-bit sequence number
-RTP_TS_MOD = 1 << 32         # 32-bit timestamp
 MAX_DROPOUT = 3000           # RFC 3550 A.1 suggested values
 MAX_MISORDER = 100
 MIN_SEQUENTIAL = 2
@@ -61,17 +60,6 @@ class IntervalReport:
     fraction_lost: int   # 8-bit fixed point, lost/expected * 256, 0 when nothing was lost
 
 
-def seq_delta(a: int, b: int) -> int:
-    """Forward distance from 16-bit sequence number ``b`` to ``a`` (0..65535)."""
-    return (a - b) % RTP_SEQ_MOD
-
-
-def ts_signed_diff(a: int, b: int) -> int:
-    """Signed difference ``a - b`` of two 32-bit timestamps, wrap-around aware."""
-    d = (a - b) % RTP_TS_MOD
-    return d - RTP_TS_MOD if d >= RTP_TS_MOD // 2 else d
-
-
 class SequenceTracker:
     """Per-source receive statistics (RFC 3550 A.1, A.3, A.8).
 
@@ -84,7 +72,7 @@ class SequenceTracker:
     duplicates are *not* counted as received, so ``lost`` never goes negative.
     """
 
-    def __init__(self, clock_rate: int = 90000, *, min_sequential: int = MIN_SEQUENTIAL,
+    def __init__(self, clock_rate: int = JPEG_CLOCK_RATE, *, min_sequential: int = MIN_SEQUENTIAL,
                  max_dropout: int = MAX_DROPOUT, max_misorder: int = MAX_MISORDER) -> None:
         if clock_rate <= 0:
             raise ValueError(f"clock rate must be positive, got {clock_rate}")
@@ -95,7 +83,7 @@ class SequenceTracker:
         self.max_seq = 0            # highest 16-bit sequence number seen
         self.cycles = 0             # count of wraps, shifted (multiple of 65536)
         self.base_seq = 0           # extended sequence number of the first valid packet
-        self.bad_seq = RTP_SEQ_MOD + 1   # last 'bad' seq + 1 (A.1); impossible value to start
+        self.bad_seq = SEQ_MOD + 1   # last 'bad' seq + 1 (A.1); impossible value to start
         self.probation = min_sequential
         self.validated = False
         self.received = 0           # unique valid packets
@@ -128,7 +116,7 @@ class SequenceTracker:
         self.base_seq = seq
         self.max_seq = seq
         self.cycles = 0
-        self.bad_seq = RTP_SEQ_MOD + 1
+        self.bad_seq = SEQ_MOD + 1
         self.received = 0
         self.received_octets = 0
         self.expected_prior = 0
@@ -147,7 +135,7 @@ class SequenceTracker:
                size: int = 0) -> tuple[Verdict, int | None]:
         """Account for one arriving packet (RFC 3550 A.1 update_seq + A.8 jitter); ``size`` is its
         payload length, summed over unique packets in ``received_octets``."""
-        if not 0 <= seq < RTP_SEQ_MOD:
+        if not 0 <= seq < SEQ_MOD:
             raise ValueError(f"sequence number {seq} out of 16-bit range")
         if not self.validated:
             return self._update_probation(seq, rtp_timestamp, arrival, size)
@@ -157,11 +145,11 @@ class SequenceTracker:
             return Verdict.DUPLICATE, self.extended_max
         if udelta < self.max_dropout:
             if seq < self.max_seq:       # wrapped: one more cycle
-                self.cycles += RTP_SEQ_MOD
+                self.cycles += SEQ_MOD
             self.max_seq = seq
             ext = self.extended_max
             verdict = Verdict.IN_ORDER
-        elif udelta <= RTP_SEQ_MOD - self.max_misorder:
+        elif udelta <= SEQ_MOD - self.max_misorder:
             # A very large jump: believe it only when the next packet follows it (A.1).
             if seq == self.bad_seq:
                 logger.info("RTP sequence jumped to %d: sender restarted, resynchronising", seq)
@@ -169,12 +157,12 @@ class SequenceTracker:
                 self.restarts += 1
                 self._count(seq, rtp_timestamp, arrival, size)
                 return Verdict.RESTARTED, seq
-            self.bad_seq = (seq + 1) % RTP_SEQ_MOD
+            self.bad_seq = (seq + 1) % SEQ_MOD
             self.invalid += 1
             return Verdict.INVALID, None
         else:
             # Behind the highest: a late (reordered) packet or a duplicate.
-            ext = self.extended_max - (RTP_SEQ_MOD - udelta)
+            ext = self.extended_max - (SEQ_MOD - udelta)
             if ext in self._seen or ext < 0:
                 self.duplicates += 1
                 return Verdict.DUPLICATE, ext
@@ -199,7 +187,7 @@ class SequenceTracker:
         """
         self._probation_held.append((seq, rtp_timestamp, arrival, size))
         del self._probation_held[:-MAX_PROBATION_HELD]
-        if self._run_first is not None and seq == (self.max_seq + 1) % RTP_SEQ_MOD:
+        if self._run_first is not None and seq == (self.max_seq + 1) % SEQ_MOD:
             self.probation -= 1
         else:
             # First packet, or not sequential: the run starts over with this one.
@@ -213,10 +201,10 @@ class SequenceTracker:
         first = self._run_first
         kept = []
         for k_seq, ts, at, sz in self._probation_held:
-            d = (k_seq - first + RTP_SEQ_MOD // 2) % RTP_SEQ_MOD - RTP_SEQ_MOD // 2
+            d = seq_diff(k_seq, first)
             if -self.max_misorder <= d < self.max_dropout:
                 kept.append((d, k_seq, ts, at, sz))
-        origin = first if first + min(k[0] for k in kept) >= 0 else first + RTP_SEQ_MOD
+        origin = first if first + min(k[0] for k in kept) >= 0 else first + SEQ_MOD
         self._init_seq(first)
         self._probation_held = []
         self._run_first = None
@@ -237,7 +225,7 @@ class SequenceTracker:
                 highest, lowest = max(highest, ext), min(lowest, ext)
             self._count(ext, ts, at, sz)
         self.base_seq = lowest
-        self.max_seq = highest % RTP_SEQ_MOD
+        self.max_seq = highest % SEQ_MOD
         self.cycles = highest - self.max_seq
         return Verdict.VALIDATED, self.probation_exts[seq]
 
@@ -255,7 +243,7 @@ class SequenceTracker:
         else:
             # Keep transit continuous across the 32-bit timestamp wrap.
             prev_ts = self._last_ts
-            transit = self._transit + (arrival_units - self._last_arrival_units) - ts_signed_diff(rtp_timestamp, prev_ts)
+            transit = self._transit + (arrival_units - self._last_arrival_units) - ts_diff(rtp_timestamp, prev_ts)
             d = transit - self._transit
             self.jitter += (abs(d) - self.jitter) / 16.0
         self._transit = transit
@@ -416,7 +404,7 @@ class RtpReceiver(Generic[T]):
     not-yet-believed jumps are dropped.
     """
 
-    def __init__(self, clock_rate: int = 90000, reorder_window: float = 0.05) -> None:
+    def __init__(self, clock_rate: int = JPEG_CLOCK_RATE, reorder_window: float = 0.05) -> None:
         self.tracker = SequenceTracker(clock_rate)
         self.reorder: ReorderBuffer[T] = ReorderBuffer(reorder_window)
         self._probation: list[tuple[int, T]] = []   # (sequence number, item) while on probation

@@ -16,11 +16,12 @@ import logging
 import secrets
 from dataclasses import dataclass, field
 
-from RtspHeaders import (NptRange, RtpInfo, Transport, format_range, join_url, parse_range,
+from RtspHeaders import (NptRange, RtpInfo, Transport, format_range, join_url, parse_public, parse_range,
                          parse_rtp_info, parse_session, split_url)
 from RtspMessage import (Headers, InterleavedFrame, MessageError, Method, Request, Response,
                          RtspError, RtspParser, Status, reason_phrase)
 from RtspAuth import AuthError, answer_challenge, parse_challenges, split_credentials
+from RtpPacket import JPEG_CLOCK_RATE, PT_JPEG
 from Sdp import MediaDescription, SdpError, parse_sdp
 
 logger = logging.getLogger(__name__)
@@ -66,9 +67,9 @@ class SdpInfo:
     media_control: str | None = None
     media_port: int = 0
     connection: str | None = None
-    payload_type: int = 26
+    payload_type: int = PT_JPEG
     encoding: str = "JPEG"
-    clock_rate: int = 90000
+    clock_rate: int = JPEG_CLOCK_RATE
     framerate: float | None = None
     range_start: float | None = None
     range_end: float | None = None      # None: live / open ended ("npt=now-" or "npt=0-")
@@ -211,7 +212,8 @@ class RtspClientProtocol:
 
     @property
     def track_url(self) -> str:
-        """URL for SETUP: Content-Base + media a=control (the request URL without DESCRIBE)."""
+        """URL for SETUP: the media a=control resolved against Content-Base (else the request
+        URL), not against the session-level control (RFC 2326 C.1.1; see join_url's table)."""
         base = self.content_base or self.url
         if self.sdp is not None and self.sdp.media_control:
             return join_url(base, self.sdp.media_control)
@@ -371,7 +373,7 @@ class RtspClientProtocol:
         method = pending.method
         h = resp.headers
         if method == Method.OPTIONS and h.get("Public"):
-            self.public = [m.strip().upper() for m in h.get("Public", "").split(",") if m.strip()]
+            self.public = parse_public(h.get("Public", ""))
             if self.public and "GET_PARAMETER" not in self.public:
                 self.use_get_parameter = False
         elif method == Method.DESCRIBE:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from typing import Iterable
 from urllib.parse import urlsplit
 
 from RtspMessage import BadRequest, InvalidRange, RtspError, Status, UnsupportedTransport
@@ -367,11 +368,15 @@ def format_rtp_info(infos: list[RtpInfo] | RtpInfo) -> str:
 
 
 def parse_public(value: str) -> list[str]:
-    """'OPTIONS, DESCRIBE, SETUP' -> ['OPTIONS', 'DESCRIBE', 'SETUP'] (RFC 2326 12.28)."""
-    return [m.strip() for m in (value or "").split(",") if m.strip()]
+    """'OPTIONS, describe,SETUP' -> ['OPTIONS', 'DESCRIBE', 'SETUP'] (RFC 2326 12.28).
+
+    Upper-cased: method names are case-sensitive (§6.1) and all upper case, so a server that
+    lists them in lower case can only have meant those."""
+    return [m.strip().upper() for m in (value or "").split(",") if m.strip()]
 
 
-def format_public(methods) -> str:
+def format_public(methods: Iterable[object]) -> str:
+    """['OPTIONS', Method.SETUP] -> 'OPTIONS, SETUP' (RFC 2326 12.28)."""
     return ", ".join(str(m) for m in methods)
 
 
@@ -379,12 +384,28 @@ _SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 
 
 def join_url(base: str, control: str | None) -> str:
-    """Resolve an SDP a=control against the Content-Base/request URL (RFC 2326 C.1.1).
+    """Resolve an SDP a=control against the base URL (RFC 2326 C.1.1) -- the one place
+    control URLs are built, for the session-level (aggregate) and the media-level (SETUP) one.
 
-    An absolute control URL is used as is; "*" (or none) means the base itself; a
-    relative one is appended below the base, adding a '/' when the base lacks it -- what
-    ffmpeg, GStreamer and live555 do (strict RFC 1808 resolution would drop the base's
-    last path segment, which no server expects); one starting with '/' replaces the path.
+    The base is, in this order, Content-Base, Content-Location, the request URL (C.1.1).
+    Media-level controls resolve against that base too, never against the session-level
+    control (C.1.1 and the C.3 example: Content-Base rtsp://example.com/movie/, session "*",
+    media trackID=1 -> rtsp://example.com/movie/trackID=1). With base rtsp://h/movie:
+
+    | session a=control   | media a=control | aggregate URL        | SETUP URL            |
+    |---------------------|-----------------|----------------------|----------------------|
+    | * (or none)         | t1              | rtsp://h/movie       | rtsp://h/movie/t1    |
+    | rtsp://h:1/x/       | t1              | rtsp://h:1/x/        | rtsp://h/movie/t1    |
+    | stream              | t1              | rtsp://h/movie/stream| rtsp://h/movie/t1    |
+    | *                   | rtsp://h2/abs   | rtsp://h/movie       | rtsp://h2/abs        |
+    | *                   | /abs/t1         | rtsp://h/movie       | rtsp://h/abs/t1      |
+
+    An absolute control URL is used as is; "*" (or none) is the base itself (C.1.1: "an
+    empty embedded URL"); a relative one is appended below the base, adding a '/' when the
+    base lacks it -- what ffmpeg, GStreamer and live555 do (strict RFC 1808 resolution would
+    drop the base's last path segment, which no server expects); one starting with '/'
+    replaces the path. (ffmpeg resolves media controls against an absolute session-level
+    control, as MS-RTSP asks; RFC 2326 does not, and neither do we.)
     """
     control = (control or "").strip()
     if not control or control == "*":

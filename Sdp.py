@@ -11,7 +11,8 @@ import logging
 import re
 from dataclasses import dataclass, field
 
-from RtspHeaders import NptRange, format_range, join_url, parse_range
+from RtspHeaders import NptRange, format_range, parse_range
+from RtpPacket import JPEG_CLOCK_RATE, PT_JPEG
 from RtspMessage import RtspError
 
 log = logging.getLogger(__name__)
@@ -189,16 +190,6 @@ class SessionDescription(_Attributes):
         """Where ``media`` is sent: its own c= line, else the session's (RFC 4566 5.7)."""
         return media.connection_address or self.connection_address
 
-    def aggregate_url(self, base: str) -> str:
-        """The URL for aggregate PLAY/PAUSE/TEARDOWN (RFC 2326 C.1.1): the session-level
-        a=control resolved against ``base`` (Content-Base, else the DESCRIBE URL)."""
-        return join_url(base, self.control)
-
-    def media_url(self, media: MediaDescription, base: str) -> str:
-        """The SETUP URL of ``media``: its a=control resolved against the session-level
-        control when that is an absolute URL (as ffmpeg does), else against ``base``."""
-        return join_url(self.aggregate_url(base), media.control)
-
     @property
     def video(self) -> MediaDescription | None:
         """The first m=video section, or None."""
@@ -352,11 +343,11 @@ def movie_sdp(name: str, duration: float | None, fps: float, server_addr: str,
         attributes=[("tool", tool), ("control", "*"),
                     ("range", format_range(rng).replace("npt=0.000-", "npt=0-"))],
     )
-    media = MediaDescription(media="video", port=0, proto="RTP/AVP", formats=["26"],
+    media = MediaDescription(media="video", port=0, proto="RTP/AVP", formats=[str(PT_JPEG)],
                              connection=f"IN {family} {'::' if ip6 else '0.0.0.0'}")
     if bitrate_kbps:
         media.bandwidths.append(f"AS:{int(bitrate_kbps)}")
-    media.attributes += [("rtpmap", "26 JPEG/90000"), ("framerate", _fps_text(fps)),
+    media.attributes += [("rtpmap", f"{PT_JPEG} JPEG/{JPEG_CLOCK_RATE}"), ("framerate", _fps_text(fps)),
                          ("control", track_control)]
     if width and height:
         media.attributes.append(("x-dimensions", f"{int(width)},{int(height)}"))

@@ -13,7 +13,6 @@ import logging
 import random
 import select
 import socket
-import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from MediaLibrary import MediaLibrary, Movie
 from RtspAuth import Authenticator
-from RtspHeaders import NptRange, RtpInfo, Transport, format_range, format_rtp_info, format_session, parse_range, parse_session
+from RtspHeaders import NptRange, RtpInfo, Transport, format_range, format_public, format_rtp_info, format_session, parse_range, parse_session
 from RtspMessage import (
     Headers, InterleavedFrame, Method, MessageError, Request, Response, RtspError, RtspParser, Status,
 )
@@ -33,9 +32,10 @@ from Streamer import SERVER_NAME, StreamSession, Streamer, unmapped
 log = logging.getLogger(__name__)
 
 TRACK_CONTROL = "trackID=0"
-PUBLIC = ", ".join(m.value for m in SUPPORTED)
+PUBLIC = format_public(SUPPORTED)
 SOCKET_BUFFER = 4 << 20
 WORKER_POLL = 1.0  # a worker wakes this often for its timeouts; shutdown() wakes it at once
+WRITE_TIMEOUT = 10.0  # a reply write gives up on a client that stopped reading after this long
 LAB_GRACE = 0.03  # wait this long for the rest of an unterminated LF-only request
 
 
@@ -87,11 +87,12 @@ class ServerWorker:
             self.finish()
 
     def setup(self) -> None:
-        self.conn.setblocking(True)
+        # A reply write may block at most this long on a client that stopped reading. A socket
+        # timeout (not SO_SNDTIMEO, whose value is a timeval on Unix but a DWORD of ms on Windows)
+        # also makes the socket non-blocking underneath, which send_interleaved relies on.
+        self.conn.settimeout(WRITE_TIMEOUT)
         self.conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
         self.conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        # A reply write may block at most this long on a client that stopped reading.
-        self.conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 10, 0))
         log.info("%s: connected", self.peer)
 
     def handle(self) -> None:
@@ -258,23 +259,33 @@ class ServerWorker:
                 return False
             if self._pending:
                 try:
-                    sent = self.conn.send(self._pending, socket.MSG_DONTWAIT)
-                except BlockingIOError:
-                    return False
+                    sent = self._send_now(self._pending)
                 except OSError:
                     return False
                 self._pending = self._pending[sent:]
                 if self._pending:
                     return False
             try:
-                sent = self.conn.send(data, socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                sent = 0
+                sent = self._send_now(data)
             except OSError:
                 return False
             if sent < len(data):
                 self._pending = bytes(data[sent:])  # whole frames only: finish this one first
             return True
+
+    def _send_now(self, data: bytes) -> int:
+        """Send what the socket buffer takes right now, 0 when it is full; never waits.
+
+        select() with no timeout, then one send() on the (timeout-mode, so non-blocking) socket:
+        the portable form of send(MSG_DONTWAIT), which Windows lacks. Called with the write lock
+        held, so no other writer fills the buffer in between."""
+        _, writable, _ = select.select([], [self.conn], [], 0)
+        if not writable:
+            return 0
+        try:
+            return self.conn.send(data)
+        except (BlockingIOError, InterruptedError):
+            return 0
 
     def _interleaved_in(self, frame: InterleavedFrame) -> None:
         for session in list(self.sessions.values()):  # the Streamer may expire one meanwhile

@@ -54,6 +54,7 @@ SEND_EARLY = 0.001  # deadlines this close are served in the same wake-up (frame
 START_PHASES = 16  # start slots per frame interval: PLAYs arriving together are spread over them
 SLICE_SPREAD = 0.5  # a large frame's slices go out within this share of the frame interval
 POLL_INTERVAL = 0.25  # how often the idle loop looks at shutdown / timeouts
+ENDED_ROUTE_TTL = 2.0  # seconds a removed session's RTCP is still recognised (and logged)
 
 
 def unmapped(host: str) -> str:
@@ -215,6 +216,9 @@ class Streamer(threading.Thread):
         self._stopping = False
         self._sessions: Dict[str, StreamSession] = {}
         self._rtcp_routes: Dict[Tuple[str, int], StreamSession] = {}
+        # routes of sessions just removed, kept ENDED_ROUTE_TTL s: the receiver's BYE (sent just
+        # before its TEARDOWN, on another socket) may be read after the TEARDOWN was handled
+        self._ended_routes: Dict[Tuple[str, int], Tuple[StreamSession, float]] = {}
         self._phase_load = [0] * START_PHASES  # playing sessions per start slot
 
     # -- called from worker threads --------------------------------------
@@ -286,6 +290,7 @@ class Streamer(threading.Thread):
             self._sessions.pop(session.id, None)
             if session.rtcp_dest and self._rtcp_routes.get(session.rtcp_dest) is session:
                 del self._rtcp_routes[session.rtcp_dest]
+                self._ended_routes[session.rtcp_dest] = (session, time.monotonic() + ENDED_ROUTE_TTL)
 
     def stop(self) -> None:
         self._stopping = True
@@ -476,6 +481,10 @@ class Streamer(threading.Thread):
         key = (unmapped(addr[0]), addr[1])
         with self._lock:
             session = self._rtcp_routes.get(key)
+            ended = self._ended_routes.get(key) if session is None else None
+        if ended is not None:
+            ended[0].receive_rtcp(data)  # logged (e.g. its BYE), but it revives nothing
+            return
         if session is None:
             log.debug("RTCP from unknown %s:%d dropped", *key)
             return
@@ -487,6 +496,8 @@ class Streamer(threading.Thread):
         now = time.monotonic()
         with self._lock:
             idle = [s for s in self._sessions.values() if not s.lab and now - s.last_activity > limit]
+            for key in [k for k, (_, until) in self._ended_routes.items() if until < now]:
+                del self._ended_routes[key]
         for session in idle:
             log.info("session %s: no request or RTCP for %.0f s, torn down", session.id, limit)
             if session.expire is not None:

@@ -3,7 +3,7 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from RtpPacket import RtpPacket, seq_diff, seq_lt, ts_diff
+from RtpPacket import RtpPacket, seq_delta, seq_diff, seq_lt, ts_diff
 
 # (name, wire bytes, expected fields)
 CASES = [
@@ -129,3 +129,8 @@ def test_sequence_arithmetic_wraps(a, b, diff):
 def test_timestamp_arithmetic_wraps():
     assert ts_diff(100, 2**32 - 3500) == 3600
     assert ts_diff(2**32 - 3500, 100) == -3600
+
+
+@pytest.mark.parametrize("a,b,forward", [(5, 3, 2), (3, 5, 65534), (0, 65535, 1), (7, 7, 0)])
+def test_sequence_forward_distance_wraps(a, b, forward):
+    assert seq_delta(a, b) == forward

@@ -15,6 +15,7 @@ from RtspHeaders import (  # noqa: E402
     format_session, format_transport, join_url, parse_public, parse_range, parse_rtp_info,
     parse_session, parse_transport, split_url,
 )
+from RtspClient import RtspClientProtocol, parse_sdp_info  # noqa: E402
 from RtspMessage import RtspError, Status  # noqa: E402
 
 T = Transport
@@ -266,6 +267,7 @@ def test_public_both_directions():
     assert methods[0] == "OPTIONS" and methods[-1] == "TEARDOWN" and len(methods) == 10
     assert format_public(methods) == value
     assert parse_public("OPTIONS,DESCRIBE ,, PLAY") == ["OPTIONS", "DESCRIBE", "PLAY"]
+    assert parse_public("options, Describe") == ["OPTIONS", "DESCRIBE"]  # tolerant in, canonical out
 
 
 JOINS = [
@@ -285,6 +287,32 @@ JOINS = [
 @pytest.mark.parametrize("base,control,joined", JOINS)
 def test_join_url(base, control, joined):
     assert join_url(base, control) == joined
+
+
+# RFC 2326 C.1.1: session- and media-level a=control both resolve against the base URL
+# (Content-Base, else Content-Location, else the request URL), never one against the other.
+# (base, session a=control, media a=control, aggregate URL, SETUP URL)
+CONTROLS = [
+    ("rtsp://h/movie", "*", "t1", "rtsp://h/movie", "rtsp://h/movie/t1"),
+    ("rtsp://h/movie", None, None, "rtsp://h/movie", "rtsp://h/movie"),
+    ("rtsp://h/movie", "rtsp://h:1/x/", "t1", "rtsp://h:1/x/", "rtsp://h/movie/t1"),
+    ("rtsp://h/movie", "stream", "t1", "rtsp://h/movie/stream", "rtsp://h/movie/t1"),
+    ("rtsp://h/movie", "*", "rtsp://h2/abs", "rtsp://h/movie", "rtsp://h2/abs"),
+    ("rtsp://h/movie", "*", "/abs/t1", "rtsp://h/movie", "rtsp://h/abs/t1"),
+    ("rtsp://h/movie.Mjpeg/", "*", "stream=0", "rtsp://h/movie.Mjpeg/", "rtsp://h/movie.Mjpeg/stream=0"),
+]
+
+
+@pytest.mark.parametrize("base,session_control,media_control,aggregate,setup", CONTROLS)
+def test_control_urls_rfc2326_c11(base, session_control, media_control, aggregate, setup):
+    assert join_url(base, session_control) == aggregate
+    assert join_url(base, media_control) == setup
+    # and the player builds exactly these (the request URL as the base, no Content-Base)
+    text = ("v=0\r\n" + (f"a=control:{session_control}\r\n" if session_control else "")
+            + "m=video 0 RTP/AVP 26\r\n" + (f"a=control:{media_control}\r\n" if media_control else ""))
+    client = RtspClientProtocol(base)
+    client.sdp = parse_sdp_info(text)
+    assert (client.aggregate_url, client.track_url) == (aggregate, setup)
 
 
 SPLITS = [

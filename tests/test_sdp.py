@@ -265,18 +265,3 @@ def test_ffmpeg_reads_movie_sdp_as_input_description(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert "mjpeg" in out.stdout, (out.stdout, out.stderr)
     assert isinstance(sdp, SessionDescription)
-
-
-@pytest.mark.parametrize("session_control,media_control,base,aggregate,media", [
-    ("*", "stream=0", "rtsp://h/movie.Mjpeg/", "rtsp://h/movie.Mjpeg/", "rtsp://h/movie.Mjpeg/stream=0"),
-    ("*", "trackID=0", "rtsp://h/movie.Mjpeg", "rtsp://h/movie.Mjpeg", "rtsp://h/movie.Mjpeg/trackID=0"),
-    (None, None, "rtsp://h/movie.Mjpeg", "rtsp://h/movie.Mjpeg", "rtsp://h/movie.Mjpeg"),
-    ("rtsp://other/x/", "trackID=1", "rtsp://h/m/", "rtsp://other/x/", "rtsp://other/x/trackID=1"),
-    ("*", "rtsp://h2/abs", "rtsp://h/m/", "rtsp://h/m/", "rtsp://h2/abs"),
-])
-def test_control_urls(session_control, media_control, base, aggregate, media):
-    text = "v=0\n" + (f"a=control:{session_control}\n" if session_control else "") + \
-        "m=video 0 RTP/AVP 26\n" + (f"a=control:{media_control}\n" if media_control else "")
-    sdp = parse_sdp(text)
-    assert sdp.aggregate_url(base) == aggregate
-    assert sdp.media_url(sdp.video, base) == media

@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 from ReceiveEngine import ReceiveEngine  # noqa: E402
 from Impair import Delivery, Impairer, ImpairSpec  # noqa: E402
 from RtpPacket import RtpPacket  # noqa: E402
-from RtpStats import ts_signed_diff  # noqa: E402
+from RtpPacket import ts_diff  # noqa: E402
 
 FPS = 100                  # the server paces the 500-frame movie in 5 s
 SEQ0 = 65530
@@ -106,7 +106,7 @@ def truth_jitter(deliveries: list[Delivery], timestamps: list[int]) -> float:
             continue
         if prev is not None:
             pd, pts = prev
-            diff = (d.due - pd.due) * CLOCK - ts_signed_diff(timestamps[d.index], pts)
+            diff = (d.due - pd.due) * CLOCK - ts_diff(timestamps[d.index], pts)
             jitter += (abs(diff) - jitter) / 16.0
         prev = (d, timestamps[d.index])
     return jitter * 1000.0 / CLOCK
@@ -246,7 +246,11 @@ def test_statistics_equal_ground_truth(start_server, caplog, spec_text, transpor
     assert snap.impairment is not None and snap.impairment["dropped"] == imp.dropped
     if transport == "udp":
         assert snap.rtcp_errors >= 1
-    assert any("receiver sent BYE (teardown)" in r.getMessage() for r in caplog.records)
+    # the BYE goes out on the RTCP socket just before TEARDOWN on the RTSP one: wait for it
+    deadline = time.monotonic() + 3.0
+    while not any("receiver sent BYE (teardown)" in r.getMessage() for r in caplog.records):
+        assert time.monotonic() < deadline, "the server never logged the receiver's BYE"
+        time.sleep(0.02)
 
     RESULTS.append(
         f"{spec_text:<58} {transport}  lost {client['lost']}/{truth['lost']} "
