@@ -2,7 +2,10 @@
 
 The network side is :class:`ReceiveEngine.ReceiveEngine` (no Tk); it hands frames, log lines and
 state changes over a ``queue.Queue``, and only this module's :class:`Client`, on the Tk thread,
-touches widgets: it drains the queue with ``after()``.
+touches widgets. Nothing polls: the queue wakes Tk through a socket pair Tk watches
+(:class:`TkWakeup`) when an event arrives, and the statistics refresh a few times a second only
+while the stream plays (or once when something changes). Where Tk cannot watch a socket
+(Windows), the queue is drained by ``after()`` ticks instead: fast while playing, slow otherwise.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import logging
 import math
 import queue
 import signal
+import socket
 import threading
 import time
 import tkinter as tk
@@ -25,8 +29,9 @@ from RtpStats import StatsSnapshot
 
 logger = logging.getLogger(__name__)
 
-GUI_TICK_MS = 15          # queue drain period
-STATS_TICK_MS = 250       # statistics panel and plot: 4 updates per second
+GUI_TICK_MS = 15          # queue drain period while playing, where Tk cannot watch a socket
+IDLE_TICK_MS = 100        # the same when nothing plays (button states, log lines)
+STATS_TICK_MS = 250       # statistics panel and plot: 4 updates per second while playing
 PLOT_SPAN = 30.0          # seconds shown in the plot
 VIEW_DEFAULT = (1280, 720)  # the default view shows 640x480 and 1280x720 streams 1:1 (screen permitting)
 FIT_SLACK = 8             # px a frame may exceed the view by and still be shown 1:1 (edges clipped):
@@ -77,6 +82,73 @@ def _fmt_time(seconds: float | None) -> str:
     return f"{int(seconds // 60):02d}:{seconds % 60:04.1f}"
 
 
+class TkWakeup:
+    """Wakes the Tk thread from any thread without a Tk call there: a byte on a socket pair whose
+    reading end Tk watches (``createfilehandler``), which runs ``callback`` on the Tk thread.
+
+    ``available`` is False where Tk cannot watch a file (Windows Tk): the caller polls then.
+    :attr:`fd` can also be handed to ``signal.set_wakeup_fd`` so a signal wakes Tk as well."""
+
+    def __init__(self, master: tk.Misc, callback: Callable[[], None]) -> None:
+        self.master = master
+        self.available = hasattr(master.tk, "createfilehandler")
+        self._r: socket.socket | None = None
+        self._w: socket.socket | None = None
+        self._signals: int | None = None         # the wakeup fd we replaced, once catching signals
+        self.fd = -1
+        if not self.available:
+            return
+        self._r, self._w = socket.socketpair()
+        self._r.setblocking(False)
+        self._w.setblocking(False)
+        self.fd = self._w.fileno()
+
+        def readable(fd: int, mask: int) -> None:
+            try:
+                while self._r is not None and self._r.recv(4096):
+                    pass
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                return
+            callback()
+        master.tk.createfilehandler(self._r.fileno(), tk.READABLE, readable)
+
+    def wake(self) -> None:
+        """Any thread: have ``callback`` run soon on the Tk thread."""
+        w = self._w
+        if w is not None:
+            try:
+                w.send(b"\0")
+            except (BlockingIOError, InterruptedError):
+                pass                     # bytes are waiting already: Tk will wake
+            except OSError:
+                pass                     # closed
+
+    def catch_signals(self) -> None:
+        """Main thread: a signal wakes Tk too, so its Python handler runs at once (Tk does not run
+        Python code while it waits, and Python handlers run only between Python instructions)."""
+        if self.available and self._signals is None:
+            self._signals = signal.set_wakeup_fd(self.fd, warn_on_full_buffer=False)
+
+    def close(self) -> None:
+        if self._signals is not None:
+            try:
+                signal.set_wakeup_fd(self._signals)
+            except ValueError:
+                pass                     # not the main thread
+            self._signals = None
+        if self._r is not None:
+            try:
+                self.master.tk.deletefilehandler(self._r.fileno())
+            except tk.TclError:
+                pass
+            self._r.close()
+        if self._w is not None:
+            self._w.close()
+        self._r = self._w = None
+
+
 class Client:
     """The Tk player window. Network work runs on worker threads; widgets change only here.
 
@@ -116,20 +188,32 @@ class Client:
             "(No = keep watching)", parent=self.master)
         self.last_snapshot: StatsSnapshot | None = None
         self.title = ""  # the window title as last set: "RTP player - URL - STATE position / duration"
+        self._shown_text: dict[str, str] = {}       # statistics labels as last set
+        self._buttons_key: Any = None               # (state, busy) the buttons were last set for
+        self._plot_key: Any = None                  # the plot's history as last drawn
+        self._after_ids: dict[str, str] = {}
         self._build()
         master.protocol("WM_DELETE_WINDOW", self.on_close)
         master.bind("<space>", lambda e: self.toggle_play())
         master.bind("<Escape>", lambda e: self.teardown())
         master.bind("q", lambda e: self.teardown())
         self._refresh_buttons()
-        self._after_ids: dict[str, str] = {}
-        self._after("drain", GUI_TICK_MS, self._drain)
-        self._after("stats", STATS_TICK_MS, self._stats_tick)
+        self.wakeup = TkWakeup(master, self._drain)
+        if self.wakeup.available:
+            engine.events.waker = self.wakeup.wake
+        self._after("drain", 0, self._drain)
+        self._after("stats", 0, self._stats_tick)
 
     def _after(self, key: str, ms: int, fn: Callable[[], None]) -> None:
-        """Schedule a periodic callback, remembering its id so close() can cancel it."""
-        if not self.closed:
-            self._after_ids[key] = self.master.after(ms, fn)
+        """Schedule ``fn`` once (unless already scheduled), remembering its id so close() can
+        cancel it; ``fn`` runs with the id forgotten, so it may schedule itself again."""
+        if self.closed or key in self._after_ids:
+            return
+
+        def run() -> None:
+            self._after_ids.pop(key, None)
+            fn()
+        self._after_ids[key] = self.master.after(ms, run)
 
     # -- layout --------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -154,6 +238,7 @@ class Client:
         side.grid(row=0, column=1, rowspan=4, sticky="ns")
         stats = ttk.LabelFrame(side, text="Statistics", padding=6)
         stats.grid(row=0, column=0, sticky="new")
+        self.stats_frame = stats
         self.stat_vars: dict[str, tk.StringVar] = {}
         for i, (key, label) in enumerate(self.STAT_ROWS):
             ttk.Label(stats, text=label + ":").grid(row=i, column=0, sticky="w")
@@ -350,7 +435,9 @@ class Client:
         if self.closed:
             return
         self.closed = True
+        self.engine.events.waker = None
         self.engine.close()
+        self.wakeup.close()
         try:
             for after_id in self._after_ids.values():
                 self.master.after_cancel(after_id)
@@ -358,9 +445,13 @@ class Client:
         except tk.TclError:
             pass
 
-    # -- periodic work on the Tk thread ---------------------------------------------------------
+    # -- work on the Tk thread, when there is some ------------------------------------------------
     def _refresh_buttons(self) -> None:
         proto = self.engine.proto
+        key = (proto.state if proto is not None else None, self.busy)
+        if key == self._buttons_key:
+            return
+        self._buttons_key = key
         for name, b in self.buttons.items():
             if proto is None:
                 ok = name == "TEARDOWN"
@@ -376,12 +467,19 @@ class Client:
             b.state(["!disabled"] if ok else ["disabled"])
 
     def _drain(self) -> None:
+        """Handle what the engine queued: show the newest frame, log lines, request results.
+
+        Runs when the queue wakes Tk (or, without :class:`TkWakeup`, on a tick); it re-arms the
+        queue once empty, so it runs again only when there is something new."""
         if self.closed:
             return
+        events = self.engine.events
         latest: Frame | None = None
+        handled = 0
         try:
             for _ in range(1000):
-                ev = self.engine.events.get_nowait()
+                ev = events.get_nowait()
+                handled += 1
                 if ev.kind is EventKind.FRAME:
                     if ev.payload.generation == self.engine.generation:   # not from before a seek
                         latest = ev.payload
@@ -406,8 +504,15 @@ class Client:
             pass
         if latest is not None:
             self.show_frame(latest)
-        self._refresh_buttons()
-        self._after("drain", GUI_TICK_MS, self._drain)
+        if handled:
+            self._refresh_buttons()
+            self._after("stats", 0, self._stats_tick)    # a no-op while a refresh is scheduled
+        if self.wakeup.available:
+            if not events.arm():                         # more came meanwhile (or over 1000)
+                self._after("drain", 0, self._drain)
+        else:
+            playing = self.busy or (self.engine.state == ClientState.PLAYING and self.engine.ended is None)
+            self._after("drain", GUI_TICK_MS if playing else IDLE_TICK_MS, self._drain)
 
     def show_frame(self, frame: Frame) -> None:
         """Decode in memory and show the frame centred in the view: 1:1 when it fits, else scaled
@@ -470,45 +575,65 @@ class Client:
             self.slider.configure(to=self.engine.duration)
 
     def _stats_tick(self) -> None:
+        """Refresh the statistics, slider, time and title: every STATS_TICK_MS while the stream
+        plays, otherwise once per change (:meth:`_drain` asks). Hidden panels are not redrawn."""
         if self.closed:
             return
         s = self.engine.snapshot()
         self.last_snapshot = s
-        v = self.stat_vars
-        total = f"{s.frame_total}" if s.frame_total else "?"
-        v["frame"].set(f"{s.frame_index + 1 if s.frames_completed else 0} / {total}")
-        v["fps"].set(f"{s.fps_inst:5.1f} / {s.fps_avg:5.1f}")
-        v["bytes"].set(f"{s.bytes_received:,}")
-        v["rate"].set(f"{s.kbps_inst:6.0f} / {s.kbps_avg:6.0f}")
-        v["packets"].set(f"{s.packets_received:,}")
-        v["lost"].set(f"{s.packets_lost:,}")
-        v["loss"].set(f"{s.loss_percent:.2f} %")
-        v["dups"].set(f"{s.duplicates}")
-        v["ooo"].set(f"{s.out_of_order}")
-        v["frames"].set(f"{s.frames_completed} / {s.frames_dropped}")
-        v["jitter"].set(f"{s.jitter_ms:.2f} ms")
-        v["delay"].set(f"{s.delay_ms:.1f} ms" if s.delay_ms else "-")
-        v["rtt"].set(f"{s.rtt_ms:.2f} ms" if s.rtt_ms is not None else "-")
-        v["sender"].set(f"{s.packets_received:,} / {s.sender_packets:,}" if s.sender_packets is not None
-                        else f"{s.packets_received:,} / -")
-        v["octets"].set(f"{_fmt_bytes(s.payload_octets)} / {_fmt_bytes(s.sender_octets)}")
-        v["clock"].set(time.strftime("%H:%M:%S", time.localtime(s.sender_clock))
-                       + f".{int(s.sender_clock * 1000) % 1000:03d}" if s.sender_clock is not None else "-")
-        v["rtcp"].set(f"{s.sr_received} / {s.rr_sent}" + (f" ({s.rtcp_errors} bad)" if s.rtcp_errors else ""))
+        state = self.engine.state.value if self.engine.proto else "RTP (SDP)"
+        if self.stats_frame.winfo_viewable():
+            self._show_stats(s, state)
+            self._draw_plot(s)
         if s.impairment is not None and not self.impair_status.get().startswith("error"):
             i = s.impairment
-            self.impair_status.set(f"truth: dropped {i['dropped']}  dup {i['duplicated']}  "
-                                   f"reordered {i['reordered']}  of {i['sent']}")
-        v["state"].set(self.engine.state.value if self.engine.proto else "RTP (SDP)")
+            self._set_text(self.impair_status, f"truth: dropped {i['dropped']}  dup {i['duplicated']}  "
+                                               f"reordered {i['reordered']}  of {i['sent']}")
         if s.duration and float(self.slider.cget("to")) != s.duration:
             self.slider.configure(to=s.duration)
-        if not self.dragging and s.frames_completed:
+        if not self.dragging and s.frames_completed and self.pos_var.get() != s.position:
             self.pos_var.set(s.position)
-        self.time_var.set(f"{_fmt_time(s.position if s.frames_completed else 0)} / {_fmt_time(s.duration)}")
+        when = f"{_fmt_time(s.position if s.frames_completed else 0)} / {_fmt_time(s.duration)}"
+        self._set_text(self.time_var, when)
         # the state and position in the title too: seen in a task bar, and by scripts (xdotool)
-        self._set_title(f"RTP player - {self.engine.url or 'SDP stream'} - {v['state'].get()} {self.time_var.get()}")
-        self._draw_plot(s)
-        self._after("stats", STATS_TICK_MS, self._stats_tick)
+        self._set_title(f"RTP player - {self.engine.url or 'SDP stream'} - {state} {when}")
+        if self.engine.state == ClientState.PLAYING and self.engine.ended is None:
+            self._after("stats", STATS_TICK_MS, self._stats_tick)
+
+    def _set_text(self, var: tk.StringVar, text: str) -> None:
+        """Set a label's variable only when its text changes (each set redraws the label)."""
+        if var.get() != text:
+            var.set(text)
+
+    def _show_stats(self, s: StatsSnapshot, state: str) -> None:
+        total = f"{s.frame_total}" if s.frame_total else "?"
+        texts = {
+            "frame": f"{s.frame_index + 1 if s.frames_completed else 0} / {total}",
+            "fps": f"{s.fps_inst:5.1f} / {s.fps_avg:5.1f}",
+            "bytes": f"{s.bytes_received:,}",
+            "rate": f"{s.kbps_inst:6.0f} / {s.kbps_avg:6.0f}",
+            "packets": f"{s.packets_received:,}",
+            "lost": f"{s.packets_lost:,}",
+            "loss": f"{s.loss_percent:.2f} %",
+            "dups": f"{s.duplicates}",
+            "ooo": f"{s.out_of_order}",
+            "frames": f"{s.frames_completed} / {s.frames_dropped}",
+            "jitter": f"{s.jitter_ms:.2f} ms",
+            "delay": f"{s.delay_ms:.1f} ms" if s.delay_ms else "-",
+            "rtt": f"{s.rtt_ms:.2f} ms" if s.rtt_ms is not None else "-",
+            "sender": f"{s.packets_received:,} / {s.sender_packets:,}" if s.sender_packets is not None
+                      else f"{s.packets_received:,} / -",
+            "octets": f"{_fmt_bytes(s.payload_octets)} / {_fmt_bytes(s.sender_octets)}",
+            "clock": time.strftime("%H:%M:%S", time.localtime(s.sender_clock))
+                     + f".{int(s.sender_clock * 1000) % 1000:03d}" if s.sender_clock is not None else "-",
+            "rtcp": f"{s.sr_received} / {s.rr_sent}" + (f" ({s.rtcp_errors} bad)" if s.rtcp_errors else ""),
+            "state": state,
+        }
+        shown = self._shown_text
+        for key, text in texts.items():
+            if shown.get(key) != text:
+                shown[key] = text
+                self.stat_vars[key].set(text)
 
     def _set_title(self, title: str) -> None:
         if title != self.title:
@@ -516,12 +641,17 @@ class Client:
             self.title = title
 
     def _draw_plot(self, s: StatsSnapshot) -> None:
+        """Redraw the plot when its history has a new sample (every 0.5 s while playing)."""
+        hist = s.history
+        key = (len(hist), hist[-1][0] if hist else None)
+        if key == self._plot_key:
+            return
+        self._plot_key = key
         c = self.plot
         c.delete("all")
         w, h = int(c.cget("width")), int(c.cget("height"))
         top, bottom, left = 14, h - 4, 4
         c.create_line(left, bottom, w, bottom, fill="#ccc")
-        hist = s.history
         top = 26                                    # two rows of labels: each series' own scale
         for n, (i, color, name) in enumerate(self.PLOT_SERIES):
             vals = [p[i] for p in hist if len(p) > i and not math.isnan(p[i])]
@@ -572,10 +702,12 @@ def run_gui(engine: ReceiveEngine, args: Any) -> int:
         root.after(0, lambda: (engine.quit(), app.close()))
 
     previous = signal.signal(signal.SIGINT, on_sigint)
+    app.wakeup.catch_signals()
     try:
         root.mainloop()
     finally:
         signal.signal(signal.SIGINT, previous)
+        app.wakeup.close()
         engine.close()
     if interrupted.is_set():
         raise KeyboardInterrupt

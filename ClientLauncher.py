@@ -149,8 +149,16 @@ def run_headless(engine: ReceiveEngine, args: argparse.Namespace, out: TextIO | 
             if engine.last_packet_time is None and engine.play_started is not None \
                     and now - start > max(10.0, engine.idle_timeout) and engine.frames_displayable == 0:
                 raise ClientError("no RTP arrived within 10 s (a firewall? try --transport tcp)")
+            # Sleep until an event or the next thing to do here (progress line, --duration, the
+            # no-RTP check): no polling.
+            wake = next_print
+            if args.duration is not None:
+                wake = min(wake, start + args.duration)
+            if engine.last_packet_time is None and engine.play_started is not None \
+                    and engine.frames_displayable == 0:
+                wake = min(wake, start + max(10.0, engine.idle_timeout) + 0.01)
             try:
-                ev = engine.events.get(timeout=0.05)
+                ev = engine.events.get(timeout=max(0.001, wake - now))
             except queue.Empty:
                 ev = None
             if ev is not None:

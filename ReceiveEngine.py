@@ -42,6 +42,9 @@ CNAME_TOOL = "RtpLabPlayer/1.0"
 DEFAULT_SESSION_BW = 125_000.0       # octets/s (1 Mbit/s) assumed until the rate is measured (§6.2)
 MAX_AUTH_ROUNDS = 3                  # the request, the answer to a 401, one retry for a stale nonce
 RRTR_MEMORY = 16                     # our last RRTR times kept to match the sender's DLRR answers
+TIMER_SLACK = 0.001                  # s a reader sleeps past a timer, so the timer is surely due
+TIMER_CAP = 1.0                      # s a reader sleeps at most: a timer setting changed by another
+                                     # thread (the session timeout) counts within it; ~0.01% of a core
 
 
 class ClientError(Exception):
@@ -54,6 +57,7 @@ class EventKind(enum.Enum):
     STATE = "state"      # ClientState changed
     END = "end"          # the stream ended (reason text)
     ERROR = "error"      # a request failed (one line)
+    STATS = "stats"      # RTCP in or out: the statistics changed while maybe no frame flows
 
 
 @dataclass
@@ -72,6 +76,33 @@ class Frame:
 class Event:
     kind: EventKind
     payload: Any = None
+
+
+class EventQueue(queue.Queue):
+    """The engine's events (a ``queue.Queue``) that can wake a consumer who does not poll.
+
+    The consumer drains the queue, then calls :meth:`arm`; the next :meth:`put`, from whatever
+    thread, calls :attr:`waker` once (with the queue's lock held: it must only signal, e.g. write
+    a byte to a socket). The Tk window sleeps that way between frames (Client.py)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waker: Callable[[], None] | None = None
+        self._armed = False
+
+    def arm(self) -> bool:
+        """Have the next put() call the waker; False (not armed) when events are waiting already."""
+        with self.mutex:
+            if self.queue:
+                return False
+            self._armed = True
+            return True
+
+    def _put(self, item: Event) -> None:
+        super()._put(item)
+        if self._armed and self.waker is not None:
+            self._armed = False
+            self.waker()
 
 
 @dataclass(frozen=True)
@@ -126,7 +157,7 @@ class ReceiveEngine:
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         self.fps_hint = fps_hint
-        self.events: queue.Queue[Event] = queue.Queue()
+        self.events = EventQueue()
         self.frame_queue_max = frame_queue
         self.proto: RtspClientProtocol | None = \
             RtspClientProtocol(url, username=username, password=password) if url else None
@@ -144,6 +175,8 @@ class ReceiveEngine:
         self._awaiting: set[int] = set()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._wake_r: socket.socket | None = None    # wakes the readers' select() at close()
+        self._wake_w: socket.socket | None = None
         self._reorder_window = reorder_window
         self._new_receiver()
         self.pstats = PlaybackStats()
@@ -327,6 +360,12 @@ class ReceiveEngine:
         raise ClientError("could not bind a free even/odd UDP port pair for RTP/RTCP")
 
     def _start_threads(self) -> None:
+        # The readers sleep in select() until data arrives or their next timer is due (see
+        # _next_timer); close() wakes them through this pair. Sockets, not a pipe: Windows'
+        # select() takes nothing else. Nobody reads it: once written, it stays readable.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         if self.rtsp_sock is not None:
             t = threading.Thread(target=self._rtsp_loop, name="rtsp-reader", daemon=True)
             self._threads.append(t)
@@ -368,7 +407,7 @@ class ReceiveEngine:
                     why = "the server closed the connection" if self.connection_lost else \
                         f"no reply within {self.reply_timeout:.0f} s"
                     raise ClientError(f"{method} failed: {why}")
-                self._reply_cond.wait(min(left, 0.25))
+                self._reply_cond.wait(left)      # notified by replies, a lost connection, close()
             reply = self._replies.pop(cseq)
         if reply.ok:
             self.events.put(Event(EventKind.STATE, self.proto.state))
@@ -504,10 +543,12 @@ class ReceiveEngine:
     def _rtsp_loop(self) -> None:
         assert self.rtsp_sock is not None and self.proto is not None
         sock = self.rtsp_sock
+        watched = [sock, self._wake_r]
+        timeout = 0.0
         while not self._stop.is_set():
             try:
-                ready, _, _ = select.select([sock], [], [], self._wait(0.02))
-                data = sock.recv(262144) if ready else None
+                ready, _, _ = select.select(watched, [], [], timeout)
+                data = sock.recv(262144) if sock in ready else None
             except OSError:
                 data = b""
             now = time.monotonic()
@@ -555,42 +596,96 @@ class ReceiveEngine:
                 due = self.proto.keepalive_due(now)
             if due:
                 self.keepalive()
+            with self._lock:
+                timeout = self._timeout(keepalive=True)
 
     def _udp_loop(self) -> None:
-        socks = [s for s in (self.rtp_sock, self.rtcp_sock) if s is not None]
+        rtp, rtcp = self.rtp_sock, self.rtcp_sock
+        assert rtp is not None
+        watched = [s for s in (rtp, rtcp, self._wake_r) if s is not None]
+        timeout = 0.0
         while not self._stop.is_set():
             try:
-                ready, _, _ = select.select(socks, [], [], self._wait(0.01))
+                ready, _, _ = select.select(watched, [], [], timeout)
             except (OSError, ValueError):
                 return
+            if self._stop.is_set():
+                return
             now = time.monotonic()
-            for s in ready:
-                # Drain everything queued: a frame arrives as a burst of fragments.
+            # Read everything queued first (a frame arrives as a burst of fragments), then take
+            # the lock once for the whole burst.
+            packets: list[bytes] = []
+            reports: list[tuple[bytes, Any]] = []
+            if rtp in ready:
+                recv = rtp.recv
                 for _ in range(256):
                     try:
-                        data, addr = s.recvfrom(65536)
+                        packets.append(recv(65536))
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    except OSError:          # e.g. Windows' WSAECONNRESET after an ICMP error
+                        break
+            if rtcp is not None and rtcp in ready:
+                for _ in range(16):
+                    try:
+                        reports.append(rtcp.recvfrom(65536))
                     except (BlockingIOError, InterruptedError):
                         break
                     except OSError:
                         break
-                    with self._lock:
-                        if s is self.rtp_sock:
-                            self._rtp_in(data, now)
-                        else:
-                            self._on_rtcp(data, now, addr)
             with self._lock:
+                for data in packets:
+                    self._rtp_in(data, now)
+                for data, addr in reports:
+                    self._on_rtcp(data, now, addr)
                 self._pump(time.monotonic())
                 self._tick(now)
+                timeout = self._timeout(keepalive=False)
+
+    # -- timers (called with the lock held) -------------------------------------------------------
+    def _next_timer(self, keepalive: bool) -> float | None:
+        """The earliest monotonic time at which _tick (or, with ``keepalive``, a keepalive) has
+        something to do; None when nothing is timed: the next event is a packet or a reply.
+
+        Every deadline here is one that _tick acts on and then moves (or clears), so a reader
+        sleeping until it does not wake to nothing again and again: nothing polls."""
+        times: list[float] = []
+        held = self.rx.reorder.next_deadline()
+        if held is not None:
+            times.append(held)
+        if self.ended is None:
+            if self._bye is not None:
+                at = self._bye[1]
+                times.append(max(at, self.last_packet_time or at) + BYE_GRACE)
+            elif self._lost_at is not None:
+                times.append(self._lost_at + BYE_GRACE)
+            elif self._keepalive_sent is not None:
+                times.append(self._keepalive_sent + self.reply_timeout)
+            if self.last_packet_time is not None and self.play_started is not None \
+                    and self.state == ClientState.PLAYING:
+                times.append(self.last_packet_time + self.idle_timeout)
+        if self._next_rtcp is not None:
+            times.append(self._next_rtcp)
+        if keepalive and self.proto is not None:
+            at = self.proto.keepalive_at()
+            if at is not None:
+                times.append(at)
+        return min(times) if times else None
+
+    def _timeout(self, keepalive: bool) -> float:
+        """select() timeout: until :meth:`_next_timer` plus TIMER_SLACK (its tests are strict
+        inequalities), or exactly until the impairer's next delivery (its packets' arrival times
+        are the statistics' truth), at most TIMER_CAP; sockets and close() wake the thread sooner."""
+        now = time.monotonic()
+        at = self._next_timer(keepalive)
+        wait = TIMER_CAP if at is None else max(0.0, at - now) + TIMER_SLACK
+        if self.impairer is not None:
+            due = self.impairer.next_due()
+            if due is not None:
+                wait = max(0.0, due - now) if due - now < wait else wait
+        return min(TIMER_CAP, wait)
 
     # -- data path (called with the lock held) ----------------------------------------------------
-    def _wait(self, longest: float) -> float:
-        """select() timeout: ``longest``, or less when the impairer delivers a packet sooner."""
-        imp = self.impairer
-        due = imp.next_due() if imp is not None else None
-        if due is None:
-            return longest
-        return min(longest, max(0.0, due - time.monotonic()))
-
     def _rtp_in(self, data: bytes, now: float) -> None:
         """An RTP packet off the wire: through the impairer (if any), then the receive path."""
         if self.impairer is None:
@@ -697,6 +792,7 @@ class ReceiveEngine:
                 # RTP sent before the BYE may still be queued on the other socket: finish a
                 # little later (in _tick), once it has been read.
                 self._bye = (f"the server said BYE ({p.reason_text or 'end of stream'})", now)
+        self.events.put(Event(EventKind.STATS))
 
     def _finish(self, reason: str, now: float, failed: bool = False) -> None:
         """The stream ended (``failed``: abnormally -- the server vanished); one END event."""
@@ -852,6 +948,7 @@ class ReceiveEngine:
             return
         self.rr_sent += 1
         self.reports_sent.append(record)
+        self.events.put(Event(EventKind.STATS))
         del self.reports_sent[:-1000]
         self._avg_rtcp_size = update_avg_rtcp_size(self._avg_rtcp_size, len(data))
         b = record.block
@@ -900,12 +997,22 @@ class ReceiveEngine:
         if not self._stop.is_set():
             self.final_snapshot = self.snapshot()
         self._stop.set()
+        wake = self._wake_w
+        if wake is not None:
+            try:
+                wake.send(b"x")              # the readers' select() returns
+            except OSError:
+                pass
         with self._reply_cond:
             self._reply_cond.notify_all()
         for t in self._threads:
             if t is not threading.current_thread():
                 t.join(timeout=2.0)
         self._threads = []
+        for w in (self._wake_r, self._wake_w):
+            if w is not None:
+                w.close()
+        self._wake_r = self._wake_w = None
         for s in (self.rtsp_sock, self.rtp_sock, self.rtcp_sock):
             if s is not None:
                 try:

@@ -319,11 +319,16 @@ class RtspClientProtocol:
         uri = self.aggregate_url if method == Method.GET_PARAMETER else self.url
         return self.build(method, uri=uri, now=now)
 
+    def keepalive_at(self) -> float | None:
+        """When a keepalive is due: half the session timeout after the last request (§12.37)."""
+        if self.session_id is None or self.last_request_time is None:
+            return None
+        return self.last_request_time + self.session_timeout / 2
+
     def keepalive_due(self, now: float) -> bool:
         """True when half the session timeout has passed since the last request (§12.37)."""
-        if self.session_id is None or self.last_request_time is None:
-            return False
-        return now - self.last_request_time >= self.session_timeout / 2
+        at = self.keepalive_at()
+        return at is not None and now >= at
 
     def valid(self, method: str) -> bool:
         return method in VALID_METHODS[self.state]

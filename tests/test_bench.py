@@ -17,11 +17,16 @@ CASES = [
     ("rtsp_latency.py", "Figure 4", 120),
     ("client_display.py", "Figure 5", 120),
     ("memory.py", "Figure 6", 120),
+    ("player_cpu.py", "Figure 7", 120),
 ]
 
 
 @pytest.mark.parametrize("script,title,timeout", CASES, ids=[c[0] for c in CASES])
 def test_benchmark_runs_quick(script, title, timeout):
+    if script == "player_cpu.py":
+        import shutil
+        if not (shutil.which("Xvfb") and shutil.which("xdotool")):
+            pytest.skip("no Xvfb or xdotool for the player CPU benchmark")
     if script == "client_display.py" and not os.environ.get("DISPLAY"):
         import shutil
         if not shutil.which("Xvfb"):
