@@ -7,6 +7,7 @@ Examples::
     python3 ClientLauncher.py rtsp://127.0.0.1:2048/movie.Mjpeg --headless --save copy.Mjpeg
     python3 ClientLauncher.py --sdp stream.sdp --headless --duration 10   # e.g. from ffmpeg -f rtp
     python3 ClientLauncher.py rtsp://127.0.0.1:2048/movie.Mjpeg --impair loss=5%,burst=3,jitter=10ms,seed=1
+    python3 ClientLauncher.py 127.0.0.1 2048 5008 movie.Mjpeg --lab    # a server written from the hand-out
 """
 
 from __future__ import annotations
@@ -19,15 +20,23 @@ import sys
 import time
 from typing import Sequence, TextIO
 
+import PythonVersion  # first: an old Python gets one line, not a SyntaxError/TypeError below
+
+PythonVersion.require("ClientLauncher.py")
+
 from ReceiveEngine import ClientError, EventKind, ReceiveEngine
 from Impair import ImpairSpec
 from RtcpPacket import RTCP_MIN_TIME
 from RtspClient import make_url
 from RtpStats import StatsSnapshot
 
-logger = logging.getLogger("ClientLauncher")
+log = logging.getLogger("ClientLauncher")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+NO_TK = ("this Python has no Tkinter, which the player's window needs: install it (Debian/Ubuntu: "
+         "sudo apt install python3-tk; Fedora: sudo dnf install python3-tkinter; macOS Homebrew: "
+         "brew install python-tk; the python.org installers for Windows and macOS include it), "
+         "or play without a window: --headless")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,15 +63,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", metavar="USER:PASSWORD", default=None,
                    help="credentials for a server that asks for them (RFC 2617 Digest or Basic); "
                         "same as rtsp://USER:PASSWORD@host:port/file")
-    p.add_argument("--transport", choices=("udp", "tcp"), default="udp",
-                   help="udp: RTP on its own UDP ports; tcp: RTP interleaved on the RTSP connection")
+    p.add_argument("--lab", action="store_true",
+                   help="speak the lab hand-out's dialect (SETUP movie.Mjpeg RTSP/1.0, LF lines, "
+                        "'Transport: RTP/UDP; client_port= N', no OPTIONS/DESCRIBE/keepalive/RTCP) from "
+                        "the start; without it the player falls back to it when OPTIONS/DESCRIBE get no "
+                        "reply within 1 s")
+    p.add_argument("--transport", choices=("udp", "tcp", "multicast"), default="udp",
+                   help="udp: RTP on its own UDP ports; tcp: RTP interleaved on the RTSP connection; "
+                        "multicast: join the group the server gives (servers with multicast)")
     p.add_argument("--simple", action="store_true",
-                   help="three-button player (PLAY does SETUP first when needed)")
+                   help="the lab's three-button player: PLAY (does SETUP first when needed), PAUSE, "
+                        "TEARDOWN, the picture and one status line (fps, kbit/s, loss)")
+    p.add_argument("--loop", action="store_true",
+                   help="play the movie again from the start when it ends (the window's Loop box)")
     p.add_argument("--headless", action="store_true",
                    help="no window: play, show a one-line progress bar, exit at the end of the stream")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--start", type=float, default=None, help="start position in seconds (PLAY Range)")
-    p.add_argument("--save", metavar="FILE", help="write the received frames as an .Mjpeg file")
+    p.add_argument("--save", metavar="FILE", help="write the received frames as an .Mjpeg file "
+                   "(with the window too: when it closes)")
     p.add_argument("--stats-json", metavar="FILE", help="write the final statistics as JSON")
     p.add_argument("--idle-timeout", type=float, default=3.0,
                    help="end of stream after this many seconds without RTP (default 3)")
@@ -104,19 +123,22 @@ def resolve_target(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
 
 
 def progress_line(s: StatsSnapshot, width: int = 24) -> str:
-    """One terminal line: bar, frame n/total, fps, kbit/s, loss, jitter."""
+    """One terminal line with the window's names (README "Reading the statistics"): bar, frame
+    shown (counting from 0, as the picture's number) / total, frames complete and dropped, fps,
+    kbit/s, packets received (and what the sender's last SR reported), lost, loss, duplicates,
+    out of order, jitter, round-trip time."""
     if s.frame_total:
         done = min(1.0, (s.frame_index + 1) / s.frame_total)
         bar = "#" * int(done * width) + "." * (width - int(done * width))
-        where = f"[{bar}] {s.frame_index + 1}/{s.frame_total}"
+        where = f"[{bar}] frame {s.frame_index}/{s.frame_total}"
     else:
         where = f"{s.position:7.1f} s"
-    sender = f"/{s.sender_packets}" if s.sender_packets is not None else ""
+    sender = f" (sender reported {s.sender_packets} at its last SR)" if s.sender_packets is not None else ""
     rtt = f"{s.rtt_ms:.2f} ms" if s.rtt_ms is not None else "-"
-    line = (f"{where} frames {s.frames_completed} (dropped {s.frames_dropped})  "
-            f"{s.fps_inst:4.1f} fps  {s.kbps_inst:7.0f} kbit/s  pkts {s.packets_received}{sender} "
-            f"lost {s.packets_lost} ({s.loss_percent:.2f}%)  dup {s.duplicates}  ooo {s.out_of_order}  "
-            f"jitter {s.jitter_ms:.2f} ms  rtt {rtt}")
+    line = (f"{where}  frames {s.frames_completed} complete, {s.frames_dropped} dropped  "
+            f"{s.fps_inst:4.1f} fps  {s.kbps_inst:7.0f} kbit/s  packets {s.packets_received} received{sender}  "
+            f"lost {s.packets_lost} ({s.loss_percent:.2f}%)  duplicates {s.duplicates}  "
+            f"out of order {s.out_of_order}  jitter {s.jitter_ms:.2f} ms  rtt {rtt}")
     if s.impairment is not None:
         i = s.impairment
         line += f"  [impair: dropped {i['dropped']} dup {i['duplicated']} reord {i['reordered']}]"
@@ -133,30 +155,39 @@ def run_headless(engine: ReceiveEngine, args: argparse.Namespace, out: TextIO | 
             try:
                 engine.options()
             except ClientError as exc:
-                logger.info("OPTIONS failed (%s); going on", exc)
+                log.info("OPTIONS failed (%s); going on", exc)
             engine.describe()
             engine.setup()
             engine.play(args.start)
+            if engine.lab:
+                out.write(f"speaking the lab dialect ({engine.dialect_reason})\n")
         start = time.monotonic()
         next_print = start
         interactive = out.isatty()
         end_reason = None
+        unusable: str | None = None
         while end_reason is None:
             now = time.monotonic()
             if args.duration is not None and now - start >= args.duration:
                 end_reason = f"--duration {args.duration:g} s reached"
                 break
-            if engine.last_packet_time is None and engine.play_started is not None \
-                    and now - start > max(10.0, engine.idle_timeout) and engine.frames_displayable == 0:
-                raise ClientError("no RTP arrived within 10 s (a firewall? try --transport tcp)")
-            # Sleep until an event or the next thing to do here (progress line, --duration, the
-            # no-RTP check): no polling.
+            if engine.frames_displayable == 0 and engine.play_started is not None:
+                unusable = engine.diagnosis(now)
+                if unusable is not None:        # packets arrive, but none make a frame: say why
+                    end_reason = "packets arrive but make no frames"
+                    break
+                if engine.diag.arrived == 0 and now - start > max(10.0, engine.idle_timeout):
+                    raise ClientError("no RTP arrived within 10 s (a firewall? try --transport tcp)"
+                                      if not engine.lab else
+                                      "no RTP arrived within 10 s (the lab server did not send to "
+                                      f"our port {engine.rtp_port}, or a firewall blocks it)")
+            # Sleep until an event or the next thing to do here (progress line, --duration; until
+            # the first frame, the checks above every 0.1 s): no polling while frames flow.
             wake = next_print
             if args.duration is not None:
                 wake = min(wake, start + args.duration)
-            if engine.last_packet_time is None and engine.play_started is not None \
-                    and engine.frames_displayable == 0:
-                wake = min(wake, start + max(10.0, engine.idle_timeout) + 0.01)
+            if engine.frames_displayable == 0 and engine.play_started is not None:
+                wake = min(wake, now + 0.1)
             try:
                 ev = engine.events.get(timeout=max(0.001, wake - now))
             except queue.Empty:
@@ -166,6 +197,11 @@ def run_headless(engine: ReceiveEngine, args: argparse.Namespace, out: TextIO | 
                     if args.save:
                         frames.append(ev.payload.data)
                 elif ev.kind is EventKind.END:
+                    if getattr(args, "loop", False) and engine.failure is None and engine.proto is not None \
+                            and not engine.session_lost and engine.ended is not None:
+                        engine.pause()             # --loop: the end starts the movie again
+                        engine.play(0.0)
+                        continue
                     end_reason = ev.payload
                 elif ev.kind is EventKind.ERROR:
                     raise ClientError(ev.payload)
@@ -187,7 +223,7 @@ def run_headless(engine: ReceiveEngine, args: argparse.Namespace, out: TextIO | 
             try:
                 engine.teardown()
             except ClientError as exc:
-                logger.info("TEARDOWN: %s", exc)
+                log.info("TEARDOWN: %s", exc)
     except KeyboardInterrupt:
         engine.quit()
         raise
@@ -204,6 +240,12 @@ def run_headless(engine: ReceiveEngine, args: argparse.Namespace, out: TextIO | 
     if engine.failure is not None:
         out.write(f"error: {engine.failure}\n")
         return EXIT_ERROR
+    unusable = unusable or engine.diagnosis(settled=True)
+    if unusable is not None and snap.frames_completed == 0:
+        out.write(f"error: {unusable}\n")
+        return EXIT_ERROR
+    if unusable is not None:
+        out.write(f"warning: {unusable}\n")     # some frames, but most packets unusable
     return EXIT_OK
 
 
@@ -214,7 +256,10 @@ def write_stats(path: str, snap: StatsSnapshot, engine: ReceiveEngine, end_reaso
     d.update(end_reason=end_reason, rcvbuf=engine.rcvbuf, bad_packets=engine.bad_packets,
              our_ssrc=engine.our_ssrc, sender_ssrc=engine.ssrc, cname=engine.cname,
              foreign_packets=engine.foreign_packets, transport=engine.transport,
-             url=engine.url, frames_saved=frames_saved)
+             url=engine.url, frames_saved=frames_saved,
+             dialect=engine.dialect.value if engine.dialect is not None else None,
+             dialect_reason=engine.dialect_reason, packets_arrived=engine.diag.arrived,
+             unusable=engine.diag.as_dict()["dropped"], diagnosis=engine.diagnosis())
     with open(path, "w", encoding="utf-8") as f:
         json.dump(d, f, indent=2)
 
@@ -236,6 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         impair = ImpairSpec.parse(args.impair) if args.impair is not None else None
         if args.rtcp_min <= 0:
             raise ValueError(f"--rtcp-min must be positive, got {args.rtcp_min:g}")
+        if args.lab and url is None:
+            raise ValueError("--lab needs a server (it has no meaning with --sdp)")
         username = password = None
         if args.user is not None:
             if url is None:
@@ -244,19 +291,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         engine = ReceiveEngine(url, rtp_port=rtp_port, transport=args.transport, sdp_text=sdp_text,
                                reorder_window=args.reorder_window, idle_timeout=args.idle_timeout,
                                impair=impair, rtcp_min_time=args.rtcp_min,
-                               username=username, password=password)
+                               username=username, password=password, lab=True if args.lab else None)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
         if args.headless:
             return run_headless(engine, args)
-        from Client import run_gui
+        try:
+            from Client import run_gui  # Tk and PIL.ImageTk: only for the window
+        except ImportError as exc:
+            if "tkinter" not in str(exc).lower() and exc.name not in ("tkinter", "_tkinter"):
+                raise
+            engine.close()
+            print(f"error: {NO_TK}", file=sys.stderr)
+            return EXIT_ERROR
         rc = run_gui(engine, args)
         if args.stats_json and engine.final_snapshot is not None:
             write_stats(args.stats_json, engine.final_snapshot, engine, engine.ended or "window closed")
-        if args.save:
-            logger.warning("--save is only supported with --headless")
+        app = getattr(args, "gui_app", None)
+        if args.save and app is not None and app.saved_frames is not None:
+            from VideoStream import write_mjpeg
+            write_mjpeg(args.save, app.saved_frames)
+            print(f"saved {len(app.saved_frames)} frames to {args.save}", file=sys.stderr)
         return rc
     except ClientError as exc:
         engine.close()

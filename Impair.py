@@ -28,7 +28,7 @@ import random
 import re
 from dataclasses import dataclass, field, fields
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 DEFAULT_HOLD = 0.1  # s a reordered packet waits for a later packet to overtake it
 
@@ -230,7 +230,7 @@ class Impairer:
         if spec.burst is None:
             self._bad = False
         self.spec = spec
-        logger.info("impairment now %s", spec)
+        log.info("impairment now %s", spec)
 
     # -- input -------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ one ``pack_into`` per packet, and so that UDP segmentation offload can send them
 from __future__ import annotations
 
 import struct
-from typing import List, Optional, Sequence
+from typing import Sequence
 
 from RtpPacket import PT_JPEG, RtpPacket
 
@@ -36,9 +36,9 @@ class PacketTrain:
         if not payloads:
             raise ValueError("a packet train needs at least one payload")
         last = len(payloads) - 1
-        parts: List[bytes] = []
-        offsets: List[int] = []
-        sizes: List[int] = []
+        parts: list[bytes] = []
+        offsets: list[int] = []
+        sizes: list[int] = []
         position = 0
         for i, payload in enumerate(payloads):
             packet = RtpPacket(payload_type, 0, 0, 0, payload, i == last).serialize()
@@ -55,7 +55,7 @@ class PacketTrain:
         self.uniform = all(size == sizes[0] for size in sizes[:-1]) and sizes[-1] <= sizes[0]
         self.payload_octets = sum(map(len, payloads))
 
-    def stamp(self, seq: int, timestamp: int, ssrc: int, start: int = 0, end: Optional[int] = None) -> bytearray:
+    def stamp(self, seq: int, timestamp: int, ssrc: int, start: int = 0, end: int | None = None) -> bytearray:
         """Packets start..end-1 (all by default) as one buffer: a copy of that part of the
         template with their sequence numbers (packet i gets seq + i, mod 2**16), the RTP
         timestamp and the SSRC written in.  A large frame is stamped slice by slice, so no
@@ -77,7 +77,7 @@ class PacketTrain:
             seq += 1
         return buf
 
-    def packets(self, buf: bytes, start: int = 0) -> List[memoryview]:
+    def packets(self, buf: bytes | bytearray, start: int = 0) -> list[memoryview]:
         """A buffer from stamp(..., start, ...) cut into its packets."""
         view = memoryview(buf)
         base = self.offsets[start]

@@ -15,9 +15,9 @@ import struct
 import time
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Callable, Protocol, Sequence, Union
+from typing import Callable, Protocol, Sequence
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 RTCP_VERSION = 2
 
@@ -76,7 +76,7 @@ class SdesType(IntEnum):
     PRIV = 8
 
 
-def _as_bytes(value: Union[str, bytes], what: str) -> bytes:
+def _as_bytes(value: str | bytes, what: str) -> bytes:
     if isinstance(value, str):
         return value.encode("utf-8")
     if isinstance(value, (bytes, bytearray, memoryview)):
@@ -573,7 +573,7 @@ class UnknownPacket(_Base):
         return bytes(self.body)
 
 
-RtcpPacket = Union[SenderReport, ReceiverReport, SourceDescription, Bye, App, ExtendedReport, UnknownPacket]
+RtcpPacket = SenderReport | ReceiverReport | SourceDescription | Bye | App | ExtendedReport | UnknownPacket
 
 _PARSERS: dict[int, Callable[[int, bytes], RtcpPacket]] = {
     PacketType.SR: SenderReport.parse,

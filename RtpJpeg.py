@@ -22,6 +22,10 @@ import re
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import mmap
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +165,7 @@ def make_qtables(q: int) -> list[bytes]:
             for base in (_RFC_LUMA_Q, _RFC_CHROMA_Q)]
 
 
-def _segments(frame: bytes, pos: int):
+def _segments(frame: bytes | bytearray | mmap.mmap, pos: int):
     """Yield (marker, body_start, body_end) for marker segments from ``pos`` up to and incl. SOS.
 
     Standalone markers (SOI, RSTn, TEM) yield an empty body. Raises JpegError on truncation.
@@ -330,7 +334,7 @@ def parse_jpeg(frame: bytes) -> JpegInfo:
                     scan_offset, scan_end)
 
 
-def find_jpeg_end(data: bytes, start: int = 0) -> int:
+def find_jpeg_end(data: bytes | bytearray | mmap.mmap, start: int = 0) -> int:
     """Return the offset just past the EOI of the JPEG beginning at ``data[start]``.
 
     Walks marker segments and every scan (progressive frames too), so it can split a stream
@@ -450,7 +454,8 @@ def parse_payload(payload: bytes) -> JpegPayload:
 
 def _split_tables(data: bytes, precision: int) -> list[bytes]:
     """Split in-band quantization table data; bit i of precision = table i is 16-bit (§3.1.8)."""
-    tables, pos = [], 0
+    tables: list[bytes] = []
+    pos = 0
     while pos < len(data) and len(tables) < 4:
         size = 128 if precision >> len(tables) & 1 else 64
         if pos + size > len(data):
@@ -550,6 +555,8 @@ class JpegDepacketizer:
         self.frames_dropped = 0
         self.bad_packets = 0
         self.duplicates = 0
+        self.last_bad_reason: str | None = None    # why the latest bad payload was bad
+        self.last_drop_reason: str | None = None   # why the latest frame was dropped
         self._frame: _Frame | None = None
         self._last_done: int | None = None      # timestamp of the last frame emitted or dropped
         self._last_first = b""                  # first payload of the latest frame (duplicates)
@@ -569,6 +576,7 @@ class JpegDepacketizer:
             part = parse_payload(payload)
         except JpegError as exc:
             self.bad_packets += 1
+            self.last_bad_reason = exc.reason
             log.debug("bad RTP/JPEG payload: %s", exc.reason)
             if self._frame is not None and self._frame.timestamp == rtp_timestamp:
                 self._frame.damaged = True
@@ -620,6 +628,8 @@ class JpegDepacketizer:
         if self._frame is not None:
             self.frames_dropped += 1
             self._last_done = self._frame.timestamp
+            self.last_drop_reason = ("a frame had no packet with the marker bit" if self._frame.end is None
+                                     else "a frame had fragments missing")
             log.debug("RTP/JPEG frame ts=%d dropped: incomplete", self._frame.timestamp)
             self._frame = None
 
@@ -648,20 +658,25 @@ class JpegDepacketizer:
         (or on flush), which also lets a lenient caller deliver fragments out of order.
         """
         chunks = frame.chunks
+        end = frame.end
+        assert end is not None, "called once the marker packet has set the frame's end"
         pieces, pos = [], 0
-        while pos < frame.end:
+        while pos < end:
             chunk = chunks.get(pos)
             if chunk is None:
                 break
             pieces.append(chunk)
             pos += len(chunk)
-        complete = pos == frame.end
+        complete = pos == end
         if not complete and not frame.damaged:
             return None
         self._frame = None
         self._last_done = frame.timestamp
-        if frame.damaged or not complete or frame.qtables is None:
+        if frame.damaged or not complete or frame.qtables is None or frame.header is None:
             self.frames_dropped += 1
+            self.last_drop_reason = ("no quantization tables for the frame's Q"
+                                     if complete and not frame.damaged
+                                     else "a frame had fragments missing or damaged")
             log.debug("RTP/JPEG frame ts=%d dropped: missing fragment or tables", frame.timestamp)
             return None
         jpeg_type, _q, width, height, restart_interval = frame.header

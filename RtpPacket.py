@@ -9,7 +9,7 @@ material still reads against this class.
 from __future__ import annotations
 
 import struct
-from typing import Optional, Sequence, Tuple
+from typing import Sequence
 
 RTP_VERSION = 2
 PT_JPEG = 26  # RFC 3551 table 5: JPEG, 90 kHz
@@ -69,7 +69,7 @@ class RtpPacket:
         payload: bytes = b"",
         marker: bool = False,
         csrc: Sequence[int] = (),
-        extension: Optional[Tuple[int, bytes]] = None,
+        extension: tuple[int, bytes] | None = None,
         padding: int = 0,
     ) -> None:
         self.payload_type = payload_type
@@ -153,7 +153,7 @@ class RtpPacket:
             raise ValueError(f"RTP version {first >> 6}, expected 2")
         pos = HEADER_SIZE
         cc = first & 0x0F
-        csrc: Tuple[int, ...] = ()
+        csrc: tuple[int, ...] = ()
         if cc:
             end = pos + 4 * cc
             if end > size:

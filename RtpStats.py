@@ -17,12 +17,12 @@ import collections
 import enum
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import Any, Deque, Generic, Iterable, TypeVar
+from typing import Any, Generic, Iterable, TypeVar
 
 from RtcpPacket import ReportBlock, clamp_packets_lost
 from RtpPacket import JPEG_CLOCK_RATE, SEQ_MOD, seq_delta, seq_diff, ts_diff
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 MAX_DROPOUT = 3000           # RFC 3550 A.1 suggested values
 MAX_MISORDER = 100
@@ -103,8 +103,10 @@ class SequenceTracker:
         self.probation_exts: dict[int, int] = {}   # at validation: sequence -> extended, kept packets
         self._last_ts = 0
         self._last_arrival_units = 0.0
+        self._jitter_hold = False    # a PLAY is outstanding: its new timeline is not known yet
+        self._timeline_ext: int | None = None   # first packet of the current timeline (extended)
         self._seen: set[int] = set()
-        self._seen_order: Deque[int] = collections.deque()
+        self._seen_order: collections.deque[int] = collections.deque()
 
     # -- A.1 -----------------------------------------------------------------------------
     @property
@@ -152,7 +154,7 @@ class SequenceTracker:
         elif udelta <= SEQ_MOD - self.max_misorder:
             # A very large jump: believe it only when the next packet follows it (A.1).
             if seq == self.bad_seq:
-                logger.info("RTP sequence jumped to %d: sender restarted, resynchronising", seq)
+                log.info("RTP sequence jumped to %d: sender restarted, resynchronising", seq)
                 self._init_seq(seq)
                 self.restarts += 1
                 self._count(seq, rtp_timestamp, arrival, size)
@@ -233,7 +235,38 @@ class SequenceTracker:
         self.received += 1
         self.received_octets += size
         self._remember(ext)
+        if self._jitter_hold or (self._timeline_ext is not None and ext < self._timeline_ext):
+            return                   # not (yet) known to belong to the current timeline
         self._jitter(rtp_timestamp, arrival)
+
+    # -- timelines (PLAY, seek) --------------------------------------------------------------
+    def hold_jitter(self, hold: bool = True) -> None:
+        """A PLAY is on its way (RTSP): until its reply says where the new timeline starts, packets
+        are counted but left out of the jitter and delay estimates (``hold=False``: the PLAY failed,
+        the old timeline goes on)."""
+        self._jitter_hold = hold
+
+    def new_timeline(self, first_seq: int | None = None) -> None:
+        """A PLAY reply: the stream continues on a new timeline (a seek jumps the RTP timestamps, a
+        resume after PAUSE the arrival times), so the A.8 transit baseline and the smallest transit
+        start over from the first packet of the new timeline; the smoothed jitter value carries on.
+        ``first_seq`` (RTP-Info seq, RFC 2326 §12.33) is that packet: older ones (still in flight
+        from before) do not touch the estimate. The jitter would otherwise take the timestamp jump
+        as one huge transit difference (|D| of seconds), and report it for ~16 x 4 packets."""
+        self._jitter_hold = False
+        self._transit = None
+        self._min_transit = None
+        self.delay_above_min = 0.0
+        self._timeline_ext = None
+        if first_seq is not None and self.validated:
+            # the extended number of first_seq nearest to the highest so far
+            ext = self.cycles + first_seq
+            top = self.extended_max
+            if ext - top > SEQ_MOD // 2:
+                ext -= SEQ_MOD
+            elif top - ext > SEQ_MOD // 2:
+                ext += SEQ_MOD
+            self._timeline_ext = ext
 
     # -- A.8 -----------------------------------------------------------------------------
     def _jitter(self, rtp_timestamp: int, arrival: float) -> None:
@@ -452,7 +485,7 @@ class RateMeter:
 
     def __init__(self, window: float = 1.0) -> None:
         self.window = window
-        self._events: Deque[tuple[float, float]] = collections.deque()
+        self._events: collections.deque[tuple[float, float]] = collections.deque()
         self._sum = 0.0
 
     def add(self, now: float, amount: float = 1.0) -> None:
@@ -495,7 +528,9 @@ class StatsSnapshot:
     out_of_order: int = 0
     late_dropped: int = 0
     jitter_ms: float = 0.0
-    delay_ms: float = 0.0           # one-way delay above the smallest seen (queueing), from transit times
+    delay_ms: float | None = None   # one-way delay: arrival minus the sender's clock at the frame (via SR);
+                                    # None until an SR maps the current PLAY's timeline
+    queue_delay_ms: float = 0.0     # transit time above the smallest seen since the PLAY (queueing)
     # RTCP (RFC 3550 §6.4): what the sender's reports said and what we sent
     rtt_ms: float | None = None     # round trip from the XR DLRR answer to our RRTR (RFC 3611 §4.5)
     sender_packets: int | None = None   # the last SR's sender packet count
@@ -527,7 +562,7 @@ class PlaybackStats:
         self._playing_since: float | None = None
         self._frame_rate = RateMeter(1.0)
         self._byte_rate = RateMeter(1.0)
-        self._history: Deque[tuple[float, ...]] = collections.deque()
+        self._history: collections.deque[tuple[float, ...]] = collections.deque()
         self._last_sample: float | None = None
         self._last_lost = 0
         self._last_expected = 0
@@ -577,7 +612,7 @@ class PlaybackStats:
             s.duplicates = tracker.duplicates
             s.out_of_order = tracker.out_of_order
             s.jitter_ms = tracker.jitter_seconds * 1000
-            s.delay_ms = tracker.delay_above_min * 1000
+            s.queue_delay_ms = tracker.delay_above_min * 1000
         if self._last_sample is None or now - self._last_sample >= self.sample_every:
             self._last_sample = now
             d_exp = s.packets_expected - self._last_expected
@@ -600,3 +635,138 @@ def extend_all(seqs: Iterable[int]) -> list[int]:
         _, ext = t.update(s, 0, 0.0)
         out.append(ext if ext is not None else -1)
     return out
+
+
+class Unusable(enum.Enum):
+    """Why an RTP packet that arrived was not used (the reasons :class:`PacketDiagnosis` names)."""
+
+    SHORT = "short"                  # under the 12-byte RTP header
+    VERSION = "version"              # RTP version != 2 (RFC 3550 §5.1)
+    MALFORMED = "malformed"          # CSRC/extension/padding run past the packet
+    PAYLOAD_TYPE = "payload type"    # not the JPEG payload type (26, or the SDP's)
+    SSRC = "ssrc"                    # not the stream's SSRC
+    SEQUENCE = "sequence"            # held back: the sequence numbers do not advance
+    NO_JPEG = "no jpeg"              # payload neither a whole JPEG nor RFC 2435
+
+
+DIAGNOSE_AFTER = 2.0     # seconds of packets without a frame before the player says why
+DIAGNOSE_MIN = 20        # packets before "only a few made frames" is said
+
+
+class PacketDiagnosis:
+    """Why packets arrive but make no frames (or few): counts per :class:`Unusable` reason, the
+    first detail of each, the source, and what the headers did (sequence, timestamp, marker,
+    SSRC). Pure: the receive path reports arrivals, headers and drops; :meth:`line` says it in
+    one line, naming the count, the source and the reason that dropped the most packets."""
+
+    def __init__(self) -> None:
+        self.arrived = 0
+        self.source: str | None = None
+        self.first_arrival: float | None = None
+        self.last_arrival: float | None = None
+        self.counts: dict[Unusable, int] = {}
+        self.details: dict[Unusable, str] = {}
+        self.headers = 0              # packets whose RTP header parsed with the right version and PT
+        self.markers = 0
+        self.whole_jpegs = 0          # payloads that are whole JPEGs (the lab form: no marker needed)
+        self.seq_same = 0             # sequence number equal to the previous packet's
+        self.seq_other = 0            # neither the previous + 1 nor the same
+        self.ts_changes = 0
+        self.ssrcs: set[int] = set()
+        self._last: tuple[int, int] | None = None    # (seq, timestamp) of the previous header
+        self._seq_examples: list[int] = []
+
+    def arrival(self, source: Any, now: float) -> None:
+        """One datagram arrived (before any check); ``source`` is its (host, port) or a text. Cheap:
+        it runs for every packet, the source is only kept (and formatted) for the first."""
+        self.arrived += 1
+        self.last_arrival = now
+        if self.first_arrival is None:
+            self.first_arrival = now
+            if isinstance(source, tuple):
+                host = f"[{source[0]}]" if ":" in str(source[0]) else source[0]
+                source = f"{host}:{source[1]}"
+            self.source = source
+
+    def header(self, seq: int, timestamp: int, marker: bool, ssrc: int, whole_jpeg: bool) -> None:
+        """An RTP header with version 2 and the right payload type."""
+        self.headers += 1
+        self.markers += bool(marker)
+        self.whole_jpegs += bool(whole_jpeg)
+        if len(self.ssrcs) < 1000:
+            self.ssrcs.add(ssrc)
+        if self._last is not None:
+            last_seq, last_ts = self._last
+            if seq == last_seq:
+                self.seq_same += 1
+            elif seq != (last_seq + 1) % SEQ_MOD:
+                self.seq_other += 1
+            self.ts_changes += timestamp != last_ts
+        if len(self._seq_examples) < 4:
+            self._seq_examples.append(seq)
+        self._last = (seq, timestamp)
+
+    def drop(self, reason: Unusable, detail: str) -> None:
+        """A packet was not used, for ``reason``; the first ``detail`` of each reason is kept."""
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        self.details.setdefault(reason, detail)
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.counts.values())
+
+    def reason(self, frames: int, incomplete: str | None = None) -> str | None:
+        """The main reason packets are not making frames, or None when nothing is wrong with them."""
+        ranked = sorted(self.counts.items(), key=lambda kv: -kv[1])
+        if ranked and self.dropped * 2 >= self.arrived:
+            kind, n = ranked[0]
+            if kind is Unusable.SSRC and len(self.ssrcs) * 2 >= max(2, self.headers):
+                text = (f"the SSRC changes from packet to packet ({len(self.ssrcs)} different SSRCs; "
+                        f"RFC 3550 gives a source one SSRC)")
+            elif kind is Unusable.SEQUENCE:
+                text = self._sequence_text()
+            else:
+                text = self.details[kind]
+            return f"{text}, in {'all' if n == self.arrived else n} of them"
+        if frames > 0 or self.headers == 0:
+            return None
+        if self.seq_same * 2 >= self.headers or self.seq_other * 2 >= self.headers:
+            return self._sequence_text()
+        if self.markers == 0 and self.whole_jpegs == 0:
+            if self.ts_changes == 0 and self.headers > 1:
+                return ("the marker bit is never set and the timestamp never changes: the player "
+                        "cannot tell where a frame ends (RFC 2435 marks each frame's last packet)")
+            return "the marker bit is never set (RFC 2435 marks each frame's last packet)"
+        if self.ts_changes == 0 and self.headers > 1 and self.whole_jpegs == 0:
+            return "the timestamp never changes (each frame needs its own RTP timestamp)"
+        return f"no frame completed ({incomplete or 'fragments missing'})"
+
+    def _sequence_text(self) -> str:
+        seqs = ", ".join(str(s) for s in self._seq_examples)
+        if self.seq_same >= self.seq_other:
+            return f"the sequence number does not advance (it stays {self._seq_examples[0]})" \
+                if self._seq_examples else "the sequence number does not advance"
+        return f"the sequence numbers do not go up by one per packet ({seqs}, ...)"
+
+    def line(self, frames: int, now: float, incomplete: str | None = None,
+             settled: bool = False) -> str | None:
+        """One line for the user, or None: when packets have arrived for DIAGNOSE_AFTER seconds
+        (or the stream is over: ``settled``) and none made a frame, or when at least half of
+        DIAGNOSE_MIN or more packets were dropped."""
+        if self.arrived == 0 or self.first_arrival is None:
+            return None
+        if frames == 0:
+            if now - self.first_arrival < DIAGNOSE_AFTER and not settled:
+                return None
+        elif self.arrived < DIAGNOSE_MIN or self.dropped * 2 < self.arrived:
+            return None
+        why = self.reason(frames, incomplete)
+        if why is None:
+            return None
+        src = f" from {self.source}" if self.source else ""
+        made = "none made a frame" if frames == 0 else f"only {frames} frames came of them"
+        return f"{self.arrived} RTP packets arrived{src} but {made}: {why}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"arrived": self.arrived, "source": self.source,
+                "dropped": {k.value: v for k, v in self.counts.items()}}

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from RtspHeaders import quote_string, split_quoted, unquote_string
 from RtspMessage import RtspError, Status
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,9 @@ DEFAULT_NONCE_LIFETIME = 300.0
 MAX_HEADER = 4096  # an Authorization value longer than this is refused unparsed
 
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_PARAM_RE = re.compile(rf"\s*({_TOKEN})\s*=\s*(\"(?:[^\"\\]|\\.)*\"|[^,\s\"]*)\s*(?:,|$)", re.DOTALL)
+_PARAM_RE = re.compile(rf"\s*({_TOKEN})\s*=\s*(\"(?:[^\"\\]|\\.)*\"|[^,\s\"]*)\s*", re.DOTALL)
+# a challenge starts with its scheme: a token followed by white space and no '=' (RFC 2617 1.2)
+_CHALLENGE_RE = re.compile(rf"\s*({_TOKEN})(?:\s+(?=[^=\s])|\s*$)")
 _SCHEME_RE = re.compile(rf"\s*({_TOKEN})(?:\s+|$)")
 _HEX32_RE = re.compile(r"^[0-9a-fA-F]{32}$")
 _NC_RE = re.compile(r"^[0-9a-fA-F]{8}$")
@@ -95,16 +98,6 @@ class Challenge:
 
 # --------------------------------------------------------------------------- parameters
 
-def _unquote(value: str) -> str:
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        return re.sub(r"\\(.)", r"\1", value[1:-1], flags=re.DOTALL)
-    return value
-
-
-def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def parse_params(text: str) -> dict[str, str]:
     """'a="x, y", b=z' -> {'a': 'x, y', 'b': 'z'} (RFC 2617 1.2 auth-param list).
 
@@ -112,23 +105,19 @@ def parse_params(text: str) -> dict[str, str]:
     the text is not a comma-separated list of name=value pairs.
     """
     params: dict[str, str] = {}
-    pos = 0
-    text = text.strip()
-    while pos < len(text):
-        if text[pos] in ", \t":
-            pos += 1
+    for item in split_quoted(text, ","):
+        if not item.strip():
             continue
-        m = _PARAM_RE.match(text, pos)
-        if not m or m.end() == pos:
-            raise AuthError(f"malformed auth parameters at {text[pos:pos + 40]!r}")
-        params.setdefault(m.group(1).lower(), _unquote(m.group(2)))
-        pos = m.end()
+        m = _PARAM_RE.fullmatch(item)
+        if not m:
+            raise AuthError(f"malformed auth parameters at {item.strip()[:40]!r}")
+        params.setdefault(m.group(1).lower(), unquote_string(m.group(2)))
     return params
 
 
 def format_params(params: Iterable[tuple[str, str, bool]]) -> str:
     """(name, value, quoted) triples -> 'name="value", name=value'."""
-    return ", ".join(f"{name}={_quote(value) if quoted else value}" for name, value, quoted in params)
+    return ", ".join(f"{name}={quote_string(value) if quoted else value}" for name, value, quoted in params)
 
 
 def parse_authorization(value: str) -> tuple[str, dict[str, str] | str]:
@@ -158,34 +147,22 @@ def parse_challenges(values: str | Iterable[str]) -> list[Challenge]:
         values = [values]
     out: list[Challenge] = []
     for value in values:
-        # a new challenge starts where a token is followed by whitespace and not by '='
-        starts = [m.start(1) for m in re.finditer(rf"(?:^|,)\s*({_TOKEN})(?=\s+[^=\s]|\s*$)", value)
-                  if not _inside_quotes(value, m.start(1))]
-        for i, start in enumerate(starts):
-            end = starts[i + 1] if i + 1 < len(starts) else len(value)
-            part = value[start:end].strip().rstrip(",")
-            scheme, _, rest = part.partition(" ")
+        found: list[tuple[str, list[str]]] = []   # (scheme, its comma-separated items)
+        for item in split_quoted(value, ","):
+            m = _CHALLENGE_RE.match(item)
+            if m:
+                found.append((m.group(1), [item[m.end():]]))
+            elif found:
+                found[-1][1].append(item)
+        for scheme, items in found:
+            rest = ",".join(items).strip()
             try:
                 params = parse_params(rest) if scheme.lower() != "basic" or "=" in rest else {}
             except AuthError as exc:
-                log.debug("skipping challenge %r: %s", part[:60], exc)
+                log.debug("skipping challenge %r: %s", f"{scheme} {rest}"[:60], exc)
                 continue
             out.append(Challenge(scheme, params))
     return out
-
-
-def _inside_quotes(text: str, pos: int) -> bool:
-    quoted = False
-    i = 0
-    while i < pos:
-        c = text[i]
-        if c == "\\" and quoted:
-            i += 2
-            continue
-        if c == '"':
-            quoted = not quoted
-        i += 1
-    return quoted
 
 
 # --------------------------------------------------------------------------- digest math
@@ -416,17 +393,15 @@ class Authenticator:
         """The authenticated user name, or raise 401 with the challenge(s) (RFC 2326 12.5).
 
         `headers` is anything with ``get(name)`` (RtspMessage.Headers).  The raised error's
-        ``headers`` hold the Digest challenge; ``challenges`` holds every value (Digest,
-        Basic) for servers that can send several WWW-Authenticate fields.
+        The raised error's ``headers`` hold one WWW-Authenticate field per challenge (Digest,
+        then Basic when it is accepted), each its own field as RFC 2617 1.2 allows.
         """
         result = self.verify(headers.get("Authorization"), method, uri, now)
         if result.ok:
             return result.username or ""
         values = self.challenges(stale=result.stale, now=now)
-        error = RtspError(Status.UNAUTHORIZED, f"authentication required: {result.reason}",
-                          {"WWW-Authenticate": values[0]})
-        error.challenges = values  # type: ignore[attr-defined]
-        raise error
+        raise RtspError(Status.UNAUTHORIZED, f"authentication required: {result.reason}",
+                        [("WWW-Authenticate", value) for value in values])
 
 
 # --------------------------------------------------------------------------- client side

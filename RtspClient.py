@@ -1,5 +1,10 @@
 """RTSP 1.0 client protocol logic, sans I/O (RFC 2326 §6, §7, §10, §12, Appendix C).
 
+Two dialects (:class:`Dialect`): RTSP 1.0 as RFC 2326 has it, and the course hand-out's lab form
+for servers written from it (``SETUP movie.Mjpeg RTSP/1.0``, bare-LF lines, CSeq on line 2,
+``Transport: RTP/UDP; client_port= N`` or ``Session`` on line 3, no terminating blank line;
+replies such as ``RTSP/1.0 200 OK\nCSeq: 1\nSession: 123456`` read by :class:`LabReplyParser`).
+
 :class:`RtspClientProtocol` builds requests (CSeq, Session, User-Agent, URL from Content-Base +
 a=control), matches replies to requests by CSeq, and remembers what the replies said (session id
 and timeout, server ports, SSRC, RTP-Info, the SDP). It never touches a socket: the caller writes
@@ -13,8 +18,10 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
 import secrets
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from RtspHeaders import (NptRange, RtpInfo, Transport, format_range, join_url, parse_public, parse_range,
                          parse_rtp_info, parse_session, split_url)
@@ -22,40 +29,25 @@ from RtspMessage import (Headers, InterleavedFrame, MessageError, Method, Reques
                          RtspError, RtspParser, Status, reason_phrase)
 from RtspAuth import AuthError, answer_challenge, parse_challenges, split_credentials
 from RtpPacket import JPEG_CLOCK_RATE, PT_JPEG
+from RtspSession import State, client_allowed, client_next_state
 from Sdp import MediaDescription, SdpError, parse_sdp
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 USER_AGENT = "RtpLabPlayer/1.0"
 DEFAULT_SESSION_TIMEOUT = 60       # RFC 2326 §12.37 default
 DEFAULT_RTSP_PORT = 554
 
 
-class ClientState(enum.Enum):
-    """RFC 2326 Appendix A.1 client states."""
+class Dialect(enum.Enum):
+    """Which form the requests take: RFC 2326, or the lab hand-out's (for lab servers)."""
 
-    INIT = "INIT"
-    READY = "READY"
-    PLAYING = "PLAYING"
-
-
-# Which button/method is valid in which state (RFC 2326 A.1); the GUI enables buttons from this.
-VALID_METHODS: dict[ClientState, frozenset[str]] = {
-    ClientState.INIT: frozenset({Method.OPTIONS, Method.DESCRIBE, Method.SETUP}),
-    ClientState.READY: frozenset({Method.OPTIONS, Method.DESCRIBE, Method.PLAY, Method.SETUP,
-                                  Method.TEARDOWN, Method.GET_PARAMETER}),
-    ClientState.PLAYING: frozenset({Method.OPTIONS, Method.DESCRIBE, Method.PAUSE, Method.PLAY,
-                                    Method.TEARDOWN, Method.GET_PARAMETER}),
-}
+    RTSP = "RTSP 1.0"
+    LAB = "lab"
 
 
-class RtspClientError(Exception):
-    """A request failed: the reply's status (or 0 when there was no reply) and a one-line text."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+# RFC 2326 A.1 client states: the server's enum; the client's table is RtspSession's too.
+ClientState = State
 
 
 @dataclass
@@ -169,17 +161,128 @@ def parse_rtsp_url(url: str) -> tuple[str, int, str]:
 def make_url(host: str, port: int, path: str) -> str:
     """The request URL for the lab's (host, port, file) arguments."""
     h = f"[{host}]" if ":" in host and not host.startswith("[") else host
-    return f"rtsp://{h}:{port}/{path.lstrip('/')}"
+    return f"rtsp://{h}:{port}/{quote(path.lstrip('/'))}"  # a file name: spaces, non-ASCII %-encoded
 
+
+def encode_url(url: str) -> str:
+    """``url`` with what a request line cannot carry (spaces, non-ASCII, controls) %-encoded as
+    UTF-8 (RFC 3986 2.1); escapes already there and the URL's delimiters stay as they are."""
+    return quote(url, safe="!#$%&'()*+,/:;=?@[]~")
+
+
+
+_SESSION_TOKEN_RE = re.compile(r"^[A-Za-z0-9$\-_.+:/=~!*'()@]+$")
+_LAB_STATUS_RE = re.compile(r"^\s*(RTSP/\d+(?:\.\d+)?)\s+(\d{3})\b\s*(.*?)\s*$", re.IGNORECASE)
+_LAB_HEADER_RE = re.compile(r"^\s*([!#$%&'*+\-.^_`|~0-9A-Za-z]+)\s*:\s*(.*?)\s*$")
+_LAB_STATUS_START_RE = re.compile(rb"(?:^|\n)\s*RTSP/\d", re.IGNORECASE)
+LAB_MAX_REPLY = 65536            # a lab reply is a few lines; more without an end is junk
+
+
+class LabReplyParser:
+    """Tolerant framing of a lab server's replies (what the hand-out server writes, and its variants).
+
+    A reply starts at a line ``RTSP/1.0 200 OK`` (any version, any phrase) and ends at a blank
+    line (then a ``Content-Length`` body, if any), at the start of the next reply, or -- the
+    hand-out's form, which has no end at all -- when the caller says the server has gone quiet
+    (:meth:`finish`). Lines may end in LF or CRLF; header lines are ``Name: value`` with any
+    spacing; lines that are neither are skipped. Bytes before a status line are junk.
+    Returns :class:`RtspMessage.Response` objects; ``unterminated`` counts replies that had no end.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self.unterminated = 0
+        self.junk = 0
+
+    @property
+    def pending(self) -> bool:
+        """True when bytes of an unfinished reply are held (the caller may :meth:`finish` it)."""
+        return bool(self._buf.strip())
+
+    def feed(self, data: bytes) -> list[Response | MessageError]:
+        self._buf += data
+        out: list[Response | MessageError] = []
+        while True:
+            msg = self._next()
+            if msg is None:
+                break
+            out.append(msg)
+        if len(self._buf) > LAB_MAX_REPLY:
+            self.junk += len(self._buf)
+            self._buf.clear()
+            out.append(MessageError(RtspError(400, "lab reply too long without an end")))
+        return out
+
+    def finish(self) -> list[Response | MessageError]:
+        """The server went quiet (or closed): what is held is one whole reply."""
+        out: list[Response | MessageError] = []
+        if self.pending:
+            text, self._buf = bytes(self._buf), bytearray()
+            self.unterminated += 1
+            out.append(self._parse(text))
+        else:
+            self._buf.clear()
+        return out
+
+    def _next(self) -> Response | MessageError | None:
+        buf = self._buf
+        start = _LAB_STATUS_START_RE.search(buf)
+        if start is None:
+            return None
+        begin = start.start() + (1 if buf[start.start():start.start() + 1] == b"\n" else 0)
+        if begin:
+            self.junk += len(buf[:begin].strip())
+            del buf[:begin]
+        # the end of the header block: a blank line, or the next status line
+        blank = re.search(rb"\r?\n[ \t]*\r?\n", buf)
+        nxt = _LAB_STATUS_START_RE.search(buf, 1)
+        if blank is not None and (nxt is None or blank.start() < nxt.start()):
+            head = bytes(buf[:blank.start()])
+            reply = self._parse(head)
+            length = reply.headers.get("Content-Length") if isinstance(reply, Response) else None
+            body_len = int(length) if length is not None and length.strip().isdigit() else 0
+            if len(buf) - blank.end() < body_len:
+                return None
+            body = bytes(buf[blank.end():blank.end() + body_len])
+            del buf[:blank.end() + body_len]
+            if isinstance(reply, Response):
+                reply.body = body
+            return reply
+        if nxt is not None:
+            head = bytes(buf[:nxt.start()])
+            del buf[:nxt.start()]
+            self.unterminated += 1
+            return self._parse(head)
+        return None
+
+    @staticmethod
+    def _parse(text: bytes) -> Response | MessageError:
+        lines = text.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        lines = [line for line in lines if line.strip()]
+        m = _LAB_STATUS_RE.match(lines[0]) if lines else None
+        if m is None:
+            return MessageError(RtspError(400, f"not an RTSP reply: {text[:60]!r}"))
+        headers = Headers()
+        for line in lines[1:]:
+            h = _LAB_HEADER_RE.match(line)
+            if h is None:
+                log.debug("lab reply: skipping line %r", line)
+                continue
+            try:
+                headers.add(h.group(1), h.group(2))
+            except ValueError:
+                log.debug("lab reply: skipping header %r", line)
+        return Response(int(m.group(2)), headers, reason=m.group(3) or None, version=m.group(1).upper())
 
 class RtspClientProtocol:
     """Client side of one RTSP connection and (at most) one session (RFC 2326)."""
 
     def __init__(self, url: str, user_agent: str = USER_AGENT, username: str | None = None,
-                 password: str | None = None) -> None:
+                 password: str | None = None, dialect: Dialect = Dialect.RTSP) -> None:
         # Credentials in the URL (rtsp://user:pass@host/...) are taken out of it: requests and
         # logs carry the clean URL, the password only ever goes out as a Digest/Basic answer.
         self.url, url_user, url_password = split_credentials(url)
+        self.url = encode_url(self.url)
         self.username = username if username is not None else url_user
         self.password = password if password is not None else (url_password or "")
         self._challenges: list[str] | None = None    # WWW-Authenticate values being answered
@@ -200,6 +303,16 @@ class RtspClientProtocol:
         self.pending: dict[int, PendingRequest] = {}
         self.parser = RtspParser(role="client", max_body=1 << 20)
         self.use_get_parameter = True
+        self.dialect = dialect
+        self.lab_parser = LabReplyParser()
+        self.lab_form_replies = 0     # replies in the lab form (no end): the server is a lab server
+        if dialect is Dialect.LAB and not self.lab_filename:
+            raise ValueError(f"the lab dialect needs a file name in the URL: {self.url!r}")
+
+    @property
+    def lab_filename(self) -> str:
+        """The request-line target of the lab form: the URL's path, 'movie.Mjpeg'."""
+        return split_url(self.url)[2]
 
     # -- URLs (RFC 2326 C.1.1) ---------------------------------------------------------------
     @property
@@ -223,6 +336,8 @@ class RtspClientProtocol:
     def build(self, method: str, uri: str | None = None, headers: dict[str, str] | None = None,
               body: bytes = b"", now: float | None = None) -> tuple[int, bytes]:
         """Serialize the next request; returns (cseq, bytes). The reply comes back via :meth:`feed`."""
+        if self.dialect is Dialect.LAB:
+            return self._build_lab(str(method), headers or {}, now)
         self.cseq += 1
         h = Headers()
         h.add("CSeq", self.cseq)
@@ -232,8 +347,9 @@ class RtspClientProtocol:
         for name, value in (headers or {}).items():
             h.set(name, value)
         if uri is None:
-            uri = {Method.SETUP: self.track_url, Method.OPTIONS: self.url,
-                   Method.DESCRIBE: self.url}.get(method, self.aggregate_url)
+            by_method: dict[str, str] = {Method.SETUP: self.track_url, Method.OPTIONS: self.url,
+                                         Method.DESCRIBE: self.url}
+            uri = by_method.get(method, self.aggregate_url)
         authorization = self._authorization(str(method), uri)
         if authorization is not None:
             h.set("Authorization", authorization)
@@ -243,6 +359,42 @@ class RtspClientProtocol:
         if now is not None:
             self.last_request_time = now
         return self.cseq, req.serialize()
+
+    def _build_lab(self, method: str, headers: dict[str, str], now: float | None) -> tuple[int, bytes]:
+        """The hand-out client's form: three LF lines, no blank line (one send() is the request).
+
+        Line 1 ``METHOD file RTSP/1.0``, line 2 ``CSeq: n``, line 3 the Transport (SETUP) or the
+        Session the SETUP reply gave (the hand-out sends 0 before it has one). Lab servers take
+        fields by line position, so nothing else is sent: no User-Agent, Range or Authorization.
+        """
+        if method not in (Method.SETUP, Method.PLAY, Method.PAUSE, Method.TEARDOWN):
+            raise ValueError(f"the lab dialect has no {method} (only SETUP, PLAY, PAUSE, TEARDOWN)")
+        self.cseq += 1
+        h = Headers()
+        h.add("CSeq", self.cseq)
+        if method == Method.SETUP:
+            h.add("Transport", headers.get("Transport", ""))
+        else:
+            h.add("Session", self.session_id or "0")
+        req = Request(method, self.lab_filename, h, lf_only=True)
+        data = f"{method} {self.lab_filename} RTSP/1.0\n" + "\n".join(f"{n}: {v}" for n, v in h.items())
+        self.pending[self.cseq] = PendingRequest(self.cseq, method, self.lab_filename, req)
+        if now is not None:
+            self.last_request_time = now
+        return self.cseq, data.encode("utf-8", "surrogateescape")
+
+    def use_lab(self) -> None:
+        """From now on speak the lab form (a new connection: CSeq starts again at 1, no session)."""
+        if not self.lab_filename:
+            raise ValueError(f"the lab dialect needs a file name in the URL: {self.url!r}")
+        self.dialect = Dialect.LAB
+        self.cseq = 0
+        self.pending.clear()
+        self.state = ClientState.INIT
+        self.session_id = None
+        self.transport = None
+        self.parser = RtspParser(role="client", max_body=1 << 20)
+        self.lab_parser = LabReplyParser()
 
     def options(self, now: float | None = None) -> tuple[int, bytes]:
         return self.build(Method.OPTIONS, now=now)
@@ -265,7 +417,7 @@ class RtspClientProtocol:
             return answer_challenge(self._challenges, self.username, self.password, method, uri,
                                     nc=self._nonce_count, cnonce=self._cnonce)
         except AuthError as exc:          # cannot happen: the challenge was checked when accepted
-            logger.warning("cannot answer the authentication challenge: %s", exc)
+            log.warning("cannot answer the authentication challenge: %s", exc)
             return None
 
     def _accept_challenge(self, pending: PendingRequest, resp: Response) -> bool:
@@ -283,7 +435,7 @@ class RtspClientProtocol:
             answer_challenge(values, self.username or "", self.password, pending.method, pending.uri,
                              cnonce="0")
         except AuthError as exc:
-            logger.warning("the server's authentication challenge is unusable: %s", exc)
+            log.warning("the server's authentication challenge is unusable: %s", exc)
             return False
         stale = any(c.params.get("stale", "").lower() == "true" for c in challenges)
         if pending.authorized and not stale:
@@ -320,8 +472,9 @@ class RtspClientProtocol:
         return self.build(method, uri=uri, now=now)
 
     def keepalive_at(self) -> float | None:
-        """When a keepalive is due: half the session timeout after the last request (§12.37)."""
-        if self.session_id is None or self.last_request_time is None:
+        """When a keepalive is due: half the session timeout after the last request (§12.37).
+        Never in the lab dialect: lab servers do not time sessions out, and know no keepalive."""
+        if self.dialect is Dialect.LAB or self.session_id is None or self.last_request_time is None:
             return None
         return self.last_request_time + self.session_timeout / 2
 
@@ -331,18 +484,49 @@ class RtspClientProtocol:
         return at is not None and now >= at
 
     def valid(self, method: str) -> bool:
-        return method in VALID_METHODS[self.state]
+        """Whether ``method`` may be sent now (RFC 2326 A.1, RtspSession.CLIENT_TRANSITIONS)."""
+        return method in client_allowed(self.state)
 
     # -- replies -----------------------------------------------------------------------------
+    @property
+    def unterminated(self) -> bool:
+        """True when the bytes read so far end inside a reply that has no end of its own (the lab
+        form: ``RTSP/1.0 200 OK\\nCSeq: 1\\nSession: 123``). The caller calls
+        :meth:`finish_unterminated` when the server has then said nothing for a moment, or closed."""
+        if self.dialect is Dialect.LAB:
+            return self.lab_parser.pending
+        return self.parser.has_unterminated_lf()
+
+    def finish_unterminated(self) -> ClientEvents:
+        """Take the unterminated reply held (see :attr:`unterminated`) as complete."""
+        if self.dialect is Dialect.LAB:
+            return self._events(self.lab_parser.finish(), lab_form=True)
+        msg = self.parser.finish_unterminated()
+        return self._events([msg] if msg is not None else [], lab_form=True)
+
     def feed(self, data: bytes) -> ClientEvents:
         """Bytes from the RTSP connection -> replies matched by CSeq, interleaved frames, requests."""
+        if self.dialect is Dialect.LAB:
+            before = self.lab_parser.unterminated
+            messages = self.lab_parser.feed(data)
+            return self._events(messages, lab_form=self.lab_parser.unterminated > before)
+        return self._events(self.parser.feed(data))
+
+    def _events(self, messages: list, lab_form: bool = False) -> ClientEvents:
         events = ClientEvents()
-        for msg in self.parser.feed(data):
+        if lab_form and any(isinstance(m, Response) for m in messages):
+            self.lab_form_replies += 1
+        for msg in messages:
             if isinstance(msg, InterleavedFrame):
                 events.interleaved.append(msg)
             elif isinstance(msg, Response):
                 cseq = msg.cseq
                 pending = self.pending.pop(cseq, None) if cseq is not None else None
+                if pending is None and self.dialect is Dialect.LAB and len(self.pending) == 1:
+                    # lab servers may echo the CSeq wrongly or not at all; one request is out
+                    log.info("lab reply with CSeq %s taken as the reply to CSeq %d", cseq,
+                                next(iter(self.pending)))
+                    pending = self.pending.pop(next(iter(self.pending)))
                 if pending is None:
                     events.errors.append(f"reply with unknown CSeq {cseq}: {msg.status} {msg.phrase}")
                     continue
@@ -376,9 +560,11 @@ class RtspClientProtocol:
         if not 200 <= resp.status < 300:
             return
         method = pending.method
+        self.state = client_next_state(self.state, method)   # the A.1 table
         h = resp.headers
-        if method == Method.OPTIONS and h.get("Public"):
-            self.public = parse_public(h.get("Public", ""))
+        public = h.get("Public")
+        if method == Method.OPTIONS and public:
+            self.public = parse_public(public)
             if self.public and "GET_PARAMETER" not in self.public:
                 self.use_get_parameter = False
         elif method == Method.DESCRIBE:
@@ -387,24 +573,28 @@ class RtspClientProtocol:
             self.sdp = parse_sdp_info(resp.body)
         elif method == Method.SETUP:
             session = h.get("Session")
-            if session:
+            if session and self.dialect is Dialect.LAB:
+                # echoed as given (the first word: lab servers may add ';timeout=...' or junk)
+                self.session_id = session.split(";")[0].split()[0] if session.split(";")[0].split() else None
+                if self.session_id is not None and not _SESSION_TOKEN_RE.match(self.session_id):
+                    log.warning("lab server's Session %r is not a session id; sending 0", session)
+                    self.session_id = None
+            elif session:
                 self.session_id, timeout = parse_session(session)
                 self.session_timeout = timeout or DEFAULT_SESSION_TIMEOUT
             tr = h.get("Transport")
             if tr:
                 try:
                     self.transport = Transport.parse_list(tr)[0]
-                except Exception as exc:      # noqa: BLE001 -- RtspError family; reply still usable
-                    logger.warning("could not parse server Transport %r: %s", tr, exc)
-            self.state = ClientState.READY
+                except RtspError as exc:      # a header we cannot read; the reply is still usable
+                    log.warning("could not parse server Transport %r: %s", tr, exc)
         elif method == Method.PLAY:
-            self.state = ClientState.PLAYING
             info = h.get("RTP-Info")
             if info:
                 try:
                     self.rtp_info = parse_rtp_info(info)
-                except Exception as exc:      # noqa: BLE001
-                    logger.warning("could not parse RTP-Info %r: %s", info, exc)
+                except RtspError as exc:
+                    log.warning("could not parse RTP-Info %r: %s", info, exc)
                     self.rtp_info = []
             else:
                 self.rtp_info = []
@@ -413,12 +603,9 @@ class RtspClientProtocol:
             if rng:
                 try:
                     self.play_range = parse_range(rng)
-                except Exception as exc:      # noqa: BLE001
-                    logger.debug("could not parse Range %r: %s", rng, exc)
-        elif method == Method.PAUSE:
-            self.state = ClientState.READY
+                except RtspError as exc:
+                    log.debug("could not parse Range %r: %s", rng, exc)
         elif method == Method.TEARDOWN:
-            self.state = ClientState.INIT
             self.session_id = None
             self.transport = None
 

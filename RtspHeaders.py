@@ -23,6 +23,7 @@ __all__ = [
     "NptRange", "parse_range", "format_range",
     "RtpInfo", "parse_rtp_info", "format_rtp_info",
     "parse_public", "format_public", "join_url", "split_url",
+    "split_quoted", "split_param", "quote_string", "unquote_string",
 ]
 
 # --------------------------------------------------------------------------- Transport
@@ -30,18 +31,46 @@ __all__ = [
 _PORT_RE = re.compile(r"^\s*(\d{1,5})\s*(?:-\s*(\d{1,5})\s*)?$")
 
 
-def _split_outside_quotes(text: str, sep: str) -> list[str]:
-    parts, cur, quoted = [], [], False
-    for ch in text:
+# --------------------------------------------------------------------------- key=value tokens
+# The one tokenizer every header shares (Transport, Session, and RtspAuth's auth-params).
+
+
+def split_quoted(text: str, sep: str) -> list[str]:
+    """Split ``text`` at ``sep`` outside quoted-strings ("...", with backslash escapes:
+    RFC 2616 §2.2, which RFC 2326 §15 borrows). Empty pieces are kept."""
+    parts: list[str] = []
+    start, quoted, i, n = 0, False, 0, len(text)
+    while i < n:
+        ch = text[i]
+        if quoted and ch == "\\":
+            i += 2  # a quoted-pair: the next character is literal
+            continue
         if ch == '"':
             quoted = not quoted
-        if ch == sep and not quoted:
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-    parts.append("".join(cur))
+        elif ch == sep and not quoted:
+            parts.append(text[start:i])
+            start = i + 1
+        i += 1
+    parts.append(text[start:])
     return parts
+
+
+def unquote_string(value: str) -> str:
+    """'"a \\"b\\""' -> 'a "b"': the content of a quoted-string; anything else unchanged."""
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", value[1:-1], flags=re.DOTALL)
+    return value
+
+
+def quote_string(value: str) -> str:
+    """The quoted-string for ``value`` (the inverse of :func:`unquote_string`)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def split_param(item: str) -> tuple[str, str | None]:
+    """'Name = "v"' -> ('name', 'v'); a bare 'unicast' -> ('unicast', None)."""
+    key, sep, value = item.partition("=")
+    return key.strip().lower(), unquote_string(value.strip()).strip() if sep else None
 
 
 def _port_pair(name: str, value: str | None, low: int = 1, high: int = 65535
@@ -83,7 +112,7 @@ class Transport:
     @classmethod
     def parse(cls, spec: str) -> "Transport":
         """Parse one transport-spec; 461 for a transport we cannot carry, 400 for garbage."""
-        fields = [f.strip() for f in _split_outside_quotes(spec, ";")]
+        fields = [f.strip() for f in split_quoted(spec, ";")]
         if spec.count('"') % 2:
             raise BadRequest(f"unbalanced quotes in transport {spec[:60]!r}")
         # The protocol comes first per RFC 2326, but some devices put it later: take the
@@ -107,9 +136,7 @@ class Transport:
         for field_ in fields[1:]:
             if not field_:
                 continue
-            key, sep, value = field_.partition("=")
-            key = key.strip().lower()
-            value = value.strip().strip('"').strip() if sep else None
+            key, value = split_param(field_)
             if key == "unicast":
                 t.unicast = True
             elif key == "multicast":
@@ -150,7 +177,7 @@ class Transport:
         """
         result: list[Transport] = []
         errors: list[RtspError] = []
-        for spec in _split_outside_quotes(value or "", ","):
+        for spec in split_quoted(value or "", ","):
             if not spec.strip():
                 continue
             try:
@@ -161,9 +188,9 @@ class Transport:
             return result
         if not errors:
             raise BadRequest("empty Transport header")
-        for exc in errors:
-            if exc.status == Status.UNSUPPORTED_TRANSPORT:
-                raise exc
+        for error in errors:
+            if error.status == Status.UNSUPPORTED_TRANSPORT:
+                raise error
         raise errors[0]
 
     def format(self) -> str:
@@ -221,15 +248,15 @@ def parse_session(value: str) -> tuple[str, int | None]:
     """'ID;timeout=60' -> ('ID', 60) (RFC 2326 section 12.37); 400 when there is no id."""
     if value is None:
         raise BadRequest("missing Session header")
-    parts = value.split(";")
+    parts = split_quoted(value, ";")
     session_id = parts[0].strip()
     if not session_id or not _SESSION_ID_RE.match(session_id):
         raise BadRequest(f"malformed Session header {value[:60]!r}")
     timeout = None
     for part in parts[1:]:
-        key, _, val = part.partition("=")
-        if key.strip().lower() == "timeout":
-            val = val.strip()
+        key, val = split_param(part)
+        if key == "timeout":
+            val = val or ""
             if val.isdigit():
                 timeout = int(val)
             else:

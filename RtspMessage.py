@@ -20,7 +20,7 @@ import logging
 import re
 import struct
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Mapping, Union
+from typing import Iterable, Iterator, Mapping
 
 log = logging.getLogger(__name__)
 
@@ -160,16 +160,20 @@ def reason_phrase(status: int) -> str:
 
 
 class RtspError(Exception):
-    """An error that already knows its RTSP status code (turned into a reply in one place).
+    """An error that already knows its RTSP status code; :meth:`Response.from_error` turns it
+    into the reply, in one place, on either side (role-neutral, like h11's ProtocolError).
 
-    ``headers`` are extra headers the reply should carry (e.g. ``Public`` with a 501,
-    ``Allow`` with a 405).
+    ``headers`` (a :class:`Headers`, multi-valued) are extra fields the reply carries, e.g.
+    ``Public`` with a 501, ``Retry-After`` with a 503, one ``WWW-Authenticate`` per
+    challenge with a 401. Raise this class with a status, or one of the per-status
+    subclasses below (those the parsers raise).
     """
 
     default_status: Status = Status.INTERNAL_SERVER_ERROR
 
     def __init__(self, status: int | None = None, message: str = "",
-                 headers: Mapping[str, str] | None = None) -> None:
+                 headers: Headers | Mapping[str, object] | Iterable[tuple[str, object]] | None = None
+                 ) -> None:
         if status is None:
             status = self.default_status
         try:
@@ -178,11 +182,11 @@ class RtspError(Exception):
             status = int(status)
         self.status: Status | int = status
         self.message = message or reason_phrase(status)
-        self.headers: dict[str, str] = dict(headers or {})
+        self.headers: Headers = headers.copy() if isinstance(headers, Headers) else Headers(headers)
         super().__init__(f"{int(status)} {reason_phrase(status)}: {self.message}")
 
     def __reduce__(self):  # keep pickling/copying working with the custom __init__
-        return (_rebuild_error, (type(self), self.status, self.message, self.headers))
+        return (_rebuild_error, (type(self), self.status, self.message, self.headers.items()))
 
 
 def _rebuild_error(cls, status, message, headers):
@@ -194,20 +198,15 @@ def _rebuild_error(cls, status, message, headers):
 class _FixedStatusError(RtspError):
     """Base for the per-code subclasses: ``BadRequest("why")``."""
 
-    def __init__(self, message: str = "", headers: Mapping[str, str] | None = None) -> None:
+    def __init__(self, message: str = "",
+                 headers: Headers | Mapping[str, object] | Iterable[tuple[str, object]] | None = None
+                 ) -> None:
         super().__init__(self.default_status, message, headers)
 
 
+# Only the statuses something raises by class; the rest are RtspError(Status.X, why).
 class BadRequest(_FixedStatusError):
     default_status = Status.BAD_REQUEST
-
-
-class NotFound(_FixedStatusError):
-    default_status = Status.NOT_FOUND
-
-
-class MethodNotAllowed(_FixedStatusError):
-    default_status = Status.METHOD_NOT_ALLOWED
 
 
 class RequestEntityTooLarge(_FixedStatusError):
@@ -218,36 +217,12 @@ class RequestUriTooLarge(_FixedStatusError):
     default_status = Status.REQUEST_URI_TOO_LARGE
 
 
-class SessionNotFound(_FixedStatusError):
-    default_status = Status.SESSION_NOT_FOUND
-
-
-class MethodNotValidInThisState(_FixedStatusError):
-    default_status = Status.METHOD_NOT_VALID_IN_THIS_STATE
-
-
-class HeaderFieldNotValid(_FixedStatusError):
-    default_status = Status.HEADER_FIELD_NOT_VALID
-
-
 class InvalidRange(_FixedStatusError):
     default_status = Status.INVALID_RANGE
 
 
 class UnsupportedTransport(_FixedStatusError):
     default_status = Status.UNSUPPORTED_TRANSPORT
-
-
-class InternalServerError(_FixedStatusError):
-    default_status = Status.INTERNAL_SERVER_ERROR
-
-
-class NotImplementedMethod(_FixedStatusError):
-    default_status = Status.NOT_IMPLEMENTED
-
-
-class ServiceUnavailable(_FixedStatusError):
-    default_status = Status.SERVICE_UNAVAILABLE
 
 
 class VersionNotSupported(_FixedStatusError):
@@ -475,12 +450,14 @@ class Response:
 
     @classmethod
     def from_error(cls, error: RtspError, cseq: int | None = None) -> "Response":
-        """The reply for ``error``: its status, CSeq (if known) and its extra headers."""
+        """The reply for ``error``: its status, CSeq (if known) and its extra headers (every
+        field, in order: several WWW-Authenticate stay several)."""
         headers = Headers()
         if cseq is not None:
             headers.add("CSeq", cseq)
         for name, value in error.headers.items():
-            headers.set(name, value)
+            if name.lower() != "cseq":
+                headers.add(name, value)
         return cls(int(error.status), headers)
 
 
@@ -523,7 +500,7 @@ class MessageError:
         return int(self.error.status)
 
 
-Message = Union[Request, Response, InterleavedFrame, MessageError]
+Message = Request | Response | InterleavedFrame | MessageError
 
 
 # --------------------------------------------------------------------------- parser
@@ -633,6 +610,8 @@ class RtspParser:
         affected (its request line ends in CRLF).
         """
         wanted = (Request,) if self.role == "server" else (Request, Response)
+        if self._unterminated_bad_lf():
+            return True
         if (self._state is not _State.HEADERS
                 or not isinstance(self._start, wanted) or self._error is not None
                 or not self._lf_only or not self._all_lf or "Content-Length" in self._headers):
@@ -647,12 +626,28 @@ class RtspParser:
         parsed = self._parse_header_line(tail, dry_run=True)
         return parsed is not None and parsed[0].lower() != "content-length"
 
-    def finish_unterminated(self) -> Request | None:
+    def _unterminated_bad_lf(self) -> bool:
+        """A bare-LF message already rejected (e.g. the broken lab form ``SETUP f\n1\n RTSP/1.0
+        RTP/UDP 5000``) that will never get its blank line: nothing that follows can save it,
+        so it may be answered (400) at once rather than after the request timeout."""
+        if (self._state is not _State.HEADERS or self._error is None or not self._lf_only
+                or not self._all_lf or isinstance(self._start, Response)):
+            return False
+        return b"\r" not in self._buf and b"\n" not in self._buf
+
+    def finish_unterminated(self) -> Request | MessageError | None:
         """Complete the lab-dialect request :meth:`has_unterminated_lf` found, or None.
 
-        In the client role this can also return a :class:`Response` (a classic lab
-        server's reply has no blank line either).
+        A bare-LF request that is already known to be malformed comes back as its
+        :class:`MessageError` (a 400 to send now).  In the client role this can also return
+        a :class:`Response` (a classic lab server's reply has no blank line either).
         """
+        if self._unterminated_bad_lf():
+            error = MessageError(self._error, self._cseq, lf_only=True)  # type: ignore[arg-type]
+            self._buf.clear()
+            self._scan = 0
+            self._message_done(good=False)
+            return error
         if not self.has_unterminated_lf():
             return None
         if self._buf:

@@ -317,14 +317,15 @@ def _fps_text(fps: float) -> str:
 def movie_sdp(name: str, duration: float | None, fps: float, server_addr: str,
               session_id: int | str, version: int = 1, track_control: str = "trackID=0",
               width: int | None = None, height: int | None = None,
-              bitrate_kbps: int | None = None, tool: str = "RtspServer (RFC 2326/2435)"
-              ) -> str:
+              bitrate_kbps: int | None = None, tool: str = "RtspServer (RFC 2326/2435)",
+              live: bool = False) -> str:
     """The description of one stored movie as RTP/JPEG (RFC 2326 C, RFC 2435, RFC 4566).
 
     Session-level a=control:* makes the aggregate URL the Content-Base; the track is
     ``track_control`` below it.  a=range gives the duration (npt, 3 decimals), a=framerate
     the frame rate (GStreamer uses it), a=x-dimensions the size (some players use it).
-    ``server_addr`` may be IPv4 or IPv6 (o= and c= then say IP6).
+    ``server_addr`` may be IPv4 or IPv6 (o= and c= then say IP6).  A ``live`` stream has no
+    duration: a=range:npt=now- (RFC 2326 C.1.5), which players take as "no seeking".
     """
     addr = server_addr.strip("[]").split("%")[0]
     ip6 = ":" in addr
@@ -336,7 +337,7 @@ def movie_sdp(name: str, duration: float | None, fps: float, server_addr: str,
             raise SdpError(f"empty value or line break in SDP field {text!r}")
     if fps <= 0:
         raise SdpError(f"frame rate must be positive, not {fps}")
-    rng = NptRange(0.0, duration)
+    rng = NptRange(None, None) if live else NptRange(0.0, duration)
     sdp = SessionDescription(
         origin=f"- {session_id} {int(version)} IN {family} {addr}",
         name=name,
@@ -353,3 +354,35 @@ def movie_sdp(name: str, duration: float | None, fps: float, server_addr: str,
         media.attributes.append(("x-dimensions", f"{int(width)},{int(height)}"))
     sdp.media.append(media)
     return sdp.serialize()
+
+
+def lab_sdp(name: str, duration: float | None, fps: float, server_addr: str, session_id: int | str,
+            max_bytes: int = 180) -> str:
+    """A minimal description for a lab-dialect client, at most ``max_bytes`` octets.
+
+    The hand-out client reads a reply with one ``recv(256)``, so the SDP must fit beside the
+    status line and headers: v=, o=, s=, t=, m= (RFC 4566 5 requires them), then as many
+    of a=rtpmap, a=range and a=framerate as fit, LF line ends like the rest of the reply.
+    A long movie name is shortened in s= (free text) rather than losing a required line.
+    """
+    addr = server_addr.strip("[]").split("%")[0]
+    family = "IP6" if ":" in addr else "IP4"
+    if not str(session_id).isdigit():
+        raise SdpError(f"session id must be digits, not {session_id!r}")
+    if "\r" in name or "\n" in name:
+        raise SdpError(f"line break in the session name {name!r}")
+    origin = f"o=- {session_id} 1 IN {family} {addr}"
+    required = ["v=0", origin, "", "t=0 0", "m=video 0 RTP/AVP 26"]
+    room = max_bytes - sum(len(line) + 1 for line in required) - len("s=") - 1
+    if room < 1:
+        raise SdpError(f"no SDP fits in {max_bytes} bytes")
+    title = name if len(name.encode()) <= room else name.encode()[:max(room - 3, 1)].decode("utf-8", "ignore") + "..."
+    required[2] = "s=" + title
+    text = "".join(line + "\n" for line in required)
+    optional = ["a=rtpmap:26 JPEG/90000", f"a=framerate:{_fps_text(fps)}"]
+    if duration is not None:
+        optional.insert(1, "a=range:" + format_range(NptRange(0.0, duration)).replace("npt=0.000-", "npt=0-"))
+    for line in optional:
+        if len(text.encode()) + len(line) + 1 <= max_bytes:
+            text += line + "\n"
+    return text

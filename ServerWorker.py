@@ -17,16 +17,19 @@ import threading
 import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable
+from urllib.parse import quote
 
 from MediaLibrary import MediaLibrary, Movie
+from Multicast import MulticastGroups, MulticastPool
 from RtspAuth import Authenticator
 from RtspHeaders import NptRange, RtpInfo, Transport, format_range, format_public, format_rtp_info, format_session, parse_range, parse_session
 from RtspMessage import (
     Headers, InterleavedFrame, Method, MessageError, Request, Response, RtspError, RtspParser, Status,
 )
 from RtspSession import SESSIONLESS, SUPPORTED, State, new_session_id, next_state
-from Sdp import movie_sdp
+from Sdp import lab_sdp, movie_sdp
+from SocketBuffers import request_buffer
 from Streamer import SERVER_NAME, StreamSession, Streamer, unmapped
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,16 @@ SOCKET_BUFFER = 4 << 20
 WORKER_POLL = 1.0  # a worker wakes this often for its timeouts; shutdown() wakes it at once
 WRITE_TIMEOUT = 10.0  # a reply write gives up on a client that stopped reading after this long
 LAB_GRACE = 0.03  # wait this long for the rest of an unterminated LF-only request
+LAB_REPLY_LIMIT = 255  # lab clients read each reply with one recv(256)
+LIVE_DESCRIBE_WAIT = 5.0  # a DESCRIBE of a live source that has no picture yet waits this long
+
+
+def explained(status: Status, message: str, headers: dict[str, str] | None = None) -> RtspError:
+    """An RtspError whose reply carries its message as a text/plain body (the reason a client
+    can show: why a multicast PAUSE or seek is refused, why a live source has no picture)."""
+    error = RtspError(status, message, headers)
+    error.explain = True  # type: ignore[attr-defined]
+    return error
 
 
 @dataclass
@@ -50,8 +63,10 @@ class ServerConfig:
     connection_timeout: float = 300.0
     request_timeout: float = 10.0  # a started message must be complete within this (slowloris)
     max_request_rate: float = 0.0  # requests/s per connection, burst of one second; 0 = unlimited
-    auth: Optional[Authenticator] = None  # RFC 2617 Digest/Basic on every method but OPTIONS
+    auth: Authenticator | None = None  # RFC 2617 Digest/Basic on every method but OPTIONS
     rng: random.Random = field(default_factory=random.SystemRandom)
+    multicast: MulticastPool | None = None  # --multicast RANGE: SETUP may ask for multicast
+    multicast_interface: str | None = None  # --multicast-interface
 
 
 # --------------------------------------------------------------------------- worker
@@ -59,15 +74,17 @@ class ServerWorker:
     """Serves one RTSP connection: setup -> handle -> finish (socketserver's shape)."""
 
     def __init__(self, conn: socket.socket, addr, config: ServerConfig, streamer: Streamer,
-                 server_ports: Tuple[int, int], registry: "SessionRegistry") -> None:
+                 server_ports: tuple[int, int], registry: "SessionRegistry",
+                 groups: MulticastGroups | None = None) -> None:
         self.conn = conn
+        self.groups = groups
         self.peer = unmapped(addr[0])
         self.config = config
         self.streamer = streamer
         self.server_ports = server_ports
         self.registry = registry
         self.parser = RtspParser(role="server")
-        self.sessions: Dict[str, StreamSession] = {}
+        self.sessions: dict[str, StreamSession] = {}
         self.lab = False
         self._write_lock = threading.Lock()
         self._pending = b""
@@ -91,13 +108,13 @@ class ServerWorker:
         # timeout (not SO_SNDTIMEO, whose value is a timeval on Unix but a DWORD of ms on Windows)
         # also makes the socket non-blocking underneath, which send_interleaved relies on.
         self.conn.settimeout(WRITE_TIMEOUT)
-        self.conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+        request_buffer(self.conn, socket.SO_SNDBUF, SOCKET_BUFFER, "TCP", logging.DEBUG)
         self.conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         log.info("%s: connected", self.peer)
 
     def handle(self) -> None:
         last_data = time.monotonic()
-        partial_since: Optional[float] = None  # bytes came in since then but no message completed
+        partial_since: float | None = None  # bytes came in since then but no message completed
         while not self._closing:
             ready, _, _ = select.select([self.conn], [], [], WORKER_POLL)
             if partial_since is not None and time.monotonic() - partial_since > self.config.request_timeout:
@@ -122,8 +139,9 @@ class ServerWorker:
                 # The lab's client sends 'PLAY ... \nCSeq: 3\nSession: 12' with no
                 # terminator: if nothing more follows promptly, that was the request.
                 more, _, _ = select.select([self.conn], [], [], LAB_GRACE)
-                if not more:
-                    events.append(self.parser.finish_unterminated())
+                lab_request = self.parser.finish_unterminated() if not more else None
+                if lab_request is not None:
+                    events.append(lab_request)
             if events:
                 partial_since = None  # a message completed: the clock restarts with the next bytes
             elif partial_since is None:
@@ -155,9 +173,8 @@ class ServerWorker:
             if isinstance(event, Request):
                 self._handle_request(event)
             elif isinstance(event, MessageError):
-                self._reply_error(event.error, event.cseq,
-                                  Request("", "", Headers(), lf_only=getattr(event, "lf_only", False)))
-                if getattr(event, "fatal", False):
+                self._reply_error(event.error, event.cseq, event.lf_only)
+                if event.fatal:
                     self._closing = True
             elif isinstance(event, InterleavedFrame):
                 self._interleaved_in(event)
@@ -169,20 +186,22 @@ class ServerWorker:
         log.info("%s: %s %s CSeq %s", self.peer, request.method, request.uri, request.cseq)
         if self.config.max_request_rate and not self._take_token():
             self._reply_error(RtspError(Status.SERVICE_UNAVAILABLE, "request rate limit exceeded",
-                                        {"Retry-After": "1"}), request.cseq, request)
+                                        {"Retry-After": "1"}), request.cseq, request.lf_only,
+                              request.headers.get("Session"))
             return
         try:
             if request.cseq is None:
                 raise RtspError(Status.BAD_REQUEST, "missing CSeq")
             response, after = self._respond(request)
         except RtspError as error:
-            self._reply_error(error, request.cseq, request)
+            self._reply_error(error, request.cseq, request.lf_only, request.headers.get("Session"))
             return
         except Exception:  # one place turns a bug into a 500 and keeps serving
             log.exception("%s: internal error on %s", self.peer, request.method)
-            self._reply_error(RtspError(Status.INTERNAL_SERVER_ERROR, "internal error"), request.cseq, request)
+            self._reply_error(RtspError(Status.INTERNAL_SERVER_ERROR, "internal error"), request.cseq,
+                              request.lf_only, request.headers.get("Session"))
             return
-        self._send_response(response, request)
+        self._send_response(response, request.cseq, request.lf_only, request.headers.get("Session"))
         if after:
             after()
 
@@ -197,35 +216,35 @@ class ServerWorker:
         self._tokens -= 1.0
         return True
 
-    def _reply_error(self, error: RtspError, cseq: Optional[int], request: Request) -> None:
+    def _reply_error(self, error: RtspError, cseq: int | None, lf_only: bool,
+                     client_session: str | None = None) -> None:
+        """The one failure path: every RtspError reaches the wire through Response.from_error."""
         log.info("%s: %d %s", self.peer, int(error.status), error.message)
-        headers = Headers()
-        for name, value in (error.headers or {}).items():
-            headers.set(name, value)
-        for value in getattr(error, "challenges", [])[1:]:
-            headers.add("WWW-Authenticate", value)  # Basic after Digest, one field each
-        if error.status in (Status.NOT_IMPLEMENTED, Status.METHOD_NOT_ALLOWED):
-            headers.set("Public", PUBLIC)
-        response = Response(int(error.status), headers)
-        if cseq is not None:
-            response.headers.set("CSeq", str(cseq))
-        self._send_response(response, request)
+        response = Response.from_error(error)
+        if getattr(error, "explain", False) and not (self.lab or lf_only):
+            response.headers.set("Content-Type", "text/plain")
+            response.body = error.message.encode("utf-8", "replace") + b"\r\n"
+        self._send_response(response, cseq, lf_only, client_session)
 
-    def _send_response(self, response: Response, request: Request) -> None:
-        """Add the common headers and write; lab replies put CSeq, Session in lines 2 and 3."""
-        lab = self.lab or request.lf_only
+    def _send_response(self, response: Response, cseq: int | None, lf_only: bool,
+                       client_session: str | None = None) -> None:
+        """Add the common headers and write; lab replies put CSeq, Session in lines 2 and 3.
+
+        ``lf_only`` is the request's dialect (bare-LF lines); ``client_session`` its Session
+        header, echoed to lab clients even in an error reply."""
+        lab = self.lab or lf_only
         headers = response.headers
         ordered = Headers()
-        cseq = headers.get("CSeq")
-        if cseq is None and request.cseq is not None:
-            cseq = str(request.cseq)
-        if cseq is not None:
-            ordered.set("CSeq", cseq)
+        cseq_text = headers.get("CSeq")
+        if cseq_text is None and cseq is not None:
+            cseq_text = str(cseq)
+        if cseq_text is not None:
+            ordered.set("CSeq", cseq_text)
         session_id = headers.get("Session")
-        if session_id is None and lab and request.headers.get("Session"):
+        if session_id is None and lab and client_session:
             # lab clients read the Session from line 3 even in an error reply: echo theirs
             try:
-                session_id = parse_session(request.headers["Session"])[0]
+                session_id = parse_session(client_session)[0]
             except RtspError:
                 session_id = None  # a malformed one is not echoed (this reply is its 400)
         if session_id is not None:
@@ -241,7 +260,11 @@ class ServerWorker:
             if name.lower() not in ("cseq", "session"):
                 ordered.add(name, value)
         response.headers = ordered
-        self._write(response.serialize(lf_only=lab))
+        data = response.serialize(lf_only=lab)
+        if lab and len(data) > LAB_REPLY_LIMIT:
+            log.warning("%s: %d-byte reply to a lab client, which reads %d at most", self.peer, len(data),
+                        LAB_REPLY_LIMIT + 1)
+        self._write(data)
 
     def _write(self, data: bytes) -> None:
         with self._write_lock:
@@ -294,13 +317,15 @@ class ServerWorker:
                 session.receive_rtcp(frame.data)
 
     # -- methods ---------------------------------------------------------------
-    def _respond(self, request: Request) -> Tuple[Response, Optional[Callable[[], None]]]:
+    def _respond(self, request: Request) -> tuple[Response, Callable[[], None] | None]:
         try:
             method = Method(request.method)
         except ValueError:
-            raise RtspError(Status.NOT_IMPLEMENTED, f"method {request.method!r} not implemented") from None
+            raise RtspError(Status.NOT_IMPLEMENTED, f"method {request.method!r} not implemented",
+                            {"Public": PUBLIC}) from None  # what we do implement (RFC 2326 12.28)
         if method not in SUPPORTED:
-            raise RtspError(Status.NOT_IMPLEMENTED, f"{method.value} is not supported by this server")
+            raise RtspError(Status.NOT_IMPLEMENTED, f"{method.value} is not supported by this server",
+                            {"Public": PUBLIC})
         if self.config.auth is not None and method is not Method.OPTIONS:
             self.config.auth.require(request.headers, request.method, request.uri)  # 401 + challenge
         session = self._find_session(request)
@@ -311,14 +336,12 @@ class ServerWorker:
         state = session.state if session is not None else State.INIT
         new_state = next_state(state, method)  # 455 when the table says no
         response, after = getattr(self, "do_" + method.value)(request, session)
-        if method is not Method.SETUP or session is not None:
-            target = session
-        else:
-            target = self.sessions[response.headers.get("Session")]
-        target.state = new_state
+        if session is None:  # a SETUP made it (in INIT the table admits nothing else)
+            session = self.sessions[response.headers["Session"]]
+        session.state = new_state
         return response, after
 
-    def _find_session(self, request: Request) -> Optional[StreamSession]:
+    def _find_session(self, request: Request) -> StreamSession | None:
         value = request.headers.get("Session")
         if value is None:
             return None
@@ -329,7 +352,7 @@ class ServerWorker:
             raise RtspError(Status.SESSION_NOT_FOUND, f"session {session_id} not found")
         return session
 
-    def _movie(self, request: Request) -> Tuple[Movie, str]:
+    def _movie(self, request: Request) -> tuple[Movie, str]:
         name, track = MediaLibrary.split_uri(request.uri)
         movie = self.config.media.lookup(name)
         if movie is None or track not in ("", TRACK_CONTROL):
@@ -346,16 +369,16 @@ class ServerWorker:
             host, port = self.conn.getsockname()[:2]
             host = unmapped(host)
             netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        return f"{scheme}://{netloc}/{movie.name}/"
+        return f"{scheme}://{netloc}/{quote(movie.name)}/"  # spaces, non-ASCII: %-encoded
 
-    def do_OPTIONS(self, request: Request, session: Optional[StreamSession]) -> Response:
+    def do_OPTIONS(self, request: Request, session: StreamSession | None) -> Response:
         response = Response(200, Headers())
         response.headers.set("Public", PUBLIC)
         if session is not None:
             response.headers.set("Session", session.id)
         return response
 
-    def do_GET_PARAMETER(self, request: Request, session: Optional[StreamSession]) -> Response:
+    def do_GET_PARAMETER(self, request: Request, session: StreamSession | None) -> Response:
         response = Response(200, Headers())  # keepalive (RFC 2326 10.8); no parameters served
         if session is not None:
             response.headers.set("Session", session.id)
@@ -363,27 +386,57 @@ class ServerWorker:
 
     do_SET_PARAMETER = do_GET_PARAMETER
 
-    def do_DESCRIBE(self, request: Request, session: Optional[StreamSession]) -> Response:
+    def do_DESCRIBE(self, request: Request, session: StreamSession | None) -> Response:
         movie, _ = self._movie(request)
-        self._check_carriable(movie)
         local = unmapped(self.conn.getsockname()[0])
-        sdp = movie_sdp(
-            name=movie.name, duration=movie.duration, fps=movie.fps, server_addr=local,
-            session_id=int(movie.mtime), version=1, track_control=TRACK_CONTROL,
-            width=movie.stream.width, height=movie.stream.height,
-        )
+        if self.lab or request.lf_only:
+            # A lab client reads the reply with one recv(256): a minimal SDP that fits.
+            head = len(f"RTSP/1.0 200 OK\nCSeq: {request.cseq}\nContent-Type: application/sdp\n"
+                       f"Content-Length: 999\n\n") + (28 if request.headers.get("Session") else 0)
+            body = lab_sdp(movie.name, None if getattr(movie, "live", False) else movie.duration,
+                           movie.fps, local, int(movie.mtime), LAB_REPLY_LIMIT - head)
+            response = Response(200, Headers(), body=body.encode())
+            response.headers.set("Content-Type", "application/sdp")
+            return response
+        if getattr(movie, "live", False):
+            self._check_live(movie)
+            sdp = movie_sdp(
+                name=movie.name, duration=None, fps=round(movie.fps, 3), server_addr=local,
+                session_id=int(movie.mtime), version=1, track_control=TRACK_CONTROL,
+                width=movie.width, height=movie.height, live=True,
+            )
+        else:
+            self._check_carriable(movie)
+            width, height = movie.rtp_size()
+            sdp = movie_sdp(
+                name=movie.name, duration=movie.duration, fps=movie.fps, server_addr=local,
+                session_id=int(movie.mtime), version=1, track_control=TRACK_CONTROL,
+                width=width, height=height,
+            )
         response = Response(200, Headers(), body=sdp.encode())
         response.headers.set("Content-Base", self._base_url(request, movie))
         response.headers.set("Content-Type", "application/sdp")
         return response
 
-    def _check_carriable(self, movie: Movie) -> None:
-        if movie.problems and not self.lab:
-            index, reason = movie.problems[0]
-            raise RtspError(Status.UNSUPPORTED_MEDIA_TYPE,
-                            f"{movie.name} frame {index} cannot be sent as RTP/JPEG (RFC 2435): {reason}")
+    @staticmethod
+    def _check_live(feed) -> None:
+        """A live source that has produced no picture (yet) is 503 with what it did instead."""
+        if not feed.wait_first_frame(LIVE_DESCRIBE_WAIT):
+            raise explained(Status.SERVICE_UNAVAILABLE,
+                            f"live source {feed.name} has no picture yet: {feed.describe_status()}",
+                            {"Retry-After": "5"})
 
-    def do_SETUP(self, request: Request, session: Optional[StreamSession]):
+    def _check_carriable(self, movie: Movie) -> None:
+        """415 for a movie RTSP clients cannot play at all: its first frame is neither RFC 2435
+        nor convertible (frames RFC 2435 cannot carry are re-encoded, MediaLibrary.Movie)."""
+        if getattr(movie, "live", False):
+            return  # a live source converts its frames as they come (LiveReader)
+        why = movie.unplayable()
+        if why is not None and not self.lab:
+            raise RtspError(Status.UNSUPPORTED_MEDIA_TYPE,
+                            f"{movie.name} cannot be sent as RTP/JPEG (RFC 2435): {why}")
+
+    def do_SETUP(self, request: Request, session: StreamSession | None):
         movie, _ = self._movie(request)
         value = request.headers.get("Transport")
         if value is None:
@@ -393,6 +446,8 @@ class ServerWorker:
             self.lab = True
         else:
             self._check_carriable(movie)
+        if getattr(movie, "live", False):
+            self._check_live(movie)
         if session is None:
             if self.registry.count() >= self.config.max_sessions:
                 raise RtspError(Status.SERVICE_UNAVAILABLE, f"limit of {self.config.max_sessions} sessions reached")
@@ -411,12 +466,22 @@ class ServerWorker:
                             "this session already plays another movie")
         else:
             self.streamer.remove(session)  # re-SETUP: the new transport replaces the old route
+            if session.group is not None and self.groups is not None:
+                self.groups.leave(session)
         reply = Transport(protocol="RTP", profile="AVP", lower=choice.lower, unicast=True, ssrc=session.ssrc)
-        if choice.lower == "TCP":
+        if choice.unicast is False:
+            assert self.groups is not None
+            group = self.groups.join(session)
+            address = group.address
+            session.channel, session.udp_dest, session.rtcp_dest = None, None, None
+            reply = Transport(protocol="RTP", profile="AVP", lower="UDP", unicast=False,
+                              destination=address.group, port=address.port, ttl=address.ttl, ssrc=group.ssrc)
+        elif choice.lower == "TCP":
             channels = choice.interleaved or self._free_channels()
             session.channel, session.udp_dest, session.rtcp_dest = channels[0], None, None
             reply.interleaved = channels
         else:
+            assert choice.client_port is not None, "_choose_transport keeps UDP offers with ports"
             rtp_port, rtcp_port = choice.client_port
             session.udp_dest = (self.peer_for_udp(), rtp_port)
             session.rtcp_dest = (self.peer, rtcp_port)
@@ -424,6 +489,8 @@ class ServerWorker:
             reply.client_port = choice.client_port
             reply.server_port = self.server_ports
         session.transport = reply
+        if session.lab and not getattr(movie, "live", False):
+            movie.prepare(session.position, True, session.id)  # lab frames over the limit, ahead of PLAY
         self.streamer.add(session)
         response = Response(200, Headers())
         response.headers.set("Session", session.id)
@@ -438,17 +505,32 @@ class ServerWorker:
             return "::ffff:" + self.peer
         return self.peer
 
-    def _free_channels(self) -> Tuple[int, int]:
+    def _free_channels(self) -> tuple[int, int]:
         used = {s.channel for s in list(self.sessions.values()) if s.channel is not None}
         channel = 0
         while channel in used:
             channel += 2
         return channel, channel + 1
 
-    def _choose_transport(self, offers: List[Transport]) -> Transport:
-        """The first offer we can serve: unicast RTP/AVP over UDP or interleaved TCP, or the lab's RTP/UDP."""
+    def _choose_transport(self, offers: list[Transport]) -> Transport:
+        """The first offer we can serve: unicast RTP/AVP over UDP or interleaved TCP, or the lab's
+        RTP/UDP; multicast when the server has a range (--multicast) and the offer's
+        destination, if any, is a group inside it (RFC 2326 16: nothing else is a target)."""
         reasons = []
         for offer in offers:
+            if offer.unicast is False and not offer.lab and offer.protocol == "RTP" and offer.profile == "AVP":
+                if self.groups is None or self.config.multicast is None:
+                    reasons.append("multicast is not enabled on this server (--multicast RANGE)")
+                    continue
+                if offer.lower != "UDP":
+                    reasons.append(f"multicast over {offer.lower}")
+                    continue
+                why = self.config.multicast.refuse_destination(offer.destination)
+                if why:
+                    log.warning("%s: SETUP refused: %s", self.peer, why)
+                    reasons.append(why)
+                    continue
+                return offer
             if offer.destination and unmapped(offer.destination) != self.peer:
                 reasons.append(f"destination={offer.destination} is not the requesting host")
                 continue
@@ -465,16 +547,24 @@ class ServerWorker:
             if offer.lower == "TCP":
                 return offer
             reasons.append(f"{offer.lower} without client_port")
-        raise RtspError(Status.UNSUPPORTED_TRANSPORT, "; ".join(reasons) or "no transport offered")
+        raise explained(Status.UNSUPPORTED_TRANSPORT, "; ".join(reasons) or "no transport offered")
 
     def do_PLAY(self, request: Request, session: StreamSession):
         value = request.headers.get("Range")
         npt = parse_range(value) if value is not None else None
+        if session.group is not None:
+            return self._play_member(request, session, npt)
+        if session.live:
+            return self._play_live(request, session)
         with session.lock:
             self.streamer.pause(session)
-            return self._play_locked(request, session, npt)
+            response, after = self._play_locked(request, session, npt)
+        # the first frame ready before the reply (re-encoded here if it must be) and the
+        # movie's converter working ahead of this session: the Streamer never waits for it
+        session.movie.prepare(session.position, session.lab, session.id)
+        return response, after
 
-    def _play_locked(self, request: Request, session: StreamSession, npt: Optional[NptRange]):
+    def _play_locked(self, request: Request, session: StreamSession, npt: NptRange | None):
         movie = session.movie
         if npt is not None:
             value = format_range(npt)
@@ -497,7 +587,52 @@ class ServerWorker:
                 [RtpInfo(url, session.seq, session.rtptime(session.position))]))
         return response, (lambda: self.streamer.play(session))
 
+    def _play_live(self, request: Request, session: StreamSession):
+        """A live stream has no timeline to seek in: a Range is ignored and the reply says
+        npt=now- (RFC 2326 C.1.5); the viewer joins at the source's next frame."""
+        response = Response(200, Headers())
+        response.headers.set("Session", session.id)
+        if not self.lab:
+            response.headers.set("Range", format_range(NptRange(None, None)))
+            url = self._base_url(request, session.movie) + TRACK_CONTROL
+            with session.lock:
+                info = RtpInfo(url, session.seq, session.rtptime_now(time.monotonic()))
+            response.headers.set("RTP-Info", format_rtp_info([info]))
+        return response, (lambda: self.streamer.play(session))
+
+    def _play_member(self, request: Request, session: StreamSession, npt: NptRange | None):
+        """A multicast member joins the group's one timeline: a stored movie's broadcast is
+        where it is, so a Range other than the start (npt=0-, which every client sends) or
+        now is refused with 457 and a reason."""
+        movie = session.movie
+        if npt is not None and not session.live and npt.start is not None and npt.start > 1e-3:
+            raise explained(Status.INVALID_RANGE,
+                            f"{movie.name} is a multicast broadcast shared by every viewer: "
+                            "it cannot be seeked (PLAY without Range joins it where it is)")
+        assert self.groups is not None
+        seq, rtptime, position = self.groups.play(session)
+        response = Response(200, Headers())
+        response.headers.set("Session", session.id)
+        if session.live:
+            response.headers.set("Range", format_range(NptRange(None, None)))
+        else:
+            response.headers.set("Range", format_range(NptRange(position, movie.duration)))
+        url = self._base_url(request, movie) + TRACK_CONTROL
+        response.headers.set("RTP-Info", format_rtp_info([RtpInfo(url, seq, rtptime)]))
+        return response, None
+
     def do_PAUSE(self, request: Request, session: StreamSession):
+        if session.group is not None:
+            if not session.live and not session.group.ended:  # (GStreamer PAUSEs at the end: fine)
+                raise explained(Status.METHOD_NOT_VALID_IN_THIS_STATE,
+                                f"{session.movie.name} is a multicast broadcast shared by every viewer: "
+                                "it cannot be paused (TEARDOWN leaves it)",
+                                {"Allow": "PLAY, TEARDOWN, GET_PARAMETER, OPTIONS"})
+            assert self.groups is not None
+            self.groups.pause(session)  # this viewer stops counting; the group sends while others watch
+            response = Response(200, Headers())
+            response.headers.set("Session", session.id)
+            return response, None
         with session.lock:
             self.streamer.pause(session)  # session.position already names the next frame
         response = Response(200, Headers())
@@ -514,6 +649,8 @@ class ServerWorker:
 
     # -- session lifetime ------------------------------------------------------
     def _end_session(self, session: StreamSession, why: str) -> None:
+        if session.group is not None and self.groups is not None:
+            self.groups.leave(session)
         self.streamer.remove(session, bye=why)
         self.registry.remove(session)
         self.sessions.pop(session.id, None)
@@ -530,7 +667,7 @@ class SessionRegistry:
     """Every live session of the server (ids unique, count for --max-sessions)."""
 
     def __init__(self) -> None:
-        self._sessions: Dict[str, StreamSession] = {}
+        self._sessions: dict[str, StreamSession] = {}
         self._lock = threading.Lock()
 
     def new_id(self) -> str:

@@ -11,10 +11,16 @@ interval, so their frames are not sent in one burst.
 
 The Streamer knows nothing of RTSP connections: a :class:`StreamSession` carries the
 callables its connection gave it (send interleaved '$' frames; expire the session).
+
+Live sources (LiveReader.LiveFeed) are not paced by the heap: their reader thread hands
+each frame over (`live_frame`), and the loop sends it at once to every session playing
+that source, stamped with the source's arrival clock.  A multicast group is one session
+whose destination is the group (Multicast.py keeps its members): one send for all.
 """
 
 from __future__ import annotations
 
+import collections
 import errno
 import heapq
 import itertools
@@ -26,9 +32,9 @@ import struct
 import sys
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable
 
-from MediaLibrary import Movie
+from MediaLibrary import FrameUnavailable, Movie
 from PacketTrain import PacketTrain
 from RtcpPacket import (
     Bye, ExtendedReport, ReceiverReport, RtcpError, SenderReport, SourceDescription, XrBlock, XrBlockType,
@@ -54,6 +60,8 @@ SEND_EARLY = 0.001  # deadlines this close are served in the same wake-up (frame
 START_PHASES = 16  # start slots per frame interval: PLAYs arriving together are spread over them
 SLICE_SPREAD = 0.5  # a large frame's slices go out within this share of the frame interval
 POLL_INTERVAL = 0.25  # how often the idle loop looks at shutdown / timeouts
+CONVERT_WAIT_STEP = 0.005  # a session whose next frame is still being converted waits this long...
+CONVERT_WAIT_STEPS = 400  # ... at most this many times (2 s) before converting it itself
 ENDED_ROUTE_TTL = 2.0  # seconds a removed session's RTCP is still recognised (and logged)
 
 
@@ -62,7 +70,7 @@ def unmapped(host: str) -> str:
     return host[7:] if host.startswith("::ffff:") and "." in host else host
 
 
-def interleave(train: PacketTrain, buf: bytes, channel: int, start: int = 0) -> bytes:
+def interleave(train: PacketTrain, buf: bytes | bytearray, channel: int, start: int = 0) -> bytes:
     """A stamped run of a train's packets, each in its RFC 2326 10.12 '$' frame on ``channel``.
     Raises ValueError for a packet over 65535 octets or a channel outside 0..255."""
     return b"".join(InterleavedFrame(channel, bytes(p)).serialize() for p in train.packets(buf, start))
@@ -82,29 +90,37 @@ class StreamSession:
         self.expire = expire
         self.state = State.INIT
         self.lab = False
-        self.transport: Optional[Transport] = None
-        self.udp_dest: Optional[Tuple[str, int]] = None
-        self.rtcp_dest: Optional[Tuple[str, int]] = None
-        self.channel: Optional[int] = None  # interleaved RTP channel (TCP)
+        self.live = getattr(movie, "live", False)  # a LiveFeed: frames come when they arrive
+        self.group: StreamSession | None = None  # a multicast member: the group that sends
+        self.members: set | None = None  # a multicast group: its member sessions
+        self.rtp_sock: socket.socket | None = None  # None: the Streamer's unicast sockets
+        self.rtcp_sock: socket.socket | None = None
+        self.transport: Transport | None = None
+        self.udp_dest: tuple[str, int] | None = None
+        self.rtcp_dest: tuple[str, int] | None = None
+        self.channel: int | None = None  # interleaved RTP channel (TCP)
         self.ssrc = rng.getrandbits(32)
         self.seq = rng.getrandbits(16)
         self.ts0 = rng.getrandbits(32)
         self.position = 0  # next frame (timeline position; may exceed frame_count when looping)
-        self.stop_position: Optional[int] = None
+        self.stop_position: int | None = None
         self.generation = 0  # bumped on PLAY/PAUSE/TEARDOWN; stale heap entries are ignored
         self.play_t0 = 0.0
         self.play_k0 = 0
-        self.phase: Optional[int] = None  # the Streamer's start slot while playing
+        self.phase: int | None = None  # the Streamer's start slot while playing
         self.ended = False
         self.last_activity = time.monotonic()
         self.packets_sent = 0
         self.octets_sent = 0
         self.frames_sent = 0
         self.frames_skipped = 0
+        self.skip_warned = False  # a frame skipped for a reason (not lateness) is logged once
+        self.waited = 0  # steps the current frame has waited for the converter
+        self.frames_waited = 0  # all such steps (5 ms each) of the session
         self.max_lateness = 0.0
         # RTCP (RFC 3550 6.3): our SR schedule and what the receiver's RRs said
         self.rtcp_initial = True
-        self.out_train: Optional[PacketTrain] = None  # the frame being sent in slices (UDP)
+        self.out_train: PacketTrain | None = None  # the frame being sent in slices (UDP)
         self.out_seq = 0  # ... the sequence number of its first packet
         self.out_ts = 0  # ... its RTP timestamp
         self.out_next = 0  # ... the index of its next packet
@@ -114,17 +130,38 @@ class StreamSession:
         self.rr_fraction_lost = 0.0
         self.rr_cumulative_lost = 0
         self.rr_jitter_ms = 0.0
-        self.rtt_ms: Optional[float] = None
+        self.rtt_ms: float | None = None
         self.rr_count = 0
-        self.last_rrtr: Optional[Tuple[int, int, float]] = None  # (reporter SSRC, LRR, monotonic arrival)
+        self.last_rrtr: tuple[int, int, float] | None = None  # (reporter SSRC, LRR, monotonic arrival)
         self.lock = threading.Lock()  # the Streamer holds it while sending; PLAY/PAUSE while moving position
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()
 
+    def skip(self, what: str, reason: str) -> None:
+        """Count a frame (`what`: "frame 12 of movie.Mjpeg") as skipped for `reason`; the first
+        such frame of the session is logged at WARNING, later ones are counted."""
+        self.frames_skipped += 1
+        if not self.skip_warned:
+            self.skip_warned = True
+            log.warning("session %s: %s skipped: %s (further skips are counted, not logged)",
+                        self.id, what, reason)
+        else:
+            log.debug("session %s: %s skipped: %s", self.id, what, reason)
+
     def rtptime(self, position: float) -> int:
         """90 kHz timestamp of timeline position `position` (RFC 2435: one per frame)."""
         return (self.ts0 + round(position * JPEG_CLOCK_RATE / self.movie.fps)) & 0xFFFFFFFF
+
+    def live_rtptime(self, arrival: float) -> int:
+        """90 kHz timestamp of a live frame that arrived at monotonic `arrival` (the source's clock)."""
+        return (self.ts0 + round((arrival - self.movie.t0) * JPEG_CLOCK_RATE)) & 0xFFFFFFFF
+
+    def rtptime_now(self, now: float) -> int:
+        """The RTP time that corresponds to monotonic `now` (an SR's RTP timestamp)."""
+        if self.live:
+            return self.live_rtptime(now)
+        return self.rtptime(self.media_position(now))
 
     def media_position(self, now: float) -> float:
         """Where the stream is at monotonic time `now`, in frames (for the SR's RTP time)."""
@@ -138,7 +175,7 @@ class StreamSession:
         When the receiver sent an RFC 3611 RRTR, an XR DLRR block answers it so that a
         receive-only client can compute its round-trip time too."""
         wall, now = time.time(), time.monotonic()
-        sr = SenderReport(self.ssrc, ntp_from_unix(wall), self.rtptime(self.media_position(now)),
+        sr = SenderReport(self.ssrc, ntp_from_unix(wall), self.rtptime_now(now),
                           self.packets_sent & 0xFFFFFFFF, self.octets_sent & 0xFFFFFFFF)
         packets = [sr, SourceDescription.cname(self.ssrc, CNAME, tool=SERVER_NAME)]
         if self.last_rrtr is not None:
@@ -152,14 +189,15 @@ class StreamSession:
 
     def bye(self, reason: str) -> bytes:
         """The report plus BYE: the stream ends (RFC 3550 6.6); ffmpeg/GStreamer end on it."""
-        return serialize_compound(self._report() + [Bye([self.ssrc], reason)])
+        return serialize_compound(self._report() + [Bye([self.ssrc], reason.encode("utf-8"))])
 
     def rtcp_interval(self, rng: random.Random) -> float:
         """Next SR interval (RFC 3550 6.3/A.7): 5% of the stream's bandwidth, senders' 25%."""
         bandwidth = max(self.movie.byte_rate, 1000.0)  # octets/s of the stream
         if not self.avg_rtcp_size:
             self.avg_rtcp_size = len(self.sender_report()) + 28.0
-        interval = rtcp_interval(members=2, senders=1, rtcp_bw=0.05 * bandwidth, we_sent=True,
+        members = 2 if self.members is None else len(self.members) + 1
+        interval = rtcp_interval(members=members, senders=1, rtcp_bw=0.05 * bandwidth, we_sent=True,
                                  avg_rtcp_size=self.avg_rtcp_size, initial=self.rtcp_initial, rng=rng)
         self.rtcp_initial = False
         return interval
@@ -187,9 +225,9 @@ class StreamSession:
                              self.id, 100 * self.rr_fraction_lost, self.rr_cumulative_lost, self.rr_jitter_ms,
                              "-" if self.rtt_ms is None else f"{self.rtt_ms:.2f} ms")
             elif isinstance(packet, ExtendedReport):
-                for block in packet.blocks:
-                    if block.block_type == XrBlockType.RRTR:
-                        self.last_rrtr = (packet.ssrc, ntp_middle32(block.ntp_timestamp), time.monotonic())
+                for xr in packet.blocks:
+                    if xr.block_type == XrBlockType.RRTR:
+                        self.last_rrtr = (packet.ssrc, ntp_middle32(xr.ntp_timestamp), time.monotonic())
             elif isinstance(packet, Bye):
                 log.info("session %s: receiver sent BYE (%s)", self.id, packet.reason_text or "no reason")
 
@@ -205,21 +243,27 @@ class Streamer(threading.Thread):
         self.loop = loop
         self.session_timeout = session_timeout
         self.rng = rng if rng is not None else random.SystemRandom()
-        self.gso = sys.platform.startswith("linux")  # cleared at the first refusal
+        # UDP GSO is Linux's (a speed-up only: elsewhere, one send per packet); cleared at the
+        # first refusal
+        self.gso = sys.platform.startswith("linux") and hasattr(rtp_sock, "sendmsg")
         # (due, tie-breaker, generation, session, kind): kind FRAME or RTCP
-        self._heap: List[Tuple[float, int, int, StreamSession, int]] = []
+        self._heap: list[tuple[float, int, int, StreamSession, int]] = []
         self._counter = itertools.count()
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)  # a full pipe already means "wake up": never block a worker
         self._stopping = False
-        self._sessions: Dict[str, StreamSession] = {}
-        self._rtcp_routes: Dict[Tuple[str, int], StreamSession] = {}
+        self._sessions: dict[str, StreamSession] = {}
+        self._rtcp_routes: dict[tuple[str, int], StreamSession] = {}
         # routes of sessions just removed, kept ENDED_ROUTE_TTL s: the receiver's BYE (sent just
         # before its TEARDOWN, on another socket) may be read after the TEARDOWN was handled
-        self._ended_routes: Dict[Tuple[str, int], Tuple[StreamSession, float]] = {}
+        self._ended_routes: dict[tuple[str, int], tuple[StreamSession, float]] = {}
         self._phase_load = [0] * START_PHASES  # playing sessions per start slot
+        self._live: dict[object, list[StreamSession]] = {}  # live source -> its playing sessions
+        self._live_queue: "collections.deque" = collections.deque()  # (source, frame) to send
+        self.send_errors = 0
+        self._send_errnos: set = set()
 
     # -- called from worker threads --------------------------------------
     def add(self, session: StreamSession) -> None:
@@ -228,7 +272,7 @@ class Streamer(threading.Thread):
             self._sessions[session.id] = session
             if session.rtcp_dest:
                 self._rtcp_routes[session.rtcp_dest] = session
-            if fresh and not session.lab:
+            if fresh and not session.lab and session.group is None:
                 due = time.monotonic() + session.rtcp_interval(self.rng)
                 heapq.heappush(self._heap, (due, next(self._counter), session.rtcp_epoch, session, RTCP))
         self._wake()
@@ -243,16 +287,42 @@ class Streamer(threading.Thread):
         with self._lock:
             session.generation += 1
             session.ended = False
+            if session.live:
+                viewers = self._live.setdefault(session.movie, [])
+                if session not in viewers:
+                    viewers.append(session)  # joins at the source's next frame
+                return
             self._release_phase(session)
             session.play_t0 = self._start_time(session, time.monotonic())
             session.play_k0 = session.position
             heapq.heappush(self._heap, (session.play_t0, next(self._counter), session.generation, session, FRAME))
+        if not session.lab:
+            # An SR right away maps the new timeline (RFC 3550 6.4.1): after a seek or a pause the
+            # receiver's old mapping is wrong, and the next scheduled SR may be seconds away.
+            self._send_rtcp(session, session.sender_report())
         self._wake()
 
     def pause(self, session: StreamSession) -> None:
         with self._lock:
             session.generation += 1
             self._release_phase(session)
+            if session.live:
+                self._drop_viewer(session)
+
+    def _drop_viewer(self, session: StreamSession) -> None:
+        viewers = self._live.get(session.movie)
+        if viewers and session in viewers:
+            viewers.remove(session)
+
+    def live_frame(self, source: object, frame) -> None:
+        """A live source's reader thread hands over a frame (LiveReader.LiveFrame): sent at once
+        by the loop to every session playing the source.  Never blocks the reader."""
+        self._live_queue.append((source, frame))
+        self._wake()
+
+    def live_viewers(self, source: object) -> int:
+        with self._lock:
+            return len(self._live.get(source, ()))
 
     def _start_time(self, session: StreamSession, now: float) -> float:
         """Spread frame deadlines (called with the lock held).  A session's frames are due at
@@ -287,6 +357,8 @@ class Streamer(threading.Thread):
             session.generation += 1
             session.rtcp_epoch += 1
             self._release_phase(session)
+            if session.live:
+                self._drop_viewer(session)
             self._sessions.pop(session.id, None)
             if session.rtcp_dest and self._rtcp_routes.get(session.rtcp_dest) is session:
                 del self._rtcp_routes[session.rtcp_dest]
@@ -319,6 +391,8 @@ class Streamer(threading.Thread):
                     pass
             if self.rtcp_sock in ready:
                 self._receive_rtcp()
+            if self._live_queue:
+                self._send_live()
             self._send_due()
             if time.monotonic() >= next_reap:
                 next_reap = time.monotonic() + 1.0
@@ -387,6 +461,16 @@ class Streamer(threading.Thread):
             log.info("session %s: end of %s after %d frames (%d skipped)", session.id, movie.name,
                      session.frames_sent, session.frames_skipped)
             return False
+        if session.waited < CONVERT_WAIT_STEPS and not movie.ready(position % count, session.lab, session.id):
+            # The movie's converter has not made this frame yet: this session's timeline slips
+            # by a step (the RTP timestamps follow the frames, so receivers just see a pause)
+            # while every other session keeps its schedule; after CONVERT_WAIT_STEPS the frame
+            # is converted here after all.
+            session.waited += 1
+            session.frames_waited += 1
+            session.play_t0 += CONVERT_WAIT_STEP
+            return True
+        session.waited = 0
         session.position = position + 1
         late_skip = max(0.2, 2.0 / movie.fps)
         if lateness > late_skip:
@@ -394,24 +478,52 @@ class Streamer(threading.Thread):
             return True
         if lateness > session.max_lateness:
             session.max_lateness = lateness
-        train = movie.train(position % count, session.lab)
-        seq, ts = session.seq, session.rtptime(position)
+        try:
+            train = movie.train(position % count, session.lab, session.id)
+        except FrameUnavailable as exc:  # e.g. a lab frame over one datagram, a 12-bit frame
+            session.skip(f"frame {position % count} of {movie.name}", exc.reason)
+            return True
+        self._send_train(session, train, session.rtptime(position))
+        return True
+
+    def _send_live(self) -> None:
+        """Send the live frames handed over since the last wake-up to every viewer of their
+        source.  A viewer that cannot take a frame now (TCP not read, a UDP frame still in
+        slices) skips it; the source and the other viewers never wait for it."""
+        queue = self._live_queue
+        while queue:
+            source, frame = queue.popleft()
+            with self._lock:
+                viewers = list(self._live.get(source, ()))
+            for session in viewers:
+                with session.lock:
+                    if session.out_train is not None:
+                        session.frames_skipped += 1
+                        continue
+                    self._send_train(session, frame.train_for(session.lab), session.live_rtptime(frame.arrival))
+                    session.position += 1
+
+    def _send_train(self, session: StreamSession, train: PacketTrain, ts: int) -> None:
+        """Send one frame's packets to a session (called with session.lock held)."""
+        movie = session.movie
+        seq = session.seq
         if session.channel is not None:
             try:
                 data = interleave(train, train.stamp(seq, ts, session.ssrc), session.channel)
             except ValueError as exc:  # e.g. a whole-JPEG lab packet too large for a '$' frame
-                session.frames_skipped += 1
-                log.warning("session %s: frame %d of %s not sent: %s", session.id, position % count,
-                            movie.name, exc)
-                return True
+                session.skip(f"frame {session.position} of {movie.name}", str(exc))
+                return
             session.seq = (seq + train.count) & 0xFFFF
             if session.send_interleaved is None or not session.send_interleaved(data):
                 session.frames_skipped += 1
-                return True
+                return
         else:
             session.seq = (seq + train.count) & 0xFFFF
             session.out_train, session.out_seq, session.out_ts, session.out_next = train, seq, ts, 0
-            self._send_slice(session)
+            if not self._send_slice(session):
+                session.skip(f"frame {session.position} of {movie.name}",
+                             "the datagram was refused as too large (EMSGSIZE)")
+                return
             if session.out_train is not None:
                 # A large frame goes out in slices spread over part of the frame interval, so
                 # a receiver's socket buffer (Linux default ~200 KB) is not overrun by a burst.
@@ -423,53 +535,69 @@ class Streamer(threading.Thread):
         session.frames_sent += 1
         session.packets_sent += train.count
         session.octets_sent += train.payload_octets
-        return True
 
-    def _send_slice(self, session: StreamSession) -> None:
-        """Stamp and send the next UDP_BURST packets of the frame in progress."""
-        train = session.out_train
+    def _send_slice(self, session: StreamSession) -> bool:
+        """Stamp and send the next UDP_BURST packets of the frame in progress; False when the
+        kernel refused a packet as too large for a datagram (the frame is lost)."""
+        train, dest = session.out_train, session.udp_dest
+        if train is None or dest is None:
+            return True
         start = session.out_next
         end = min(start + UDP_BURST, train.count)
-        dest = session.udp_dest
+        sock = session.rtp_sock or self.rtp_sock
         buf = train.stamp(session.out_seq, session.out_ts, session.ssrc, start, end)
-        if not (self.gso and end - start > 1 and train.uniform and self._send_segmented(buf, train.segment, dest)):
-            sendto = self.rtp_sock.sendto
+        fitted = True
+        if not (self.gso and end - start > 1 and train.uniform
+                and self._send_segmented(buf, train.segment, dest, sock)):
+            sendto = sock.sendto
             for packet in train.packets(buf, start):
                 try:
                     sendto(packet, dest)
                 except OSError as exc:
-                    log.debug("session %s: RTP send to %s failed: %s", session.id, dest, exc)
+                    if exc.errno == errno.EMSGSIZE:
+                        fitted = False
+                    self._send_failed(exc, dest)
         if end >= train.count:
             session.out_train = None
         session.out_next = end
+        return fitted
 
-    def _send_segmented(self, buf: bytearray, segment: int, dest) -> bool:
+    def _send_segmented(self, buf: bytearray, segment: int, dest, sock: socket.socket) -> bool:
         """Send a stamped run of equal-size packets (the last may be shorter) with one sendmsg
         per GSO_MAX_SEGMENTS via UDP GSO (Linux UDP_SEGMENT): the kernel cuts the buffer into
         datagrams of `segment` octets, one system call per slice instead of one per packet,
         which is most of what streaming costs.  False: not applicable here."""
+        if not sys.platform.startswith("linux"):  # (and mypy --platform win32 knows sendmsg is absent)
+            return False
         step = segment * max(1, min(GSO_MAX_SEGMENTS, GSO_MAX_BYTES // segment))
         control = [(socket.SOL_UDP, UDP_SEGMENT, _SEGMENT_SIZE.pack(segment))]
         view = memoryview(buf)
         for first in range(0, len(buf), step):
             try:
-                self.rtp_sock.sendmsg([view[first:first + step]], control, 0, dest)
+                sock.sendmsg([view[first:first + step]], control, 0, dest)
             except OSError as exc:
                 if exc.errno in (errno.EINVAL, errno.ENOPROTOOPT, errno.EOPNOTSUPP, errno.EIO) and first == 0:
                     log.info("UDP segmentation offload unavailable (%s): one send per packet", exc)
                     self.gso = False
                     return False
-                log.debug("RTP send to %s failed: %s", dest, exc)
+                self._send_failed(exc, dest)
         return True
+
+    def _send_failed(self, exc: OSError, dest) -> None:
+        """Count a failed RTP send; say so once per kind of error (the send path must stay quiet)."""
+        self.send_errors += 1
+        if exc.errno not in self._send_errnos:
+            self._send_errnos.add(exc.errno)
+            log.warning("RTP send to %s failed: %s (counted; said once per kind of error)", dest, exc)
 
     def _send_rtcp(self, session: StreamSession, data: bytes) -> None:
         if session.channel is not None:
             if session.send_interleaved is not None:
                 session.send_interleaved(InterleavedFrame(session.channel + 1, data).serialize())
-        elif session.rtcp_dest is not None:
+        elif session.rtcp_dest is not None and session.udp_dest is not None:
             host, port = session.udp_dest[0], session.rtcp_dest[1]
             try:
-                self.rtcp_sock.sendto(data, (host, port))
+                (session.rtcp_sock or self.rtcp_sock).sendto(data, (host, port))
             except OSError as exc:
                 log.debug("session %s: RTCP send failed: %s", session.id, exc)
 
@@ -495,7 +623,7 @@ class Streamer(threading.Thread):
         limit = self.session_timeout
         now = time.monotonic()
         with self._lock:
-            idle = [s for s in self._sessions.values() if not s.lab and now - s.last_activity > limit]
+            idle = [s for s in self._sessions.values() if not s.lab and s.members is None and now - s.last_activity > limit]
             for key in [k for k, (_, until) in self._ended_routes.items() if until < now]:
                 del self._ended_routes[key]
         for session in idle:

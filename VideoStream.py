@@ -6,16 +6,20 @@ Two layouts are detected by content, not by file name:
   lab's ``movie.Mjpeg``), so a frame is at most 99,999 bytes.
 * ``jpeg-concat``: JPEG files back to back, as ``ffmpeg -f mjpeg`` writes them.
 
-The whole file is indexed when it is opened: frame offsets (random access for seeking),
-frame count, width/height from the first frame's SOF, and the list of frames RFC 2435
-cannot carry (progressive, 12-bit, unsupported sampling, > 2040 px, ...), so that a
-server can refuse or warn up front instead of failing halfway through a stream.
+A file over 32 MB is memory-mapped, not read: a 1 GB movie costs page cache the kernel
+can reclaim, not 1 GB of heap, and ``frame(i)`` copies only that frame.  Opening indexes the
+frame offsets (random access for seeking), the frame count and width/height from the
+first frame's SOF.  Whether RFC 2435 can carry a frame (progressive, 12-bit, unsupported
+sampling, > 2040 px, ...) is checked per frame when asked (``info(i)``, ``reason(i)``),
+or for all frames at once by ``problems``.
 """
 
 from __future__ import annotations
 
 import logging
+import mmap
 import os
+import sys
 from typing import Iterable
 
 from RtpJpeg import JpegError, JpegInfo, find_jpeg_end, parse_jpeg
@@ -29,6 +33,7 @@ FORMAT_CONCAT = "jpeg-concat"
 DEFAULT_FPS = 20.0          # the lab's server sends a frame every 50 ms
 _LAB_DIGITS = 5
 _SOI = b"\xff\xd8"
+MMAP_THRESHOLD = 32 << 20   # larger files are memory-mapped instead of read
 
 
 class VideoStream:
@@ -44,43 +49,45 @@ class VideoStream:
             raise ValueError(f"frame rate must be positive, got {fps!r}")
         self.fps = float(fps) if fps is not None else DEFAULT_FPS
         with open(self.filename, "rb") as f:
-            self._data = f.read()
+            size = os.fstat(f.fileno()).st_size
+            if not size:
+                raise ValueError(f"{self.filename}: empty file, no JPEG frames")
+            if size > MMAP_THRESHOLD:
+                # ACCESS_READ on every platform (Windows too); the mapping outlives the file
+                # object (and holds a descriptor of its own, hence only for large files)
+                self._data: bytes | mmap.mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            else:
+                self._data = f.read()
         data = self._data
-        if not data:
-            raise ValueError(f"{self.filename}: empty file, no JPEG frames")
-        if data[:_LAB_DIGITS].isdigit() and data[_LAB_DIGITS:_LAB_DIGITS + 2] == _SOI:
-            self.format = FORMAT_LAB
-            self._index = self._index_lab(data)
-        elif data[:2] == _SOI:
-            self.format = FORMAT_CONCAT
-            self._index = self._index_concat(data)
-        else:
-            raise ValueError(f"{self.filename}: neither a lab .Mjpeg (5-digit frame lengths) nor "
-                             f"concatenated JPEG (starts with {data[:8].hex(' ')})")
-        if not self._index:
-            raise ValueError(f"{self.filename}: no complete JPEG frame")
+        try:
+            if data[:_LAB_DIGITS].isdigit() and data[_LAB_DIGITS:_LAB_DIGITS + 2] == _SOI:
+                self.format = FORMAT_LAB
+                self._index = self._index_lab(data)
+            elif data[:2] == _SOI:
+                self.format = FORMAT_CONCAT
+                self._index = self._index_concat(data)
+            else:
+                raise ValueError(f"{self.filename}: neither a lab .Mjpeg (5-digit frame lengths) nor "
+                                 f"concatenated JPEG (starts with {data[:8].hex(' ')})")
+            if not self._index:
+                raise ValueError(f"{self.filename}: no complete JPEG frame")
+        except ValueError:
+            self.close()
+            raise
         self.frame_count = len(self._index)
-        self.problems: list[tuple[int, str]] = []
-        self._info: list[JpegInfo | None] = []
-        for number, (start, end) in enumerate(self._index):
-            try:
-                self._info.append(parse_jpeg(data[start:end]))
-            except JpegError as exc:
-                self._info.append(None)
-                self.problems.append((number, exc.reason))
-        first = next((info for info in self._info if info is not None), None)
+        self._checked: dict[int, bool | str] = {}  # frame -> True (carriable) or why not
+        self._problems: list[tuple[int, str]] | None = None
+        first = self.info(0)
         if first is not None:
             self.width, self.height = first.width, first.height
         else:
-            self.width, self.height = _sof_size(data[self._index[0][0]:self._index[0][1]])
-        if self.problems:
-            log.warning("%s: %d of %d frames cannot be sent as RFC 2435 (first: frame %d: %s)",
-                        self.filename, len(self.problems), self.frame_count, *self.problems[0])
+            self.width, self.height = _sof_size(self.frame(0))
         self._next = 0
 
-    def _index_lab(self, data: bytes) -> list[tuple[int, int]]:
+    def _index_lab(self, data: bytes | mmap.mmap) -> list[tuple[int, int]]:
         """Offsets of frames in the lab format: 5 ASCII digits of length, then the frame."""
-        index, pos, n = [], 0, len(data)
+        index: list[tuple[int, int]] = []
+        pos, n = 0, len(data)
         while pos < n:
             digits = data[pos:pos + _LAB_DIGITS]
             if len(digits) < _LAB_DIGITS or not digits.isdigit():
@@ -99,9 +106,10 @@ class VideoStream:
             pos = start + length
         return index
 
-    def _index_concat(self, data: bytes) -> list[tuple[int, int]]:
+    def _index_concat(self, data: bytes | mmap.mmap) -> list[tuple[int, int]]:
         """Offsets of concatenated JPEG frames, found by walking each frame's markers."""
-        index, pos, n = [], 0, len(data)
+        index: list[tuple[int, int]] = []
+        pos, n = 0, len(data)
         while pos < n:
             try:
                 end = find_jpeg_end(data, pos)
@@ -128,9 +136,57 @@ class VideoStream:
         start, end = self._index[index]
         return self._data[start:end]
 
+    def size(self, index: int) -> int:
+        """Length in bytes of frame ``index`` (from the index: nothing is read)."""
+        start, end = self._index[index]
+        return end - start
+
+    def max_size(self) -> int:
+        """The largest frame's length in bytes."""
+        return max(end - start for start, end in self._index)
+
     def info(self, index: int) -> JpegInfo | None:
-        """parse_jpeg() of frame ``index`` from the open-time check; None if it is in problems."""
-        return self._info[index]
+        """parse_jpeg() of frame ``index``; None if RFC 2435 cannot carry the frame as it is
+        (``reason(index)`` says why)."""
+        if self._checked.get(index, True) is not True:
+            return None
+        try:
+            info = parse_jpeg(self.frame(index))
+        except JpegError as exc:
+            self._checked[index] = sys.intern(exc.reason)
+            return None
+        self._checked[index] = True
+        return info
+
+    def reason(self, index: int) -> str | None:
+        """Why RFC 2435 cannot carry frame ``index`` as it is, or None when it can (each frame
+        is parsed once; only the verdict is kept, a few bytes per frame)."""
+        checked = self._checked.get(index)
+        if checked is None:
+            self.info(index)
+            checked = self._checked[index]
+        return None if checked is True else checked  # type: ignore[return-value]
+
+    @property
+    def problems(self) -> list[tuple[int, str]]:
+        """(frame, reason) for every frame RFC 2435 cannot carry as it is (checks them all
+        the first time: for a tool or a test; the server checks frames as it sends them)."""
+        if self._problems is None:
+            found = [(i, self.reason(i)) for i in range(self.frame_count)]
+            self._problems = [(i, r) for i, r in found if r is not None]
+            if self._problems:
+                log.info("%s: %d of %d frames cannot be sent as RFC 2435 as they are (first: frame %d: %s)",
+                         self.filename, len(self._problems), self.frame_count, *self._problems[0])
+        return self._problems
+
+    def close(self) -> None:
+        """Unmap the file (frames can no longer be read)."""
+        data = getattr(self, "_data", None)
+        if isinstance(data, mmap.mmap):
+            try:
+                data.close()
+            except BufferError:
+                pass
 
     def frame_at(self, seconds: float) -> int:
         """Index of the frame shown at ``seconds`` (for RTSP Range seeks), clamped to the movie."""

@@ -12,7 +12,7 @@ import platform
 import statistics
 import sys
 import time
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Callable, Iterable
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH)
@@ -59,7 +59,7 @@ def best_of(fn: Callable[[int], None], number: int, repeat: int, budget: float =
     return best
 
 
-def percentile(values: List[float], p: float) -> float:
+def percentile(values: list[float], p: float) -> float:
     """Nearest-rank percentile (p in 0..100) of a non-empty list."""
     ordered = sorted(values)
     if not ordered:
@@ -70,6 +70,8 @@ def percentile(values: List[float], p: float) -> float:
 
 def cpu_seconds(pid: int, system_only: bool = False) -> float:
     """utime + stime (or stime alone) of a process, all its threads, in seconds (proc(5) 14, 15)."""
+    if sys.platform != "linux":
+        raise SystemExit("this benchmark reads /proc: Linux only")
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
@@ -86,7 +88,7 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def emit(title: str, rows: List[Dict], columns: Iterable[str], as_json: bool, extra: Optional[Dict] = None) -> None:
+def emit(title: str, rows: list[dict], columns: Iterable[str], as_json: bool, extra: dict | None = None) -> None:
     """Print a small table (and optionally one JSON line)."""
     columns = list(columns)
     print(f"# {title}")
@@ -133,5 +135,5 @@ def movie_dir(width: int, height: int, frames: int, quality: int, name: str = "b
     return folder
 
 
-def mean(values: List[float]) -> float:
+def mean(values: list[float]) -> float:
     return statistics.fmean(values) if values else float("nan")

@@ -8,13 +8,13 @@ import selectors
 import subprocess
 import sys
 import time
-from typing import List, Optional
+
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 GST_PYTHON = "/usr/bin/python3"
 
 
-def _readline(proc: subprocess.Popen, timeout: float) -> Optional[str]:
+def _readline(proc: subprocess.Popen, timeout: float) -> str | None:
     """One stdout line of proc within timeout seconds (None on timeout or EOF)."""
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
@@ -69,7 +69,7 @@ class Server:
         self.pid = self.proc.pid
         self.url = f"rtsp://127.0.0.1:{self.port}/{self.path}"
 
-    def stats(self) -> Optional[dict]:
+    def stats(self) -> dict | None:
         if self.kind != "ours":
             return None
         self.proc.stdin.write("stats\n")
@@ -82,9 +82,9 @@ class Server:
         self.proc.stdin.flush()
         return json.loads(wait_for(self.proc, "[", 10))
 
-    def stop(self) -> List[str]:
+    def stop(self) -> list[str]:
         """Stop the server; returns any profile lines it printed."""
-        lines: List[str] = []
+        lines: list[str] = []
         try:
             if self.kind == "ours":
                 self.proc.stdin.write("quit\n")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Dict, Optional, Tuple
 
 
 class RtspReplyError(ValueError):
@@ -21,10 +20,10 @@ class Conn:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.cseq = 0
         self.buf = b""
-        self.session: Optional[str] = None
+        self.session: str | None = None
 
-    def request(self, method: str, url: str, headers: Optional[Dict[str, str]] = None
-                ) -> Tuple[int, Dict[str, str], bytes, float]:
+    def request(self, method: str, url: str, headers: dict[str, str] | None = None
+                ) -> tuple[int, dict[str, str], bytes, float]:
         """Send one request; (status, headers lower-cased, body, seconds from send to reply)."""
         self.cseq += 1
         lines = [f"{method} {url} RTSP/1.0", f"CSeq: {self.cseq}", "User-Agent: bench"]
@@ -48,7 +47,7 @@ class Conn:
             lines.append(f"Session: {self.session}")
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
 
-    def _read_reply(self) -> Tuple[int, Dict[str, str], bytes]:
+    def _read_reply(self) -> tuple[int, dict[str, str], bytes]:
         while True:
             # skip interleaved frames ('$', channel, length) if any
             while self.buf[:1] == b"$":
@@ -61,7 +60,7 @@ class Conn:
             end = self.buf.find(b"\r\n\r\n")
             if end >= 0:
                 head = self.buf[:end].decode("latin-1").split("\r\n")
-                hdrs: Dict[str, str] = {}
+                hdrs: dict[str, str] = {}
                 for line in head[1:]:
                     k, _, v = line.partition(":")
                     hdrs[k.strip().lower()] = v.strip()
@@ -85,7 +84,7 @@ class Conn:
             pass
 
 
-def control_url(base_url: str, sdp: bytes, content_base: Optional[str]) -> str:
+def control_url(base_url: str, sdp: bytes, content_base: str | None) -> str:
     """The media's SETUP URL from the SDP a=control (RFC 2326 C.1.1), relative to Content-Base."""
     control = None
     in_media = False
@@ -103,7 +102,7 @@ def control_url(base_url: str, sdp: bytes, content_base: Optional[str]) -> str:
     return base.rstrip("/") + "/" + control
 
 
-def udp_pair(host: str = "127.0.0.1", rcvbuf: int = 0) -> Tuple[socket.socket, socket.socket]:
+def udp_pair(host: str = "127.0.0.1", rcvbuf: int = 0) -> tuple[socket.socket, socket.socket]:
     """An even RTP port and the odd RTCP port above it (RFC 3550 11)."""
     for _ in range(200):
         rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

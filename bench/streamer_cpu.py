@@ -91,6 +91,8 @@ def measure(media: MediaLibrary, sessions: int, seconds: float, profile: list = 
             if not together:
                 time.sleep(interval / sessions)
         time.sleep(1.0)  # steady state
+        if sys.platform != "linux" or streamer.ident is None:
+            raise SystemExit("this benchmark reads a thread's CPU clock: Linux only")
         clock = time.pthread_getcpuclockid(streamer.ident)
         frames0 = sum(s.frames_sent for s in all_sessions)
         skipped0 = sum(s.frames_skipped for s in all_sessions)

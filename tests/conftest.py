@@ -10,9 +10,14 @@ from pathlib import Path
 
 import pytest
 
+# The one place the test path is set: the modules under test, these helpers (media.py,
+# rtsp_tools.py, ...), and after them the tools and benchmarks some tests drive.
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+for _extra in (ROOT / "tools", ROOT / "bench"):
+    if str(_extra) not in sys.path:
+        sys.path.append(str(_extra))
 
 from MediaLibrary import MediaLibrary  # noqa: E402
 from Server import RtspServer  # noqa: E402
@@ -25,7 +30,8 @@ class RunningServer:
     """An RtspServer on 127.0.0.1:<free port> in a thread of this process."""
 
     def __init__(self, media_dir, host="127.0.0.1", **config):
-        media = MediaLibrary(media_dir, fps=config.pop("fps", None), payload_size=config.pop("payload_size", 1400))
+        media = MediaLibrary(media_dir, fps=config.pop("fps", None), payload_size=config.pop("payload_size", 1400),
+                             **{k: config.pop(k) for k in ("lab_max_frame",) if k in config})
         self.config = ServerConfig(media=media, **config)
         self.server = RtspServer(host, 0, self.config)
         self.port = self.server.port

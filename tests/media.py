@@ -9,20 +9,16 @@ from __future__ import annotations
 import io
 import os
 import random
-import sys
 
 from PIL import Image
+
+import make_movie  # tools/, on the path from conftest.py
+from capture_rtp import read_records  # noqa: F401  (re-exported for tests)
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS)
 FIXTURES = os.path.join(TESTS, "fixtures")
 MOVIE = os.path.join(REPO, "movie.Mjpeg")
-for _path in (REPO, os.path.join(REPO, "tools")):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
-
-import make_movie  # noqa: E402
-from capture_rtp import read_records  # noqa: E402,F401  (re-exported for tests)
 
 SUBSAMPLING = {"420": 2, "422": 1, "444": 0}
 
@@ -73,3 +69,29 @@ def write_movie(path, frames: list[bytes]) -> str:
     from VideoStream import write_mjpeg
     write_mjpeg(path, frames)
     return os.fspath(path)
+
+
+# Movies RFC 2435 cannot carry as they are (the server re-encodes their frames): Pillow
+# options per kind, applied to the sample scene (mode "L" first for grayscale).
+UNCARRIABLE = {
+    "444": {"quality": 80, "subsampling": 0},                    # the course hand-out's movie.Mjpeg
+    "422-optimized": {"quality": 80, "subsampling": 1, "optimize": True},
+    "optimized": {"quality": 85, "optimize": True},               # what ffmpeg/OpenCV usually write
+    "progressive": {"quality": 80, "progressive": True},
+    "grayscale": {"quality": 80, "mode": "L"},
+}
+
+
+def uncarriable_frames(kind: str, count: int, size: tuple[int, int] = (384, 288)) -> list[bytes]:
+    """``count`` frames of the sample scene encoded the way ``kind`` of UNCARRIABLE says."""
+    options = dict(UNCARRIABLE[kind])
+    mode = options.pop("mode", "RGB")
+    background = make_movie._background(size)
+    return [pillow_jpeg(make_movie.render_frame(i, size, count, background).convert(mode), **options)
+            for i in range(count)]
+
+
+def psnr(reference: bytes, test: bytes, mode: str = "RGB") -> dict[str, float]:
+    """PSNR (dB) of decoded ``test`` against decoded ``reference``, per band and "all"."""
+    from JpegConvert import psnr as image_psnr
+    return image_psnr(decode(reference), decode(test), mode)

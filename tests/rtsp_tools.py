@@ -8,6 +8,33 @@ from RtpPacket import RtpPacket
 from RtspMessage import Headers, InterleavedFrame, Request, Response, RtspParser
 
 
+def wait_for(cond, timeout: float, what: str, step=None) -> None:
+    """Return once ``cond()`` is true; fail naming ``what`` after ``timeout`` seconds.
+
+    ``step()`` runs between checks (e.g. draining a queue); by default a 20 ms sleep."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        if step is None:
+            time.sleep(0.02)
+        else:
+            step()
+
+
+def wait_settled(count, quiet: float, timeout: float, what: str) -> int:
+    """Wait until ``count()`` has not changed for ``quiet`` seconds (what was in flight has
+    landed), at most ``timeout`` seconds; returns the settled count."""
+    deadline = time.monotonic() + timeout
+    value, since = count(), time.monotonic()
+    while time.monotonic() - since < quiet:
+        assert time.monotonic() < deadline, f"{what} kept changing for {timeout} s"
+        time.sleep(0.01)
+        now_value = count()
+        if now_value != value:
+            value, since = now_value, time.monotonic()
+    return value
+
+
 class RtspConn:
     """A scripted RTSP client connection (CSeq counted automatically)."""
 

@@ -17,7 +17,8 @@ CASES = [
     ("rtsp_latency.py", "Figure 4", 120),
     ("client_display.py", "Figure 5", 120),
     ("memory.py", "Figure 6", 120),
-    ("player_cpu.py", "Figure 7", 120),
+    ("convert.py", "Figure 7a", 180),
+    ("player_cpu.py", "Figure 8", 120),
 ]
 
 

@@ -9,26 +9,24 @@ line, and gst-rtsp-server with Digest and with Basic.
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from PIL import Image
+
+import ClientLauncher
+from media import pixels
+from ReceiveEngine import ClientError, EventKind, ReceiveEngine
+from RtspAuth import Authenticator, UserDatabase, digest_response, ha1, parse_authorization
+from RtspClient import RtspClientProtocol, describe_failure
+from RtspMessage import Request, RtspParser
+from VideoStream import VideoStream
+from test_client_peers import gst_server  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import ClientLauncher  # noqa: E402
-from ReceiveEngine import ClientError, EventKind, ReceiveEngine  # noqa: E402
-from RtspAuth import Authenticator, UserDatabase, digest_response, ha1, parse_authorization  # noqa: E402
-from RtspClient import RtspClientProtocol, describe_failure  # noqa: E402
-from RtspMessage import Request, RtspParser  # noqa: E402
-from VideoStream import VideoStream  # noqa: E402
-from test_client_peers import gst_server  # noqa: E402,F401  (fixture)
 
 CLOCK = 1_700_000_000.0
 SECRET = b"k" * 32
@@ -138,10 +136,6 @@ def test_answers_gst_rtsp_server_challenges(wire, scheme):
 
 
 # --------------------------------------------------------------------------- end to end, our server
-
-def pixels(jpeg: bytes) -> bytes:
-    return Image.open(io.BytesIO(jpeg)).convert("RGB").tobytes()
-
 
 @pytest.mark.parametrize("how", ["url", "--user"])
 def test_player_with_credentials_plays_every_frame(start_server, tmp_path, capsys, how):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import queue
@@ -14,21 +13,17 @@ import time
 from pathlib import Path
 
 import pytest
-from PIL import Image
+
+import ClientLauncher
+from media import pixels
+from ReceiveEngine import ClientError, EventKind, ReceiveEngine
+from RtspClient import ClientState
+from VideoStream import VideoStream
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-import ClientLauncher  # noqa: E402
-from ReceiveEngine import ClientError, EventKind, ReceiveEngine  # noqa: E402
-from RtspClient import ClientState  # noqa: E402
-from VideoStream import VideoStream  # noqa: E402
 
 FPS = 100     # the server paces faster than the movie's 20 fps so the suite stays quick
-
-
-def pixels(jpeg: bytes) -> bytes:
-    return Image.open(io.BytesIO(jpeg)).convert("RGB").tobytes()
 
 
 @pytest.fixture(scope="module")

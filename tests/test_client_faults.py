@@ -8,7 +8,6 @@ within a second, with TEARDOWN sent, and no traceback on either side.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import shutil
@@ -19,24 +18,17 @@ import time
 from pathlib import Path
 
 import pytest
-from PIL import Image
+
+import fuzz_server
+from media import pixels
+from rtsp_tools import wait_for
+from VideoStream import VideoStream
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-import fuzz_server  # noqa: E402
-from VideoStream import VideoStream  # noqa: E402
 
 IDLE = 3.0          # the player's default --idle-timeout: silence that means the server is gone
-
-
-def wait_for(cond, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -65,10 +57,6 @@ def wait_playing(srv, frames: int = 10) -> None:
     """Until the server has streamed a few frames to the player (RTCP aside, the log is the truth)."""
     wait_for(lambda: " PLAY " in srv.text(), 15, "the player's PLAY")
     time.sleep(frames / 20)       # 20 fps: let `frames` frames go out before the fault
-
-
-def pixels(jpeg: bytes) -> bytes:
-    return Image.open(io.BytesIO(jpeg)).convert("RGB").tobytes()
 
 
 @pytest.mark.parametrize("fault,transport,within", [

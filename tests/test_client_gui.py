@@ -17,15 +17,15 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-tk = pytest.importorskip("tkinter")
+tk = pytest.importorskip("tkinter")  # before Client: a Python without Tk skips, saying why
 
 from Client import FIT_SLACK, Client, decode_for_view, fit_size  # noqa: E402
-from ReceiveEngine import Frame, ReceiveEngine  # noqa: E402
-from RtspClient import ClientState  # noqa: E402
-from VideoStream import VideoStream  # noqa: E402
+from ReceiveEngine import Frame, ReceiveEngine
+from RtspClient import ClientState
+from VideoStream import VideoStream
+
+ROOT = Path(__file__).resolve().parent.parent
+
 
 FPS = 50
 
@@ -106,14 +106,14 @@ def test_gui_plays_shows_pixels_stats_seek_close(display, start_server, tmp_path
         app.impair_var.set("loss=5%,seed=2")
         app.impair_apply.invoke()
         pump(root, lambda: app.stat_vars["lost"].get() not in ("0", "-"), what="loss after Apply")
-        pump(root, lambda: app.impair_status.get().startswith("truth: dropped"), what="truth shown")
+        pump(root, lambda: app.impair_status.get().startswith("the impairer (ground truth) dropped"), what="truth shown")
         app.apply_impairment("loss=5%%,seed=2")
         assert app.impair_status.get().startswith("error: loss=")          # a typo is reported
         app.apply_impairment("loss=5%,seed=2")
         # RTCP: RTT from the server's XR DLRR, the sender's counts beside ours, its wall clock.
         pump(root, lambda: app.stat_vars["rtt"].get().endswith(" ms"), timeout=15, what="RTT shown")
         assert float(app.stat_vars["rtt"].get().split()[0]) < 100
-        assert app.stat_vars["sender"].get().split(" / ")[1] != "-"
+        assert app.stat_vars["sender"].get().replace(",", "").isdigit()
         assert app.stat_vars["clock"].get().count(":") == 2
         # Screenshot of the playing window, once the plot has a few seconds of history.
         app.notebook.select(app.log_text)
@@ -150,7 +150,9 @@ def test_gui_plays_shows_pixels_stats_seek_close(display, start_server, tmp_path
         pump(root, lambda: app.shown_frame.index >= start, what="frames after seek")
         assert "Range: npt=6.000-" in app.log_text.get("1.0", "end")
         assert start <= app.shown_frame.index < start + eng.fps     # within a second of the target
-        # Space toggles pause.
+        # Space toggles pause (Tk delivers a generated key only to a window that has the focus).
+        app.view.focus_force()
+        root.update()
         root.event_generate("<space>")
         pump(root, lambda: not app.busy and eng.state is ClientState.READY, what="space = pause")
         root.event_generate("<space>")
@@ -158,14 +160,15 @@ def test_gui_plays_shows_pixels_stats_seek_close(display, start_server, tmp_path
         # Close window, keep watching: paused, then playing again.
         asked = []
         app.ask_quit = lambda: asked.append(eng.state) and False    # answer "keep watching"
-        app.on_close()
+        app.on_close()                                              # PAUSE on a worker, then ask
+        pump(root, lambda: asked, what="quit? asked")
         assert asked == [ClientState.READY]                         # asked while paused
         pump(root, lambda: not app.busy and eng.state is ClientState.PLAYING, what="keep watching")
         assert not app.closed
         # TEARDOWN ends the session and closes the window.
         app.teardown()
         pump(root, lambda: app.closed, what="TEARDOWN closes")
-        assert eng.state is ClientState.INIT
+        assert eng.state is ClientState.INIT              # the TEARDOWN reply came back
         assert eng.rtsp_sock is None
     finally:
         if not app.closed:

@@ -4,30 +4,24 @@ pixel-equal to the source; the lab dialect (a whole JPEG per packet) plays too."
 
 from __future__ import annotations
 
-import io
 import queue
 import socket
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from PIL import Image
+
+from media import pixels
+from ReceiveEngine import EventKind, ReceiveEngine
+from RtpJpeg import packetize
+from RtpPacket import RtpPacket
+from VideoStream import VideoStream
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from ReceiveEngine import EventKind, ReceiveEngine  # noqa: E402
-from RtpJpeg import packetize  # noqa: E402
-from RtpPacket import RtpPacket  # noqa: E402
-from VideoStream import VideoStream  # noqa: E402
 
 SDP = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=t\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video 0 RTP/AVP 26\r\n" \
       "a=rtpmap:26 JPEG/90000\r\na=framerate:25\r\n"
-
-
-def pixels(jpeg: bytes) -> bytes:
-    return Image.open(io.BytesIO(jpeg)).convert("RGB").tobytes()
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,10 @@ Replies are the GStreamer RTSP server's, byte for byte (shared/reference/rtsp-di
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from RtspClient import (ClientState, RtspClientProtocol, describe_failure, make_url, parse_rtsp_url,  # noqa: E402
+from RtspClient import (ClientState, Dialect, RtspClientProtocol, describe_failure,
+                        make_url, parse_rtsp_url,
                         parse_sdp_info)
 
 URL = "rtsp://127.0.0.1:26010/movie.Mjpeg"
@@ -196,3 +192,101 @@ GST_SDP = ("v=0\r\no=- 3289055060792802258 1 IN IP4 127.0.0.1\r\ns=Session strea
 def test_sdp_info_via_sdp_module(text, expected):
     info = parse_sdp_info(text)
     assert {k: getattr(info, k) for k in expected} == expected
+
+
+# -- the lab dialect (the course hand-out's form) ----------------------------------------------
+
+def lab_protocol() -> RtspClientProtocol:
+    return RtspClientProtocol("rtsp://127.0.0.1:2048/movie.Mjpeg", dialect=Dialect.LAB)
+
+
+def test_lab_requests_on_the_wire():
+    """Exactly what the hand-out client sends: three LF lines, no blank line, fields by position."""
+    p = lab_protocol()
+    assert p.setup("RTP/UDP; client_port= 25000")[1] == \
+        b"SETUP movie.Mjpeg RTSP/1.0\nCSeq: 1\nTransport: RTP/UDP; client_port= 25000"
+    p.feed(b"RTSP/1.0 200 OK\nCSeq: 1\nSession: 123456")
+    p.finish_unterminated()
+    assert p.play(3.0)[1] == b"PLAY movie.Mjpeg RTSP/1.0\nCSeq: 2\nSession: 123456"     # no Range
+    assert p.pause()[1] == b"PAUSE movie.Mjpeg RTSP/1.0\nCSeq: 3\nSession: 123456"
+    assert p.teardown()[1] == b"TEARDOWN movie.Mjpeg RTSP/1.0\nCSeq: 4\nSession: 123456"
+    assert not p.keepalive_due(1e9)                  # lab servers know no keepalive
+    with pytest.raises(ValueError, match="no DESCRIBE"):
+        p.describe()
+
+
+def test_lab_request_before_setup_sends_session_0():
+    p = lab_protocol()
+    assert p.play()[1] == b"PLAY movie.Mjpeg RTSP/1.0\nCSeq: 1\nSession: 0"   # as the hand-out does
+
+
+# (reply bytes, as fed, split into reads) -> (status, session) of the one reply; None: no end
+LAB_REPLIES = [
+    ("hand-out: no end at all", [b"RTSP/1.0 200 OK\nCSeq: 1\nSession: 123456"], None),
+    ("hand-out, byte by byte", [bytes([c]) for c in b"RTSP/1.0 200 OK\nCSeq: 1\nSession: 654321"], None),
+    ("final LF only", [b"RTSP/1.0 200 OK\nCSeq: 1\nSession: 123456\n"], None),
+    ("blank line", [b"RTSP/1.0 200 OK\nCSeq: 1\nSession: 123456\n\n"], (200, "123456")),
+    ("CRLF, no end", [b"RTSP/1.0 200 OK\r\nCSeq: 1\r\nSession: 123456"], None),
+    ("CRLF and a blank line", [b"RTSP/1.0 200 OK\r\nCSeq: 1\r\nSession: 123456\r\n\r\n"], (200, "123456")),
+    ("mixed ends, spacing", [b"RTSP/1.0 200 OK\nCSeq:1\r\nSession :  77;timeout=60"], None),
+    ("reason phrase missing", [b"RTSP/1.0 200\nCSeq: 1\nSession: 5"], None),
+    ("split in the session", [b"RTSP/1.0 200 OK\nCSeq: 1\nSess", b"ion: 42"], None),
+]
+
+
+@pytest.mark.parametrize("name,reads,complete", LAB_REPLIES, ids=[r[0] for r in LAB_REPLIES])
+def test_lab_replies_parsed_tolerantly(name, reads, complete):
+    p = lab_protocol()
+    p.setup("RTP/UDP; client_port= 25000")
+    replies = []
+    for data in reads:
+        replies += p.feed(data).replies
+    if complete is None:
+        assert replies == [] and p.unterminated      # the caller waits for silence, then:
+        replies = p.finish_unterminated().replies
+        assert p.lab_form_replies == 1
+    assert len(replies) == 1 and replies[0].ok and not p.unterminated
+    assert p.state is ClientState.READY
+    expected_session = {"mixed ends, spacing": "77", "reason phrase missing": "5",
+                        "split in the session": "42", "hand-out, byte by byte": "654321"}.get(name, "123456")
+    assert p.session_id == expected_session
+    assert p.play()[1].endswith(f"\nSession: {expected_session}".encode())
+
+
+def test_lab_replies_back_to_back_and_wrong_cseq():
+    p = lab_protocol()
+    p.setup("RTP/UDP; client_port= 25000")
+    # a reply ends where the next one starts (no blank line between them)
+    ev = p.feed(b"RTSP/1.0 200 OK\nCSeq: 1\nSession: 11")
+    assert ev.replies == []
+    p.finish_unterminated()
+    p.play()
+    ev = p.feed(b"RTSP/1.0 200 OK\nCSeq: 7\nSession: 11")      # a wrong CSeq: the only request out
+    ev = p.finish_unterminated()
+    assert ev.replies[0].request.method == "PLAY" and p.state is ClientState.PLAYING
+    p.pause()
+    ev = p.feed(b"RTSP/1.0 454 Session Not Found\nCSeq: 3\nSession: 11")
+    ev = p.finish_unterminated()
+    assert not ev.replies[0].ok and ev.replies[0].response.status == 454 and p.state is ClientState.PLAYING
+
+
+def test_lab_junk_before_reply_and_two_replies_in_one_read():
+    p = lab_protocol()
+    p.setup("RTP/UDP; client_port= 25000")
+    p.play()
+    ev = p.feed(b"hello\nRTSP/1.0 200 OK\nCSeq: 1\nSession: 9\nRTSP/1.0 200 OK\nCSeq: 2\nSession: 9")
+    assert [r.request.method for r in ev.replies] == ["SETUP"]
+    assert [r.request.method for r in p.finish_unterminated().replies] == ["PLAY"]
+    assert p.state is ClientState.PLAYING
+
+
+def test_rtsp_dialect_finishes_a_lab_form_reply_and_flags_it():
+    """A lab server that answers our OPTIONS in its form: the reply completes after silence and
+    is flagged, so the engine switches dialect."""
+    p = RtspClientProtocol("rtsp://127.0.0.1:2048/movie.Mjpeg")
+    p.options()
+    assert p.feed(b"RTSP/1.0 200 OK\nCSeq: 1\nSession: 0").replies == [] and p.unterminated
+    assert p.finish_unterminated().replies[0].ok and p.lab_form_replies == 1
+    p.use_lab()
+    assert p.dialect is Dialect.LAB and p.cseq == 0 and p.state is ClientState.INIT
+    assert p.setup("RTP/UDP; client_port= 5008")[1].startswith(b"SETUP movie.Mjpeg RTSP/1.0\nCSeq: 1\n")

@@ -12,27 +12,25 @@ from __future__ import annotations
 
 import os
 import struct
-import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-TESTS = Path(__file__).resolve().parent
-sys.path.insert(0, str(TESTS.parent))
-sys.path.insert(0, str(TESTS))
-
-from MediaLibrary import MediaLibrary  # noqa: E402
-from RtcpPacket import RtcpError, parse_compound  # noqa: E402
-from RtpJpeg import JpegDepacketizer, JpegError, parse_payload  # noqa: E402
-from RtpPacket import RtpPacket  # noqa: E402
-from RtspAuth import AuthError, Authenticator, UserDatabase, answer_challenge, parse_challenges  # noqa: E402
-from RtspClient import RtspClientProtocol  # noqa: E402
-from RtspHeaders import Transport, parse_range, parse_rtp_info, parse_session, split_url  # noqa: E402
-from RtspMessage import (  # noqa: E402
+from MediaLibrary import MediaLibrary
+from RtcpPacket import RtcpError, parse_compound
+from RtpJpeg import JpegDepacketizer, JpegError, parse_payload
+from RtpPacket import RtpPacket
+from RtspAuth import AuthError, Authenticator, UserDatabase, answer_challenge, parse_challenges
+from RtspClient import RtspClientProtocol
+from RtspHeaders import Transport, parse_range, parse_rtp_info, parse_session, split_url
+from RtspMessage import (
     InterleavedFrame, MessageError, Request, Response, RtspError, RtspParser, parse_message,
 )
-from Sdp import SdpError, movie_sdp, parse_sdp  # noqa: E402
+from Sdp import SdpError, movie_sdp, parse_sdp
+
+TESTS = Path(__file__).resolve().parent
+
 
 # Accidents: never acceptable, even when they subclass an allowed type (UnicodeDecodeError
 # is a ValueError).

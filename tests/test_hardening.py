@@ -15,13 +15,12 @@ from pathlib import Path
 
 import pytest
 
+import fuzz_server
+from rtsp_tools import RtpReceiver, RtspConn
+
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
-sys.path.insert(0, str(ROOT / "bench"))
-sys.path.insert(0, str(TESTS))
 
-import fuzz_server  # noqa: E402
-from rtsp_tools import RtpReceiver, RtspConn  # noqa: E402
 
 CYCLES = int(os.environ.get("HARDENING_CYCLES", "1000"))  # the 1,000 (about 2 s each)
 LATENCY = 0.050

@@ -4,16 +4,14 @@ Every frame the real program reassembles is compared with the source frame by it
 decoded pixels; counts must equal the movie's frame count exactly.
 """
 
-import io
 import logging
 import shutil
 import subprocess
 
 import pytest
-from PIL import Image
 
 from conftest import MOVIE
-from media import noise_jpeg, scene_jpeg
+from media import noise_jpeg, pixels, scene_jpeg
 from RtpJpeg import find_jpeg_end
 from VideoStream import VideoStream, write_mjpeg
 
@@ -24,10 +22,6 @@ need_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg not installed (t
 need_gst = pytest.mark.skipif(GST is None, reason="gst-launch-1.0 not installed (tools/test.sh installs it)")
 
 FAST_FPS = 100  # the 500-frame movie in 5 s instead of 25
-
-
-def pixels(jpeg):
-    return Image.open(io.BytesIO(jpeg)).convert("RGB").tobytes()
 
 
 def split_jpegs(data):
@@ -147,3 +141,91 @@ def test_gstreamer_plays_frames_over_64k(start_server, big_movie, tmp_path, prot
     assert result.returncode == 0, result.stderr
     files = sorted(tmp_path.glob("f*.jpg"))
     assert_same_frames([f.read_bytes() for f in files], VideoStream(big_movie / "big.Mjpeg"))
+
+
+# --------------------------------------------------------------------------- movies RFC 2435 cannot carry
+# The server re-encodes their frames (JpegConvert.to_rfc2435); real clients must decode every frame
+# and see the source picture: luma PSNR >= 35 dB for every kind, and the whole RGB picture >= 35 dB
+# where the chroma resolution is unchanged (a 4:4:4 source loses half of it to 4:2:0: RGB ~30 dB here).
+CONVERTED_FRAMES = 40
+CONVERTED_FPS = 50
+
+
+@pytest.fixture(scope="module")
+def uncarriable_movies(tmp_path_factory):
+    from media import UNCARRIABLE, uncarriable_frames
+    folder = tmp_path_factory.mktemp("uncarriable")
+    frames = {}
+    for kind in UNCARRIABLE:
+        frames[kind] = uncarriable_frames(kind, CONVERTED_FRAMES)
+        write_mjpeg(folder / f"{kind}.Mjpeg", frames[kind])
+    return folder, frames
+
+
+def assert_close_to_source(received, source, kind):
+    from media import psnr
+    assert len(received) == len(source), f"{kind}: {len(received)} of {len(source)} frames decoded"
+    for index, (got, want) in enumerate(zip(received, source)):
+        Image.open(io.BytesIO(got)).load()  # decodes
+        luma = psnr(want, got, "YCbCr")["Y"]
+        assert luma >= 35, f"{kind} frame {index}: luma PSNR {luma:.1f} dB"
+        if kind != "444":
+            rgb = psnr(want, got)["all"]
+            assert rgb >= 35, f"{kind} frame {index}: RGB PSNR {rgb:.1f} dB"
+
+
+KINDS = ["444", "422-optimized", "optimized", "progressive", "grayscale"]
+
+
+@need_ffmpeg
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_ffmpeg_plays_converted_movies(start_server, uncarriable_movies, tmp_path, kind, transport):
+    folder, frames = uncarriable_movies
+    srv = start_server(folder, fps=CONVERTED_FPS)
+    out = tmp_path / "got.mjpeg"
+    result = ffmpeg_copy(srv.url(f"{kind}.Mjpeg"), transport, out)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "", f"ffmpeg reported: {result.stderr}"
+    assert_close_to_source(split_jpegs(out.read_bytes()), frames[kind], kind)
+
+
+@need_gst
+@pytest.mark.parametrize("protocol", ["udp", "tcp"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_gstreamer_plays_converted_movies(start_server, uncarriable_movies, tmp_path, kind, protocol):
+    folder, frames = uncarriable_movies
+    srv = start_server(folder, fps=CONVERTED_FPS)
+    result = gst_copy(srv.url(f"{kind}.Mjpeg"), protocol, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "ERROR" not in result.stderr and "WARN" not in result.stderr, result.stderr
+    assert_close_to_source([f.read_bytes() for f in sorted(tmp_path.glob("f*.jpg"))], frames[kind], kind)
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_our_player_plays_converted_movies(start_server, uncarriable_movies, tmp_path, kind, transport):
+    import json
+    import ClientLauncher
+    folder, frames = uncarriable_movies
+    srv = start_server(folder, fps=CONVERTED_FPS)
+    save, stats = tmp_path / "copy.Mjpeg", tmp_path / "stats.json"
+    rc = ClientLauncher.main([srv.url(f"{kind}.Mjpeg"), "--headless", "--transport", transport,
+                              "--save", str(save), "--stats-json", str(stats), "--duration", "30"])
+    assert rc == 0
+    st = json.loads(stats.read_text())
+    assert st["frames_completed"] == CONVERTED_FRAMES and st["frames_dropped"] == 0, st
+    got = VideoStream(save)
+    assert_close_to_source([got.frame(i) for i in range(len(got))], frames[kind], kind)
+
+
+@need_ffmpeg
+def test_server_says_once_what_it_converted(start_server, uncarriable_movies, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="MediaLibrary")
+    folder, frames = uncarriable_movies
+    srv = start_server(folder, fps=100)
+    for _ in range(2):  # a second client: nothing said again
+        assert ffmpeg_copy(srv.url("progressive.Mjpeg"), "tcp", tmp_path / "got.mjpeg").returncode == 0
+    said = [r for r in caplog.records if "progressive.Mjpeg" in r.getMessage() and "re-encoded" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.INFO
+    assert "progressive JPEG" in said[0].getMessage()

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from RtcpPacket import (
-    COMPENSATION, App, Bye, PacketType, ReceiverReport, ReportBlock, RtcpError, SdesChunk,
+    COMPENSATION, App, Bye, ExtendedReport, PacketType, ReceiverReport, ReportBlock, RtcpError, SdesChunk,
     SdesType, SenderReport, SourceDescription, UnknownPacket, clamp_packets_lost,
     dlsr_from_seconds, ntp_from_unix, ntp_middle32, ntp_now, parse_compound,
     rtcp_deterministic_interval, rtcp_interval, rtt_seconds, serialize_compound,
-    unix_from_ntp, update_avg_rtcp_size,
+    unix_from_ntp, update_avg_rtcp_size, XrBlock, XrBlockType,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -382,7 +382,6 @@ def test_avg_rtcp_size_update():
 
 
 # --- RFC 3611 XR: RRTR / DLRR, the receive-only client's way to an RTT ----------------------
-from RtcpPacket import ExtendedReport, XrBlock, XrBlockType  # noqa: E402
 
 XR_CASES = [
     (  # RR (empty) + XR with an RRTR block: what our client sends

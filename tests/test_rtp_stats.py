@@ -288,3 +288,57 @@ def test_playback_stats_snapshot():
     ps.stop(2.0)
     assert ps.elapsed(10.0) == pytest.approx(2.0)
     assert "history" not in s.as_dict()
+
+
+# -- PacketDiagnosis: why packets make no frames -------------------------------------------------
+
+def _diagnose(packets, frames=0, drops=(), settled=True):
+    """packets: (seq, ts, marker, ssrc, whole_jpeg) headers; drops: (Unusable, detail)."""
+    from RtpStats import PacketDiagnosis
+    d = PacketDiagnosis()
+    for i, (seq, ts, marker, ssrc, whole) in enumerate(packets):
+        d.arrival("127.0.0.1:40000", float(i) * 0.05)
+        d.header(seq, ts, marker, ssrc, whole)
+    for kind, detail in drops:
+        d.arrival("127.0.0.1:40000", 0.0)
+        d.drop(kind, detail)
+    return d.line(frames, 10.0, "a frame had no packet with the marker bit", settled=settled)
+
+
+def test_diagnosis_lines():
+    from RtpStats import Unusable
+    good = [(i, i * 3600, True, 7, False) for i in range(30)]
+    assert _diagnose(good, frames=30) is None                      # nothing wrong
+    assert _diagnose([], drops=[]) is None                          # nothing arrived: not our line
+    line = _diagnose([], drops=[(Unusable.VERSION, "RTP version 0, not 2")] * 40)
+    assert line == ("40 RTP packets arrived from 127.0.0.1:40000 but none made a frame: "
+                    "RTP version 0, not 2, in all of them")
+    line = _diagnose([], drops=[(Unusable.PAYLOAD_TYPE, "payload type 96, not 26 (JPEG)")] * 5)
+    assert line.endswith("none made a frame: payload type 96, not 26 (JPEG), in all of them")
+    no_marker = [(i, (i // 4) * 3600, False, 7, False) for i in range(40)]
+    assert _diagnose(no_marker).endswith(
+        "none made a frame: the marker bit is never set (RFC 2435 marks each frame's last packet)")
+    constant = [(i, 1234, False, 7, False) for i in range(40)]
+    assert "the marker bit is never set and the timestamp never changes" in _diagnose(constant)
+    same_seq = [(1, i, False, 7, True) for i in range(40)]
+    assert _diagnose(same_seq).endswith("the sequence number does not advance (it stays 1)")
+    jumpy = [((i * 7919) % 65536, i, True, 7, True) for i in range(40)]
+    assert "the sequence numbers do not go up by one per packet (0, 7919, 15838, 23757, ...)" in _diagnose(jumpy)
+    ssrcs = [(i, i, False, 1000 + i, True) for i in range(1)]
+    line = _diagnose(ssrcs, drops=[(Unusable.SSRC, "x")] * 39)
+    assert "the SSRC changes from packet to packet" in line and "in 39 of them" in line
+    # few frames: half or more of the packets dropped
+    line = _diagnose(good, frames=30, drops=[(Unusable.NO_JPEG, "no JPEG in the payload")] * 40)
+    assert line.startswith("70 RTP packets arrived from 127.0.0.1:40000 but only 30 frames came of them: "
+                           "no JPEG in the payload, in 40 of them")
+    assert _diagnose(good, frames=30, drops=[(Unusable.NO_JPEG, "x")] * 10) is None   # a few bad ones
+
+
+def test_diagnosis_waits_two_seconds_unless_settled():
+    from RtpStats import DIAGNOSE_AFTER, PacketDiagnosis, Unusable
+    d = PacketDiagnosis()
+    d.arrival("h:1", 100.0)
+    d.drop(Unusable.VERSION, "RTP version 1, not 2")
+    assert d.line(0, 100.0 + DIAGNOSE_AFTER - 0.1) is None
+    assert d.line(0, 100.0 + DIAGNOSE_AFTER) is not None
+    assert d.line(0, 100.5, settled=True) is not None

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 import pytest
 from hypothesis import given, settings, strategies as st
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from RtspHeaders import (  # noqa: E402
+from RtspHeaders import (
     NptRange, RtpInfo, Transport, format_public, format_range, format_rtp_info,
     format_session, format_transport, join_url, parse_public, parse_range, parse_rtp_info,
-    parse_session, parse_transport, split_url,
+    parse_session, parse_transport, quote_string, split_param, split_quoted, split_url,
+    unquote_string,
 )
-from RtspClient import RtspClientProtocol, parse_sdp_info  # noqa: E402
-from RtspMessage import RtspError, Status  # noqa: E402
+from RtspClient import RtspClientProtocol, parse_sdp_info
+from RtspMessage import RtspError, Status
 
 T = Transport
 
@@ -336,3 +332,39 @@ def test_split_url_errors(url):
     with pytest.raises(RtspError) as exc:
         split_url(url)
     assert exc.value.status == 400
+
+
+# --------------------------------------------------------------------------- key=value tokens
+
+# (text, separator, pieces): the one tokenizer Transport, Session and RtspAuth share
+SPLITS_QUOTED = [
+    ('RTP/AVP;unicast;client_port=5000-5001', ";", ["RTP/AVP", "unicast", "client_port=5000-5001"]),
+    ('a="x;y";b', ";", ['a="x;y"', "b"]),
+    ('realm="a, b", nonce="n"', ",", ['realm="a, b"', ' nonce="n"']),
+    (r'realm="say \"hi\", ok", qop=auth', ",", [r'realm="say \"hi\", ok"', " qop=auth"]),
+    ("", ",", [""]),
+    ("a,,b", ",", ["a", "", "b"]),
+]
+
+
+@pytest.mark.parametrize("text,sep,pieces", SPLITS_QUOTED)
+def test_split_quoted(text, sep, pieces):
+    assert split_quoted(text, sep) == pieces
+    assert sep.join(pieces) == text
+
+
+@pytest.mark.parametrize("item,pair", [
+    ('Client_Port = "5000-5001"', ("client_port", "5000-5001")),
+    ("unicast", ("unicast", None)),
+    ("timeout=60", ("timeout", "60")),
+    ('mode="PLAY"', ("mode", "PLAY")),
+])
+def test_split_param(item, pair):
+    assert split_param(item) == pair
+
+
+@given(st.text(max_size=30))
+def test_quote_string_round_trip(value):
+    quoted = quote_string(value)
+    assert split_quoted(quoted + ",x", ",") == [quoted, "x"]
+    assert unquote_string(quoted) == value

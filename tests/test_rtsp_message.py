@@ -3,18 +3,17 @@ each fed whole, a byte at a time and in random splits; every limit; the lab dial
 
 from __future__ import annotations
 
-import os
-import sys
+import shutil
+import socket
+import subprocess
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from test_sdp import GST_SDP as GSTREAMER_SDP  # noqa: E402
-from RtspMessage import (  # noqa: E402
+from test_sdp import GST_SDP as GSTREAMER_SDP
+from RtspMessage import (
     BadRequest, Headers, InterleavedFrame, MessageError, Method, Request, Response, RtspError,
-    RtspParser, SessionNotFound, Status, parse_message,
+    RtspParser, Status, UnsupportedTransport, parse_message,
 )
 
 
@@ -391,7 +390,12 @@ def test_response_from_error_carries_status_cseq_and_headers():
     resp = Response.from_error(err, 12)
     assert resp.serialize() == (b"RTSP/1.0 501 Not Implemented\r\nCSeq: 12\r\n"
                                 b"Public: OPTIONS, DESCRIBE\r\n\r\n")
-    assert SessionNotFound("gone").status is Status.SESSION_NOT_FOUND
+    assert UnsupportedTransport("no").status is Status.UNSUPPORTED_TRANSPORT
+    challenges = RtspError(Status.UNAUTHORIZED, "who", [("WWW-Authenticate", 'Digest realm="r"'),
+                                                       ("WWW-Authenticate", 'Basic realm="r"')])
+    assert Response.from_error(challenges, 3).serialize() == (
+        b"RTSP/1.0 401 Unauthorized\r\nCSeq: 3\r\nWWW-Authenticate: Digest realm=\"r\"\r\n"
+        b"WWW-Authenticate: Basic realm=\"r\"\r\n\r\n")
     assert BadRequest().status == 400 and isinstance(BadRequest(), RtspError)
     assert Status.METHOD_NOT_VALID_IN_THIS_STATE.phrase == "Method Not Valid in This State"
 
@@ -455,7 +459,7 @@ def test_lab_request_random_splits(cuts, which):
     b"SETUP movie.Mjpeg RTSP/1.0\nCSeq: 1\r",  # CR: this client uses CRLF after all
     b"SETUP movie.Mjpeg RTSP/1.0\nCSeq: 1\r\n",
     b"ANNOUNCE movie.Mjpeg RTSP/1.0\nCSeq: 1\nContent-Length: 5\n",  # a body is due
-    b"SETUP movie.Mjpeg RTSP/2.0\nCSeq: 1\n",  # rejected message: not a request
+    b"SETUP movie.Mjpeg RTSP/2.0\r\nCSeq: 1\r\n",  # rejected CRLF message: its blank line may come
     b"RTSP/1.0 200 OK\nCSeq: 1\n",             # a response is never a request (server role)
 ])
 def test_not_unterminated(prefix):
@@ -463,6 +467,33 @@ def test_not_unterminated(prefix):
     parser.feed(prefix)
     assert not parser.has_unterminated_lf()
     assert parser.finish_unterminated() is None
+
+
+BROKEN_LAB_REQUESTS = [
+    # a common broken student form: the request line, CSeq and Transport lines all mangled
+    ("mangled-setup", b"SETUP f\n1\n RTSP/1.0 RTP/UDP 5000", 400, None),
+    ("no-uri", b"PLAY\n", 400, None),
+    ("bad-header", b"PLAY movie.Mjpeg RTSP/1.0\nCSeq: 4\nSession 123", None, None),  # may still end well
+    ("header-without-colon", b"PLAY movie.Mjpeg RTSP/1.0\nCSeq: 4\nnonsense\n", 400, 4),
+    ("version-2", b"SETUP movie.Mjpeg RTSP/2.0\nCSeq: 1\n", 505, 1),
+]
+
+
+@pytest.mark.parametrize("name,wire,status,cseq", BROKEN_LAB_REQUESTS, ids=[c[0] for c in BROKEN_LAB_REQUESTS])
+def test_broken_lab_request_is_finished_as_its_error(name, wire, status, cseq):
+    """A bare-LF request already known to be bad gets its error now, not at the request timeout."""
+    parser = RtspParser()
+    assert parser.feed(wire) == []
+    if status is None:  # 'Session 123' is an unfinished line, not yet an error
+        assert not isinstance(parser.finish_unterminated(), MessageError)
+        return
+    assert parser.has_unterminated_lf()
+    error = parser.finish_unterminated()
+    assert isinstance(error, MessageError) and int(error.error.status) == status and error.cseq == cseq
+    assert error.lf_only and parser.buffered == 0
+    # the connection goes on: the next (good) lab request parses
+    assert parser.feed(LAB_REQUESTS[1][1]) == []
+    assert parser.finish_unterminated().cseq == 2
 
 
 # --------------------------------------------------------------------------- limits & errors
@@ -681,15 +712,13 @@ def test_arbitrary_bytes_never_crash_and_memory_is_bounded(data, cuts, role):
         assert parser.buffered <= 65539
         parser.has_unterminated_lf()
     if parser.has_unterminated_lf():
-        assert isinstance(parser.finish_unterminated(), Request if role == "server"
-                          else (Request, Response))
+        finished = parser.finish_unterminated()  # a bad bare-LF message comes back as its error
+        assert isinstance(finished, (Request, MessageError) if role == "server"
+                          else (Request, Response, MessageError))
 
 
 # --------------------------------------------------------------------------- live peers
 
-import shutil  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
 
 _PEERS = {
     "ffmpeg": lambda url: ["ffmpeg", "-hide_banner", "-loglevel", "error", "-rtsp_transport",

@@ -5,15 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from RtspHeaders import NptRange, join_url  # noqa: E402
-from Sdp import SdpError, SessionDescription, movie_sdp, parse_sdp  # noqa: E402
+from RtspHeaders import NptRange, join_url
+from Sdp import SdpError, SessionDescription, movie_sdp, parse_sdp
 
 WIRE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wire")
 

@@ -12,16 +12,13 @@ import pytest
 from PIL import Image
 
 from conftest import MOVIE
+from media import pixels
 from RtpPacket import RtpPacket
 from RtspHeaders import Transport, parse_rtp_info, parse_session
 from rtsp_tools import RtpReceiver, RtspConn, frames_from_packets
 from VideoStream import VideoStream
 
 SOURCE = VideoStream(MOVIE)
-
-
-def pixels(jpeg):
-    return Image.open(io.BytesIO(jpeg)).convert("RGB").tobytes()
 
 
 def source_index_of(jpeg, candidates):
@@ -449,25 +446,43 @@ def test_loop_restarts_the_movie(start_server, receiver):
     conn.close()
 
 
-def test_movie_rfc2435_cannot_carry_is_415_but_lab_clients_get_it(start_server, tmp_path):
-    from media import pillow_jpeg
+def test_movie_rfc2435_cannot_carry_is_converted_lab_clients_get_the_file(start_server, tmp_path, receiver):
+    from media import pillow_jpeg, psnr
     from VideoStream import write_mjpeg
 
     image = Image.open(io.BytesIO(SOURCE.frame(0)))
-    write_mjpeg(tmp_path / "prog.Mjpeg", [pillow_jpeg(image, progressive=True, quality=80)] * 3)
-    srv = start_server(tmp_path)
+    frames = [pillow_jpeg(image, progressive=True, quality=80)] * 3
+    write_mjpeg(tmp_path / "prog.Mjpeg", frames)
+    srv = start_server(tmp_path, fps=50)
     conn = RtspConn(srv.port)
     reply = conn.request("DESCRIBE", srv.url("prog.Mjpeg"))
+    assert reply.status == 200 and b"a=x-dimensions:384,288" in reply.body
+    _, sid = setup_udp(conn, srv.url("prog.Mjpeg"), receiver)
+    assert conn.request("PLAY", srv.url("prog.Mjpeg"), {"Session": sid}).status == 200
+    got = frames_from_packets(receiver.receive(lambda p: sum(x.marker for x in p) >= 3, timeout=10))
+    assert len(got) == 3 and all(psnr(frames[0], frame)["all"] >= 35 for frame in got)
+    conn.close()
+    lab = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+    lab.send(f"SETUP prog.Mjpeg RTSP/1.0\nCSeq: 1\nTransport: RTP/UDP; client_port= {receiver.port}".encode())
+    assert lab.recv(256).startswith(b"RTSP/1.0 200 OK\n")
+    lab.close()
+
+
+def test_movie_whose_first_frame_cannot_be_converted_is_415(start_server, tmp_path):
+    from VideoStream import write_mjpeg
+
+    twelve_bit = bytearray(SOURCE.frame(0))
+    twelve_bit[twelve_bit.find(b"\xff\xc0") + 4] = 12
+    write_mjpeg(tmp_path / "x.Mjpeg", [bytes(twelve_bit)] * 2)
+    srv = start_server(tmp_path)
+    conn = RtspConn(srv.port)
+    reply = conn.request("DESCRIBE", srv.url("x.Mjpeg"))
     assert reply.status == 415
     assert reply.headers.get("Content-Length") in (None, "0")
     r = RtpReceiver()
-    assert conn.request("SETUP", srv.url("prog.Mjpeg"),
+    assert conn.request("SETUP", srv.url("x.Mjpeg"),
                         {"Transport": f"RTP/AVP;unicast;client_port={r.port}-{r.port + 1}"}).status == 415
     conn.close()
-    lab = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
-    lab.send(f"SETUP prog.Mjpeg RTSP/1.0\nCSeq: 1\nTransport: RTP/UDP; client_port= {r.port}".encode())
-    assert lab.recv(256).startswith(b"RTSP/1.0 200 OK\n")
-    lab.close()
     r.close()
 
 

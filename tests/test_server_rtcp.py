@@ -37,7 +37,10 @@ def test_sender_reports_map_ntp_to_rtp_time(server):
     reply, sid = setup_udp(conn, server.url(), receiver)
     transport = Transport.parse_list(reply.headers["Transport"])[0]
     assert conn.request("PLAY", server.url(), {"Session": sid}).status == 200
-    reports = rtcp_packets(receiver, lambda got: len(got) >= 2, timeout=12)
+    reports = rtcp_packets(receiver, lambda got: len(got) >= 3, timeout=12)
+    # the first SR comes right after the PLAY (it maps the new timeline); then the scheduled ones
+    at_play, reports = reports[0], reports[1:]
+    assert at_play[0][0].packet_count == 0
     assert len(reports) >= 2, "two SRs within the RFC 3550 interval (first <= 3.1 s, then <= 6.2 s)"
     rtp = receiver.drain(quiet=0.2, timeout=2)
     for packets, addr, arrived in reports:
@@ -118,5 +121,34 @@ def test_rtcp_from_the_client_keeps_the_session_alive(start_server):
         time.sleep(0.3)
     assert srv.server.registry.count() == 1
     assert conn.request("PLAY", srv.url(), {"Session": sid}).status == 200
+    conn.close()
+    receiver.close()
+
+
+def test_an_sr_follows_each_play_and_maps_its_timeline(server):
+    """Right after each PLAY (a seek too) an SR maps the RTP-Info rtptime to the wall clock of the
+    PLAY, so a receiver can tell the new timeline's delay at once (issue 17)."""
+    receiver = RtpReceiver()
+    conn = RtspConn(server.port)
+    reply, sid = setup_udp(conn, server.url(), receiver)
+    from RtspHeaders import parse_rtp_info
+    for start in (None, 12.0, 3.0):
+        headers = {"Session": sid}
+        if start is not None:
+            assert conn.request("PAUSE", server.url(), {"Session": sid}).status == 200
+            rtcp_packets(receiver, lambda got: False, timeout=0.3)         # whatever was on its way
+            headers["Range"] = f"npt={start}-"
+        sent = time.time()
+        play = conn.request("PLAY", server.url(), headers)
+        assert play.status == 200
+        rtptime = parse_rtp_info(play.headers["RTP-Info"])[0].rtptime
+        got = rtcp_packets(receiver, lambda got: len(got) >= 1, timeout=0.5)
+        assert got, f"no SR within 0.5 s of PLAY (start {start})"
+        sr = got[0][0][0]
+        assert isinstance(sr, SenderReport)
+        wall = unix_from_ntp(sr.ntp_timestamp)
+        assert sent - 0.05 < wall < got[0][2] + 0.05
+        # at the SR's instant the stream is at (or within a frame of) the PLAY's rtptime
+        assert abs(ts_diff(sr.rtp_timestamp, rtptime)) <= 90000 // 20 + 900
     conn.close()
     receiver.close()

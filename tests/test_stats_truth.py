@@ -38,13 +38,13 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from ReceiveEngine import ReceiveEngine
+from Impair import Delivery, Impairer, ImpairSpec
+from RtpPacket import RtpPacket, ts_diff
+from rtsp_tools import wait_for
 
-from ReceiveEngine import ReceiveEngine  # noqa: E402
-from Impair import Delivery, Impairer, ImpairSpec  # noqa: E402
-from RtpPacket import RtpPacket  # noqa: E402
-from RtpPacket import ts_diff  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+
 
 FPS = 100                  # the server paces the 500-frame movie in 5 s
 SEQ0 = 65530
@@ -119,17 +119,14 @@ def a3_fraction(prev: dict[str, int], cur: dict[str, int]) -> int:
     return 0 if d_expected <= 0 or d_lost <= 0 else min(255, (d_lost << 8) // d_expected)
 
 
-def wait_for(cond, timeout: float, what: str, engine: ReceiveEngine | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        if engine is not None:
-            try:
-                engine.events.get(timeout=0.05)
-            except queue.Empty:
-                pass
-        else:
-            time.sleep(0.02)
+def drain(engine: ReceiveEngine):
+    """A wait_for step: take the engine's next event (50 ms at most), so its queue stays short."""
+    def step() -> None:
+        try:
+            engine.events.get(timeout=0.05)
+        except queue.Empty:
+            pass
+    return step
 
 
 SETTINGS = [
@@ -161,11 +158,11 @@ def test_statistics_equal_ground_truth(start_server, caplog, spec_text, transpor
             import socket
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
                 s.sendto(b"\x80\xc8\x00\x09garbage", ("127.0.0.1", engine.rtcp_sock.getsockname()[1]))
-        wait_for(lambda: engine.ended is not None, 20.0, "the end of the stream", engine)
-        wait_for(lambda: imp.pending == 0, 2.0, "the impairer to empty", engine)
+        wait_for(lambda: engine.ended is not None, 20.0, "the end of the stream", drain(engine))
+        wait_for(lambda: imp.pending == 0, 2.0, "the impairer to empty", drain(engine))
         with engine._lock:
             n0 = engine.rr_sent
-        wait_for(lambda: engine.rr_sent > n0, 3.0, "a receiver report after the last packet", engine)
+        wait_for(lambda: engine.rr_sent > n0, 3.0, "a receiver report after the last packet", drain(engine))
         # the server holds the values of the last RR it received: read them when it has them all
         deadline = time.monotonic() + 5.0
         while True:

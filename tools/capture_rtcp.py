@@ -30,7 +30,7 @@ import threading
 import time
 from pathlib import Path
 
-logger = logging.getLogger("capture_rtcp")
+log = logging.getLogger("capture_rtcp")
 
 HOST = "127.0.0.1"
 JPEG_CAPS = "application/x-rtp,media=video,clock-rate=90000,encoding-name=JPEG,payload=26"
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     for program in ("ffmpeg", "gst-launch-1.0"):
         if shutil.which(program) is None:
-            logger.error("%s is not installed", program)
+            log.error("%s is not installed", program)
             return 1
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         streams = run(sender, args.seconds)
         for name, datagrams in streams.items():
             prefix = name if name.endswith("_sr") else f"{name}_from_{sender}"
-            logger.info("%s: %d datagrams", prefix, len(datagrams))
+            log.info("%s: %d datagrams", prefix, len(datagrams))
             if not datagrams:
                 continue
             keep = {str(i): d for i, d in enumerate(datagrams[:KEEP_FIRST])}

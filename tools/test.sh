@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The project's test command (README): installs what the tests need, then runs them all.
+# The project's test command (README): installs what the tests need, then runs them all, then the
+# end-to-end subset under the other supported Pythons installed (pyenv's 3.10, 3.12, 3.13 here).
 # Debian packages: ffmpeg, GStreamer (tools, good/base plugins, python3-gi + gst-rtsp-server), Xvfb.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,4 +24,14 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 python3 -c "import tkinter" 2>/dev/null || echo "warning: this python3 has no tkinter; GUI tests will skip"
 python3 -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "running pip as the 'root' user" || true
-exec python3 -m pytest -q -rs -p no:cacheprovider tests "$@"
+[ "${1:-}" = --install-only ] && exit 0
+# The whole suite under python3 (mypy for linux/win32/darwin included: tests/test_typecheck.py) ...
+rc=0
+python3 -c 'import platform; print("== Python", platform.python_version(), "(python3): whole suite")'
+python3 -m pytest -q -rs -p no:cacheprovider tests "$@" || rc=$?
+# ... then, when run without arguments, the end-to-end subset under every other supported CPython
+# installed (tools/pythons.sh; the whole suite under each: tools/test-matrix.sh).
+if [ $# -eq 0 ]; then
+    bash tools/pythons.sh --subset || rc=1
+fi
+exit $rc
