@@ -166,7 +166,10 @@ class TkWakeup:
 
     def __init__(self, master: tk.Misc, callback: Callable[[], None]) -> None:
         self.master = master
-        self.available = hasattr(master.tk, "createfilehandler")
+        # getattr: Windows' Tk has no file handlers (and mypy --platform win32 knows it)
+        create: Any = getattr(master.tk, "createfilehandler", None)
+        self._delete: Any = getattr(master.tk, "deletefilehandler", None)
+        self.available = create is not None and self._delete is not None
         self._r: socket.socket | None = None
         self._w: socket.socket | None = None
         self._signals: int | None = None         # the wakeup fd we replaced, once catching signals
@@ -185,7 +188,7 @@ class TkWakeup:
             except OSError:
                 return
             callback()
-        master.tk.createfilehandler(self._r.fileno(), tk.READABLE, readable)
+        create(self._r.fileno(), tk.READABLE, readable)
 
     def wake(self) -> None:
         """Any thread: have ``callback`` run soon on the Tk thread."""
@@ -211,7 +214,7 @@ class TkWakeup:
             self._signals = None
         if self._r is not None:
             try:
-                self.master.tk.deletefilehandler(self._r.fileno())
+                self._delete(self._r.fileno())
             except tk.TclError:
                 pass
             self._r.close()

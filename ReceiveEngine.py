@@ -865,7 +865,7 @@ class ReceiveEngine:
     def _rtsp_loop(self, sock: socket.socket) -> None:
         """Read the RTSP connection ``sock`` until it closes, or is replaced (lab fallback)."""
         assert self.proto is not None
-        watched = [sock, self._wake_r]
+        watched = [sock] + ([self._wake_r] if self._wake_r is not None else [])
         wait = 0.0
         while not self._stop.is_set() and sock is self.rtsp_sock:
             since = self._unterminated_since
@@ -1014,9 +1014,9 @@ class ReceiveEngine:
         if self._next_rtcp is not None:
             times.append(self._next_rtcp)
         if keepalive and self.proto is not None:
-            at = self.proto.keepalive_at()
-            if at is not None:
-                times.append(at)
+            due = self.proto.keepalive_at()
+            if due is not None:
+                times.append(due)
         return min(times) if times else None
 
     def _timeout(self, keepalive: bool) -> float:

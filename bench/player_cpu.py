@@ -44,7 +44,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import _common
 import _procs
@@ -86,13 +86,13 @@ def wait_new_window(env: dict, before: List[str], proc: subprocess.Popen, timeou
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited ({proc.returncode}) before its window appeared")
+            raise RuntimeError(f"{proc.args!r} exited ({proc.returncode}) before its window appeared")
         new = [w for w in windows(env) if w not in before]
         for w in new:
             if name is None or re.search(name, xdo(env, "getwindowname", w)):
                 return w
         time.sleep(0.1)
-    raise TimeoutError(f"no window from {proc.args[0]} within {timeout} s")
+    raise TimeoutError(f"no window from {proc.args!r} within {timeout} s")
 
 
 def wait_title(env: dict, win: str, proc: subprocess.Popen, pattern: str, timeout: float = 20.0) -> str:
@@ -203,7 +203,7 @@ def run_other(env: dict, xvfb_pid: int, cmd: List[str], warm: float, seconds: fl
 
 
 # -- the floor: decode, and decode + paste + redraw, in this process --------------------------------
-def floor(display: str, media: str, count: int) -> Dict[str, float]:
+def floor(display: str, media: str, count: int) -> Dict[str, Any]:
     os.environ["DISPLAY"] = display
     import tkinter as tk
     from PIL import Image
@@ -269,8 +269,8 @@ def summarize_profile(path: str, top: int = 25) -> List[str]:
             line = line.rstrip("\n")
             if not line:
                 continue
-            stack, _, n = line.rpartition(" ")
-            count = int(n)
+            stack, _, samples = line.rpartition(" ")
+            count = int(samples)
             frames = stack.split(";")
             thread = frames[0]
             total += count
