@@ -50,7 +50,7 @@ MAX_FRAME_PIXELS = 40_000_000   # a frame claiming more (e.g. a SOF of 60000x600
 SEEK_STEP = 5.0           # seconds per Left/Right key
 QUIT_WAIT = 1.0           # longest wait for the TEARDOWN reply when quitting (the window closes anyway)
 CLOSE_PAUSE_WAIT = 1.0    # longest wait for the PAUSE reply when the close box is clicked
-SIDE_WIDTH = 350          # px of the statistics side panel
+SIDE_WIDTH = 370          # px of the statistics side panel
 
 SHORTCUTS = [
     ("Space", "play / pause (at the end: play again from the start)"),
@@ -59,6 +59,7 @@ SHORTCUTS = [
     ("F11 or f", "full screen on / off"),
     ("Ctrl+S", "save the frame shown as PNG or JPEG"),
     ("Ctrl+Q, q or Escape", "quit (TEARDOWN first); Escape leaves full screen first"),
+    ("i", "the packet inspector: every packet as it arrives, field by field"),
     ("? or F1", "this list"),
 ]
 BUTTON_HELP = {
@@ -354,7 +355,7 @@ class Client:
         ("sender", "Sender reported packets", "The packet count in the sender's last RTCP sender report "
                                               "(RFC 3550 6.4.1): what it had sent at its last SR, so it "
                                               "lags behind 'Packets received'. (sender_packets)"),
-        ("octets", "Payload received / reported", "RTP payload octets received / the octet count in the "
+        ("octets", "Payload in / reported", "RTP payload octets received / the octet count in the "
                                                   "sender's last SR. (payload_octets, sender_octets)"),
         ("clock", "Sender clock at frame", "The sender's wall clock when the frame shown was sampled, from "
                                            "its SR. (sender_clock)"),
@@ -398,6 +399,8 @@ class Client:
             filetypes=[("PNG", "*.png"), ("JPEG (as received)", "*.jpg *.jpeg")])
         self.last_snapshot: StatsSnapshot | None = None
         self.live_shown = False  # a live stream: slider hidden, 'LIVE mm:ss' instead of position / duration
+        self.inspector: Any = None               # the PacketInspectorView window, once opened
+        self.packet_ring: Any = None             # its PacketInspector.PacketRing
         self.title = ""  # the window title as last set: "RTP player - URL - STATE position / duration"
         self.tooltips: dict[str, Tooltip] = {}
         self.help_window: tk.Toplevel | None = None
@@ -486,6 +489,9 @@ class Client:
         v.add_command(label="Full screen", accelerator="F11", command=self.toggle_fullscreen)
         v.add_checkbutton(label="Statistics panel", variable=self.side_var, command=self._show_panels)
         v.add_checkbutton(label="RTSP log / SDP panel", variable=self.panes_var, command=self._show_panels)
+        v.add_separator()
+        v.add_command(label="Packet inspector", accelerator="I", command=self.open_inspector)
+        self.view_menu = v
         menu.add_cascade(label="View", menu=v)
         h = tk.Menu(menu, tearoff=False)
         h.add_command(label="Keys and buttons", accelerator="?", command=self.show_help)
@@ -523,7 +529,7 @@ class Client:
             name = ttk.Label(stats, text=label + ":")
             name.grid(row=i, column=0, sticky="w")
             var = tk.StringVar(value="-")
-            ttk.Label(stats, textvariable=var, width=17, anchor="e", font="TkFixedFont").grid(
+            ttk.Label(stats, textvariable=var, width=20, anchor="e", font="TkFixedFont").grid(
                 row=i, column=1, sticky="e")
             self.stat_vars[key] = var
             self.stat_labels[key] = name
@@ -592,7 +598,9 @@ class Client:
         self.buttons: dict[str, ttk.Button] = {}
         for i, name in enumerate(names):
             text = name.title() if self.simple else name
-            b = ttk.Button(bar, text=text, command=actions[name], takefocus=0, width=len(text) + 1)
+            # width 0: as wide as the text needs (the theme's default is a minimum of 11 average
+            # characters; a fixed width in characters cuts capitals such as TEARDOWN)
+            b = ttk.Button(bar, text=text, command=actions[name], takefocus=0, width=0)
             b.grid(row=0, column=i, padx=2)
             self.buttons[name] = b
             tip = BUTTON_HELP[name]
@@ -708,7 +716,7 @@ class Client:
                  "<Left>": lambda: self.seek_by(-SEEK_STEP), "<Home>": lambda: self.seek(0.0),
                  "<F11>": self.toggle_fullscreen, "<KeyPress-f>": self.toggle_fullscreen,
                  "<KeyPress-q>": self.quit_app, "<Escape>": self._escape,
-                 "<question>": self.show_help, "<F1>": self.show_help}
+                 "<question>": self.show_help, "<F1>": self.show_help, "<KeyPress-i>": self.open_inspector}
         for seq, fn in plain.items():
             m.bind(seq, self._key(fn, in_text=False))
         for seq, fn in {"<Control-q>": self.quit_app, "<Control-Q>": self.quit_app,
@@ -927,12 +935,28 @@ class Client:
             return
         ask()
 
+    def open_inspector(self) -> None:
+        """The packet inspector window (PacketInspectorView); from then on the engine's tap keeps
+        the last packets in a ring for it (a deque append per packet)."""
+        from PacketInspector import PacketRing
+        from PacketInspectorView import InspectorWindow
+        if self.inspector is not None and not self.inspector.closed:
+            self.inspector.lift()
+            return
+        if self.packet_ring is None:
+            self.packet_ring = PacketRing()
+            self.engine.tap = self.packet_ring.add
+        self.inspector = InspectorWindow(self.master, self.packet_ring,
+                                         title=f"Packet inspector - {self.engine.url or 'SDP stream'}")
+
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
         self.closing = True
         self.engine.events.waker = None
+        if self.inspector is not None:
+            self.inspector.close()
         self.engine.close()
         self.wakeup.close()
         try:
@@ -1067,6 +1091,12 @@ class Client:
             return
         self.frames_shown += 1
         self.shown_frame = frame
+        if not self.simple:
+            # the frame number and time beside the picture change with it (not 250 ms later)
+            total = self.engine.frame_total
+            self.stat_vars["frame"].set(f"{frame.index} / {total if total else '?'}")
+            if not self.dragging and not self.live_shown:
+                self.time_var.set(f"{_fmt_time(frame.position)} / {_fmt_time(self.engine.duration)}")
         self.display_times.append(time.perf_counter() - t0)
         if len(self.display_times) > 2000:
             del self.display_times[:1000]
@@ -1288,7 +1318,8 @@ class Client:
         for k in range(0, int(PLOT_SPAN) + 1, 10):
             x = left + span_w * (1 - k / PLOT_SPAN)
             c.create_line(x, axis - 3, x, axis, fill="#888")
-            c.create_text(x, axis, text="now" if k == 0 else f"-{k} s", anchor="n", font=font, fill="#555")
+            c.create_text(x, axis, text="now" if k == 0 else f"-{k} s", anchor="ne" if k == 0 else "n",
+                          font=font, fill="#555")
 
 
 def run_gui(engine: ReceiveEngine, args: Any) -> int:
@@ -1305,6 +1336,8 @@ def run_gui(engine: ReceiveEngine, args: Any) -> int:
     app = Client(root, engine, simple=getattr(args, "simple", False), start=getattr(args, "start", None),
                  loop=getattr(args, "loop", False), collect_frames=bool(getattr(args, "save", None)))
     args.gui_app = app
+    if getattr(args, "inspect", False):
+        app.open_inspector()
     if engine.proto is not None:
         def initial() -> None:
             try:

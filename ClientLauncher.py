@@ -54,7 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
                "-huffman default -f rtp rtp://127.0.0.1:5004 -sdp_file x.sdp\n"
                "  python3 ClientLauncher.py --sdp x.sdp --headless --duration 10\n"
                "  python3 ClientLauncher.py rtsp://127.0.0.1:2048/movie.Mjpeg --impair "
-               "loss=5%,burst=3,reorder=2%,dup=1%,delay=20ms,jitter=10ms,seed=1\n")
+               "loss=5%,burst=3,reorder=2%,dup=1%,delay=20ms,jitter=10ms,seed=1\n"
+               "\nthe window (as the lab asks): TEARDOWN ends the session and closes the player; the "
+               "close box pauses and asks\n"
+               "whether to quit (TEARDOWN) or keep watching. Keys (not while typing in a text box):\n"
+               "  Space play/pause (at the end: again from the start)   Right/Left seek 5 s   Home start\n"
+               "  F11 or f full screen   Ctrl+S save the frame shown   Ctrl+Q, q, Escape quit (TEARDOWN)\n"
+               "  ? or F1 the list of keys and buttons\n")
     p.add_argument("target", nargs="*", metavar="ARG",
                    help="either 'HOST RTSP_PORT RTP_PORT FILE' (the lab's form) or one rtsp:// URL")
     p.add_argument("--sdp", metavar="FILE", help="play a raw RTP/JPEG stream described by this SDP file")
@@ -78,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="play the movie again from the start when it ends (the window's Loop box)")
     p.add_argument("--headless", action="store_true",
                    help="no window: play, show a one-line progress bar, exit at the end of the stream")
+    p.add_argument("--inspect", action="store_true", help="open the packet inspector window at start")
+    p.add_argument("--dump", action="store_true",
+                   help="print every packet's fields to stdout as it arrives (implies --headless)")
+    p.add_argument("--dump-bits", action="store_true", help="with --dump: also draw each packet's bit diagram")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--start", type=float, default=None, help="start position in seconds (PLAY Range)")
     p.add_argument("--save", metavar="FILE", help="write the received frames as an .Mjpeg file "
@@ -255,7 +265,8 @@ def write_stats(path: str, snap: StatsSnapshot, engine: ReceiveEngine, end_reaso
     d = snap.as_dict()
     d.update(end_reason=end_reason, rcvbuf=engine.rcvbuf, bad_packets=engine.bad_packets,
              our_ssrc=engine.our_ssrc, sender_ssrc=engine.ssrc, cname=engine.cname,
-             foreign_packets=engine.foreign_packets, transport=engine.transport,
+             foreign_packets=engine.foreign_packets, foreign_source_packets=engine.foreign_source_packets,
+             transport=engine.transport,
              url=engine.url, frames_saved=frames_saved,
              dialect=engine.dialect.value if engine.dialect is not None else None,
              dialect_reason=engine.dialect_reason, packets_arrived=engine.diag.arrived,
@@ -296,6 +307,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
+        if args.dump or args.dump_bits:
+            from PacketInspector import DumpPrinter, PacketRing
+            ring = PacketRing()
+            engine.tap = ring.add
+            printer = DumpPrinter(ring, sys.stdout, bits=args.dump_bits)
+            try:
+                return run_headless(engine, args)
+            finally:
+                printer.stop()
         if args.headless:
             return run_headless(engine, args)
         try:

@@ -23,10 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from Impair import Impairer, ImpairSpec
-from RtcpPacket import (RTCP_MIN_TIME, Bye, ExtendedReport, ReceiverReport, ReportBlock, SenderReport,
-                        SourceDescription, XrBlock, XrBlockType, dlsr_from_seconds, ntp_from_unix,
-                        ntp_middle32, parse_compound, rtcp_interval, rtt_seconds, serialize_compound,
-                        unix_from_ntp, update_avg_rtcp_size)
+from RtcpPacket import RTCP_MIN_TIME, ReportBlock, unix_from_ntp
+from RtcpSession import RtcpReceiver
 from RtpJpeg import JpegDepacketizer
 from RtpPacket import JPEG_CLOCK_RATE, RtpPacket, seq_diff, ts_diff
 from RtpStats import IntervalReport, PacketDiagnosis, PlaybackStats, RtpReceiver, StatsSnapshot, Unusable
@@ -42,7 +40,6 @@ BYE_GRACE = 0.25                     # seconds of RTP silence after a BYE before
 CNAME_TOOL = "RtpLabPlayer/1.0"
 DEFAULT_SESSION_BW = 125_000.0       # octets/s (1 Mbit/s) assumed until the rate is measured (§6.2)
 MAX_AUTH_ROUNDS = 3                  # the request, the answer to a 401, one retry for a stale nonce
-RRTR_MEMORY = 16                     # our last RRTR times kept to match the sender's DLRR answers
 PROBE_TIMEOUT = 1.0                  # OPTIONS/DESCRIBE unanswered this long: try the lab dialect
 LAB_QUIET = 0.03                     # a reply without an end is complete after this much silence
 LAB_FPS = 20.0                       # the hand-out server sends a frame every 50 ms
@@ -205,6 +202,8 @@ class ReceiveEngine:
         self.ssrc: int | None = None
         self.bad_packets = 0
         self.foreign_packets = 0
+        self.foreign_source_packets = 0     # UDP datagrams from a host other than the server's
+        self._protocol_error: str | None = None   # the server sent something unparseable: the reason
         self.wrong_pt_packets = 0
         self.diag = PacketDiagnosis()           # why arriving packets make no frames, if they do not
         self._unterminated_since: float | None = None   # a reply without an end is being held
@@ -225,25 +224,17 @@ class ReceiveEngine:
         self._play_pending: float | None = None            # Range start of the outstanding PLAY
         self.generation = 0                                # +1 per seek; frames carry it
         self._bye: tuple[str, float] | None = None        # (reason, arrival) of an RTCP BYE
-        self._sr: tuple[int, int, float] | None = None    # (ntp64, rtp ts, monotonic arrival)
         self._sr_map: tuple[int, int] | None = None       # (ntp64, rtp ts) of an SR since the last PLAY
         self.delay_ms: float | None = None
         self._our_ssrc = int.from_bytes(os.urandom(4), "big")
         # RTCP (RFC 3550 §6): our RR schedule (§6.3) and what the sender's reports said
         self.rtcp_min_time = rtcp_min_time
-        self._rtcp_rng = rtcp_rng or random.Random()
         self.cname = cname or f"player-{self._our_ssrc:08x}@{socket.gethostname()}"
+        self.rtcp = RtcpReceiver(self._our_ssrc, self.cname, CNAME_TOOL, rtcp_rng or random.Random(),
+                                 rtcp_min_time, logger=log)   # reports built and read, pure
         self._next_rtcp: float | None = None
-        self._rtcp_initial = True
-        self._avg_rtcp_size = 0.0
-        self._rrtr_sent: dict[int, float] = {}           # LRR (NTP middle 32) -> monotonic send time
         self.reports_sent: list[SentReport] = []        # the last 1000
         self.rr_sent = 0
-        self.sr_received = 0
-        self.rtcp_errors = 0
-        self.rtt_ms: float | None = None
-        self.sender_packets: int | None = None
-        self.sender_octets: int | None = None
         self.sender_clock: float | None = None           # sender's wall clock of the last frame
         # Network impairment applied to incoming RTP before the receive path (Impair.py)
         self.impairer: Impairer | None = None
@@ -252,9 +243,11 @@ class ReceiveEngine:
             self.set_impairment(impair)
         self.interleaved = (0, 1)
         self.group: tuple[str, int, int] | None = None    # multicast (group, RTP port, RTCP port)
-        self.rtcp_members: set[int] = set()              # SSRCs heard on a multicast group's RTCP
         self.log_frames = log_frames
         self.final_snapshot: StatsSnapshot | None = None
+        # The packet inspector's tap (PacketInspector.PacketRing.add): (arrival, is RTCP, datagram,
+        # sent by us), called with the lock held for every datagram as it comes off the wire.
+        self.tap: Callable[[float, bool, bytes, bool], None] | None = None
 
     def _new_receiver(self) -> None:
         self.rx: RtpReceiver[RtpPacket] = RtpReceiver(JPEG_CLOCK_RATE, self._reorder_window)
@@ -387,15 +380,12 @@ class ReceiveEngine:
 
     def _drop_session(self) -> None:
         """The server is gone (called with the lock held): the session is dead, so the client is
-        back in INIT (a fresh protocol object that keeps the URL, credentials and the last SDP) and
+        back in INIT (the protocol object keeps the URL, credentials and the last SDP) and
         the connection is shut down, so that the next request connects again (:meth:`_reconnect`)."""
         old = self.proto
         if old is None or (old.session_id is None and old.state == ClientState.INIT):
             return
-        fresh = RtspClientProtocol(old.url, username=old.username, password=old.password,
-                                   dialect=old.dialect)
-        fresh.sdp, fresh.content_base = old.sdp, old.content_base
-        self.proto = fresh
+        old.new_connection()
         self._hold = None
         self._next_rtcp = None
         sock = self.rtsp_sock
@@ -404,7 +394,7 @@ class ReceiveEngine:
                 sock.shutdown(socket.SHUT_RDWR)    # the reader sees EOF and ends
             except OSError:
                 pass
-        self.events.put(Event(EventKind.STATE, fresh.state))
+        self.events.put(Event(EventKind.STATE, old.state))
 
     def _reconnect(self) -> None:
         """Connect again after a lost server (SETUP/DESCRIBE after the loss): a new RTSP
@@ -414,6 +404,7 @@ class ReceiveEngine:
         old_sock = self.rtsp_sock
         with self._lock:
             self._drop_session()
+            self.proto.new_connection()          # a parser left mid-message would eat the new replies
             if old_sock is not None:
                 try:
                     old_sock.close()
@@ -423,13 +414,15 @@ class ReceiveEngine:
         self._connect()
         with self._lock:
             self.connection_lost = False
+            self._protocol_error = None
             self.failure = self.ended = None
             self._lost_at = self._keepalive_sent = None
             self._bye = None
             self.ssrc = None
             self._new_receiver()
+            self.diag = PacketDiagnosis()        # a new session: why-no-frames counts start again
             self.pstats = PlaybackStats()
-            self._sr = self._sr_map = None
+            self._sr_map = None
             self.delay_ms = None
             self.last_frame = None
             self.last_packet_time = self.play_started = None
@@ -437,10 +430,9 @@ class ReceiveEngine:
             self._position = 0.0
             self._skip_before = None
             self.generation += 1
-            self.sender_packets = self.sender_octets = None
-            self.sender_clock = self.rtt_ms = None
+            self.sender_clock = None
             self._next_rtcp = None
-            self._rtcp_initial = True
+            self.rtcp.reset()
         self._threads = [t for t in self._threads if t.is_alive()]
         self._start_rtsp_reader()
 
@@ -577,7 +569,9 @@ class ReceiveEngine:
 
     # -- RTSP requests (blocking; call from any thread but the reader threads) -----------------
     def _send(self, cseq: int, data: bytes, timeout: float | None = None) -> Reply:
-        assert self.rtsp_sock is not None and self.proto is not None
+        assert self.proto is not None
+        if self.rtsp_sock is None:
+            raise ClientError("lost the RTSP connection to the server")
         pending = self.proto.pending.get(cseq)
         with self._lock:
             self._awaiting.add(cseq)
@@ -601,6 +595,9 @@ class ReceiveEngine:
         deadline = time.monotonic() + wait
         with self._reply_cond:
             while cseq not in self._replies:
+                if self._protocol_error is not None:
+                    self.proto.pending.pop(cseq, None)
+                    raise ClientError(self._protocol_error)
                 left = deadline - time.monotonic()
                 if left <= 0 or self._stop.is_set() or self.connection_lost:
                     self.proto.pending.pop(cseq, None)
@@ -625,7 +622,8 @@ class ReceiveEngine:
             raise ClientError("no RTSP session: playing from an SDP file")
         if self._stop.is_set():
             raise ClientError("the player is closing")
-        if self.connection_lost or self.failure is not None or self.rtsp_sock is None:
+        if self.connection_lost or self.failure is not None or self.rtsp_sock is None \
+                or self._protocol_error is not None:
             self._reconnect()             # the server went away earlier: connect again
         for _ in range(MAX_AUTH_ROUNDS):
             with self._lock:
@@ -939,6 +937,17 @@ class ReceiveEngine:
             self._keepalive_sent = None          # the server is there
         for err in events.errors:
             log.warning("%s", err)
+            if err.startswith("malformed message from server") and self.proto.dialect is not Dialect.LAB:
+                # A reply too large, an endless header line, junk: the framing of the connection is
+                # lost, so the requests waiting fail now (not after the timeout) and it is closed;
+                # the next request connects again.
+                self._protocol_error = (f"the server's reply is unusable ({err.split(': ', 1)[-1]}); "
+                                        "the RTSP connection was closed")
+                self._reply_cond.notify_all()
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
         if events.replies:
             self._reply_cond.notify_all()
         for sreq in events.server_requests:
@@ -981,9 +990,11 @@ class ReceiveEngine:
                         break
             with self._lock:
                 for data, addr in packets:
-                    self._rtp_in(data, now, addr)
+                    if self._from_server(addr):
+                        self._rtp_in(data, now, addr)
                 for data, addr in reports:
-                    self._on_rtcp(data, now, addr)
+                    if self._from_server(addr):
+                        self._on_rtcp(data, now, addr)
                 self._pump(time.monotonic())
                 self._tick(now)
                 wait = self._timeout(keepalive=False)
@@ -1032,9 +1043,27 @@ class ReceiveEngine:
                 wait = max(0.0, due - now)
         return min(TIMER_CAP, wait)
 
+    def _from_server(self, addr: Any) -> bool:
+        """Unicast UDP: only the RTSP server's host may send us RTP/RTCP (as ffmpeg filters by
+        source); anything else is counted in :attr:`foreign_source_packets` and dropped."""
+        if self.transport != "udp" or self.proto is None or self.server_addr is None or not addr:
+            return True
+        def host(h: str) -> str:
+            h = h.split("%", 1)[0].lower()
+            return h[7:] if h.startswith("::ffff:") and "." in h else h
+        if host(str(addr[0])) == host(str(self.server_addr[0])):
+            return True
+        self.foreign_source_packets += 1
+        if self.foreign_source_packets == 1 or self.foreign_source_packets % 1000 == 0:
+            log.warning("dropped %d RTP/RTCP datagram(s) not from the server %s (the last from %s)",
+                        self.foreign_source_packets, self.server_addr[0], addr[0])
+        return False
+
     # -- data path (called with the lock held) ----------------------------------------------------
     def _rtp_in(self, data: bytes, now: float, addr: Any = None) -> None:
         """An RTP packet off the wire: through the impairer (if any), then the receive path."""
+        if self.tap is not None:
+            self.tap(now, False, data, False)
         self.diag.arrival(addr or "the RTSP connection (interleaved)", now)
         if self.impairer is None:
             self._on_rtp(data, now)
@@ -1139,52 +1168,51 @@ class ReceiveEngine:
         self.events.put(Event(EventKind.FRAME, frame))
 
     def _on_rtcp(self, data: bytes, now: float, addr: Any = None) -> None:
-        """A compound RTCP datagram from the sender: SR clock mapping and counts, the XR DLRR
-        answer to our RRTR (RTT), BYE. Malformed ones are counted and dropped (RFC 3550 A.2)."""
-        arrival = ntp_middle32(ntp_from_unix(time.time()))
-        try:
-            packets = parse_compound(data, strict=False)
-        except ValueError as exc:
-            self.rtcp_errors += 1
-            log.debug("malformed RTCP dropped: %s", exc)
+        """A compound RTCP datagram from the sender (RtcpSession.RtcpReceiver reads it): the SR's
+        clock mapping for the delay, and BYE. Malformed ones are counted and dropped."""
+        if self.tap is not None:
+            self.tap(now, True, data, False)
+        got = self.rtcp.receive(data, time.time(), now, self.ssrc, group=self.group is not None)
+        if got is None:
             return
-        self._avg_rtcp_size = update_avg_rtcp_size(self._avg_rtcp_size or len(data) + 28.0, len(data))
-        for p in packets:
-            if self.group is not None and isinstance(p, ReceiverReport):
-                self.rtcp_members.add(p.ssrc)  # another viewer of the group (or our own, looped back)
-                continue
-            if isinstance(p, SenderReport):
-                if self.ssrc is not None and p.ssrc != self.ssrc:
-                    continue
-                self._sr = (p.ntp_timestamp, p.rtp_timestamp, now)
-                self._sr_map = (p.ntp_timestamp, p.rtp_timestamp)
-                self.sender_packets, self.sender_octets = p.packet_count, p.octet_count
-                self.sr_received += 1
-            elif isinstance(p, ExtendedReport):
-                for block in p.blocks:
-                    if block.block_type != XrBlockType.DLRR:
-                        continue
-                    try:
-                        items = block.dlrr_items
-                    except ValueError as exc:
-                        self.rtcp_errors += 1
-                        log.debug("bad XR DLRR block: %s", exc)
-                        continue
-                    for ssrc, lrr, dlrr in items:
-                        if ssrc == self._our_ssrc and lrr in self._rrtr_sent:
-                            # RFC 3611 §4.5: RTT = A - LRR - DLRR
-                            rtt = rtt_seconds(arrival, lrr, dlrr)
-                            if rtt is not None:
-                                self.rtt_ms = rtt * 1000.0
-            elif isinstance(p, Bye) and (self.ssrc is None or self.ssrc in p.ssrcs):
-                # RTP sent before the BYE may still be queued on the other socket: finish a
-                # little later (in _tick), once it has been read.
-                self._bye = (f"the server said BYE ({p.reason_text or 'end of stream'})", now)
+        if got.sender_report is not None:
+            self._sr_map = (got.sender_report.ntp_timestamp, got.sender_report.rtp_timestamp)
+        if got.bye is not None:
+            # RTP sent before the BYE may still be queued on the other socket: finish a
+            # little later (in _tick), once it has been read.
+            self._bye = (f"the server said BYE ({got.bye})", now)
         self.events.put(Event(EventKind.STATS))
+
+    # what the sender's reports said (RtcpReceiver keeps it)
+    @property
+    def rtt_ms(self) -> float | None:
+        return self.rtcp.rtt_ms
+
+    @property
+    def sender_packets(self) -> int | None:
+        return self.rtcp.sender_packets
+
+    @property
+    def sender_octets(self) -> int | None:
+        return self.rtcp.sender_octets
+
+    @property
+    def sr_received(self) -> int:
+        return self.rtcp.sr_received
+
+    @property
+    def rtcp_errors(self) -> int:
+        return self.rtcp.errors
+
+    @property
+    def rtcp_members(self) -> set[int]:
+        return self.rtcp.members
 
     def _finish(self, reason: str, now: float, failed: bool = False) -> None:
         """The stream ended (``failed``: abnormally -- the server vanished); one END event."""
         if self.ended is None:
+            if self._protocol_error is not None:
+                reason = self._protocol_error          # why the connection closed
             self._deliver(self.rx.flush(), now)
             self.ended = reason
             if failed:
@@ -1271,15 +1299,10 @@ class ReceiveEngine:
             session_bw = max(self.pstats.bytes / elapsed, 1000.0)    # measured
         else:
             session_bw = DEFAULT_SESSION_BW
-        if not self._avg_rtcp_size:
-            self._avg_rtcp_size = len(self._report_datagram(time.monotonic(), probe=True)[0]) + 28.0
         # in a multicast group every member's reports share the bandwidth (6.2, 6.3.2)
-        members = max(2, len(self.rtcp_members | {self._our_ssrc}) + 1) if self.group else 2
-        interval = rtcp_interval(members=members, senders=1, rtcp_bw=0.05 * session_bw, we_sent=False,
-                                 avg_rtcp_size=self._avg_rtcp_size, initial=self._rtcp_initial,
-                                 rng=self._rtcp_rng, min_time=self.rtcp_min_time)
-        self._rtcp_initial = False
-        return interval
+        return self.rtcp.interval(session_bw, time.time(), time.monotonic(),
+                                  with_block=self.ssrc is not None and self.rx.tracker.validated,
+                                  group=self.group is not None)
 
     def _rtcp_dest_known(self) -> bool:
         if self.proto is None:
@@ -1294,33 +1317,20 @@ class ReceiveEngine:
 
     def _report_datagram(self, now: float, bye: str | None = None,
                          probe: bool = False) -> tuple[bytes, SentReport]:
-        """RR (+ report block) + SDES CNAME + XR RRTR [+ BYE] (RFC 3550 §6.1, RFC 3611 §4.4).
+        """Our compound report (RtcpReceiver builds it) with the report block of the A.3 interval
+        that ends now (RtpStats: RFC 3550 §6.4.1, A.3, A.8).
 
         ``probe`` builds a same-sized datagram without starting a new A.3 interval."""
         tr = self.rx.tracker
         block = interval = None
         if self.ssrc is not None and tr.validated:
-            lsr = dlsr = 0
-            if self._sr is not None:
-                lsr = ntp_middle32(self._sr[0])
-                dlsr = dlsr_from_seconds(now - self._sr[2])
             if probe:
                 block = ReportBlock(self.ssrc)
             else:
-                block, interval = tr.report_block(self.ssrc, lsr, dlsr)
-        ntp = ntp_from_unix(time.time())
-        packets: list[Any] = [ReceiverReport(self._our_ssrc, [block] if block else []),
-                              SourceDescription.cname(self._our_ssrc, self.cname, tool=CNAME_TOOL),
-                              ExtendedReport(self._our_ssrc, [XrBlock.rrtr(ntp)])]
-        if bye is not None:
-            packets.append(Bye([self._our_ssrc], bye.encode("utf-8")))
-        if not probe:
-            lrr = ntp_middle32(ntp)
-            self._rrtr_sent[lrr] = now
-            while len(self._rrtr_sent) > RRTR_MEMORY:
-                del self._rrtr_sent[next(iter(self._rrtr_sent))]
+                block, interval = tr.report_block(self.ssrc, *self.rtcp.lsr_dlsr(now))
+        data = self.rtcp.report(time.time(), now, block, bye, probe)
         delivered = self.impairer.delivered if self.impairer is not None else None
-        return serialize_compound(packets), SentReport(now, block, interval, delivered)
+        return data, SentReport(now, block, interval, delivered)
 
     def _send_report(self, now: float, bye: str | None = None) -> None:
         """Send our compound report to the sender's RTCP port (or interleaved channel)."""
@@ -1345,10 +1355,12 @@ class ReceiveEngine:
             log.debug("RTCP send failed: %s", exc)
             return
         self.rr_sent += 1
+        if self.tap is not None:
+            self.tap(now, True, data, True)
         self.reports_sent.append(record)
         self.events.put(Event(EventKind.STATS))
         del self.reports_sent[:-1000]
-        self._avg_rtcp_size = update_avg_rtcp_size(self._avg_rtcp_size, len(data))
+        self.rtcp.sent(len(data))
         b = record.block
         log.info("RTCP RR sent: %s", "no report block yet" if b is None else
                     f"fraction lost {b.fraction_lost}/256, cumulative lost {b.packets_lost}, "

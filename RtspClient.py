@@ -309,6 +309,20 @@ class RtspClientProtocol:
         if dialect is Dialect.LAB and not self.lab_filename:
             raise ValueError(f"the lab dialect needs a file name in the URL: {self.url!r}")
 
+    def new_connection(self) -> None:
+        """A new RTSP connection (after a lost server): no session, no requests in flight, clean
+        parsers (one left mid-message would eat the new replies); URL, credentials, dialect and
+        the last SDP stay. In place, so callers holding this object's methods keep working."""
+        self.pending.clear()
+        self.state = ClientState.INIT
+        self.session_id = None
+        self.transport = None
+        self.rtp_info = []
+        self.play_range = None
+        self.last_request_time = None
+        self.parser = RtspParser(role="client", max_body=1 << 20)
+        self.lab_parser = LabReplyParser()
+
     @property
     def lab_filename(self) -> str:
         """The request-line target of the lab form: the URL's path, 'movie.Mjpeg'."""

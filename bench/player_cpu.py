@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Figure 7: the player's CPU -- idle, paused and playing -- beside ffplay and GStreamer.
+"""Figure 10: the player's CPU -- idle, paused and playing -- beside ffplay and GStreamer.
 
 One run, one Xvfb (started here), our server (bench/_server_proc.py, --loop) serving generated
 movies of 384x288, 640x480 and 1280x720 at 20 fps (quality 75).  One player at a time:
@@ -370,16 +370,16 @@ def main() -> None:
         gst = [g for g in rows if g["player"] == "gst" and g["size"] == r["size"] and g["run"] == r["run"]]
         r["vs_gst"] = round(r["cpu_s"] / gst[0]["cpu_s"], 2) if gst and gst[0]["cpu_s"] > 0 \
             and "playing" in r["state"] else None
-    _common.emit("Figure 7: player CPU (whole process, /proc utime+stime) under Xvfb, 20 fps", rows,
+    _common.emit("Figure 10: player CPU (whole process, /proc utime+stime) under Xvfb, 20 fps", rows,
                  ["size", "player", "state", "run", "seconds", "cpu_s", "core_pct", "ms_per_frame", "xvfb_cpu_s",
                   "vs_gst"], args.json,
                  {"targets": "idle/paused <= 0.5% core; playing <= 1.5x gst (640x480, 1280x720) and <= ffplay; "
                              "headless <= 0.5x window", **notes})
-    _common.emit("Figure 7b: the floor, our Client.show_frame in this process (CPU per frame)", floors,
+    _common.emit("Figure 10b: the floor, our Client.show_frame in this process (CPU per frame)", floors,
                  ["size", "shown_as", "decode_ms", "show_ms", "floor_core_pct"], args.json,
                  {"show_ms": "Pillow decode + PhotoImage paste + Tk redraw (update_idletasks), X server excluded"})
     if profile_lines:
-        print("# Figure 7c: py-spy profile of our window playing 640x480")
+        print("# Figure 10c: py-spy profile of our window playing 640x480")
         for line in profile_lines:
             print("#", line)
 

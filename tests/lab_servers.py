@@ -24,6 +24,8 @@ Variants (``variant=``), the common ways student servers differ:
   CRLF request its CSeq line keeps the CR: ``CSeq: 1\r\n``, mixed line ends).
 - ``"always200_lf"``: the same, splitting lines with ``splitlines()``, so its replies to CRLF
   requests are in the pure lab form too.
+- ``"crlf200"``: the same, but its replies follow RFC 2326's framing (CRLF line ends, a blank
+  line after them): a 200 to OPTIONS and DESCRIBE alike, with no SDP.
 - ``"early_rtp"``: starts sending RTP on PLAY and replies only ``early_delay`` s later.
 - ``"close_after_teardown"``: closes the connection right after its TEARDOWN reply.
 - ``"close_on_unknown"``: closes the connection on a request it does not know (e.g. OPTIONS).
@@ -44,8 +46,8 @@ import threading
 import time
 from pathlib import Path
 
-VARIANTS = ("handout", "single", "always200", "always200_lf", "early_rtp", "close_after_teardown",
-            "close_on_unknown")
+VARIANTS = ("handout", "single", "always200", "always200_lf", "crlf200", "early_rtp",
+            "close_after_teardown", "close_on_unknown")
 
 
 class HandoutVideoStream:
@@ -125,7 +127,7 @@ class LabServer:
         self.listener.settimeout(0.1)
         self.port = self.listener.getsockname()[1]
         self._threads: list[threading.Thread] = []
-        self._clients: list[_Client] = []
+        self.clients: list[_Client] = []
         self.thread = threading.Thread(target=self._serve, name=f"lab-{variant}", daemon=True)
         self.thread.start()
 
@@ -140,7 +142,7 @@ class LabServer:
                 return
             self.connections += 1
             client = _Client(conn, addr)
-            self._clients.append(client)
+            self.clients.append(client)
             if self.variant == "single":
                 self._serve_single(client)           # the next accept waits until this one is done
             else:
@@ -193,12 +195,12 @@ class LabServer:
     def _process(self, client: _Client, data: str) -> bool:
         """Handle one recv(256) of request text; False closes the connection."""
         self.requests.append(data)
-        request = data.splitlines() if self.variant == "always200_lf" else data.split("\n")
+        request = data.splitlines() if self.variant in ("always200_lf", "crlf200") else data.split("\n")
         line1 = request[0].split(" ")
         kind = line1[0]
         filename = line1[1] if len(line1) > 1 else ""
         seq = request[1].split(" ")[1] if len(request) > 1 and " " in request[1] else "0"
-        if self.variant in ("always200", "always200_lf") and kind not in ("SETUP", "PLAY", "PAUSE", "TEARDOWN"):
+        if self.variant in ("always200", "always200_lf", "crlf200") and kind not in ("SETUP", "PLAY", "PAUSE", "TEARDOWN"):
             self._reply(client, seq)
             return True
         if kind == "SETUP":
@@ -245,6 +247,8 @@ class LabServer:
 
     def _reply(self, client: _Client, seq: str) -> None:
         reply = "RTSP/1.0 200 OK\nCSeq: " + seq + "\nSession: " + str(client.session)
+        if self.variant == "crlf200":
+            reply = reply.replace("\n", "\r\n") + "\r\n\r\n"
         client.conn.send(reply.encode())
 
     # -- RTP -----------------------------------------------------------------------------------
@@ -288,7 +292,7 @@ class LabServer:
     def stop(self) -> None:
         self._stop.set()
         self.listener.close()
-        for c in self._clients:
+        for c in self.clients:
             if c.stop is not None:
                 c.stop.set()
             try:

@@ -18,7 +18,9 @@ CASES = [
     ("client_display.py", "Figure 5", 120),
     ("memory.py", "Figure 6", 120),
     ("convert.py", "Figure 7a", 180),
-    ("player_cpu.py", "Figure 8", 120),
+    ("inspector_cpu.py", "Figure 8", 120),
+    ("live_mcast_cpu.py", "Figure 9", 120),
+    ("player_cpu.py", "Figure 10", 120),
 ]
 
 
@@ -28,7 +30,7 @@ def test_benchmark_runs_quick(script, title, timeout):
         import shutil
         if not (shutil.which("Xvfb") and shutil.which("xdotool")):
             pytest.skip("no Xvfb or xdotool for the player CPU benchmark")
-    if script == "client_display.py" and not os.environ.get("DISPLAY"):
+    if script in ("client_display.py", "inspector_cpu.py") and not os.environ.get("DISPLAY"):
         import shutil
         if not shutil.which("Xvfb"):
             pytest.skip("no $DISPLAY and no Xvfb for the Tk client benchmark")

@@ -51,7 +51,7 @@ def test_headless_whole_movie_pixel_equal(start_server, source, tmp_path, transp
     for i in range(len(source)):
         assert pixels(got.frame(i)) == source[i], f"frame {i} differs"
     err = capsys.readouterr().err
-    assert "500/500" in err and "stopped: end of stream" in err
+    assert "frame 499/500" in err and "stopped: end of stream" in err     # the last frame, counting from 0
 
 
 def collect(engine: ReceiveEngine, until, timeout: float = 10.0):

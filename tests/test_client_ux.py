@@ -7,6 +7,7 @@ real X events going through Tk's bindings.
 from __future__ import annotations
 
 import gc
+import io
 import logging
 import os
 import re
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 import fuzz_server
 from ReceiveEngine import ReceiveEngine
@@ -469,3 +471,218 @@ def test_headless_loop_plays_the_movie_again(start_server, short_movie, tmp_path
     import json
     st = json.loads(stats.read_text())
     assert st["frames_completed"] > 2 * len(frames), st["frames_completed"]
+
+
+# --------------------------------------------------------------------------- item 7: layout
+
+def inside(widget, root) -> bool:
+    """The widget is mapped and wholly inside the window, at least as large as it asks to be."""
+    x, y = widget.winfo_rootx() - root.winfo_rootx(), widget.winfo_rooty() - root.winfo_rooty()
+    return widget.winfo_ismapped() and x >= 0 and y >= 0 \
+        and x + widget.winfo_width() <= root.winfo_width() and y + widget.winfo_height() <= root.winfo_height() \
+        and widget.winfo_width() >= widget.winfo_reqwidth() and widget.winfo_height() >= widget.winfo_reqheight()
+
+
+def screenshot(root, display, path) -> Image.Image | None:
+    if shutil.which("import") is None:
+        return None
+    geo = f"{root.winfo_width()}x{root.winfo_height()}+{root.winfo_rootx()}+{root.winfo_rooty()}"
+    proc = subprocess.Popen(["import", "-display", display, "-window", "root", "-crop", geo, str(path)])
+    pump(root, lambda: proc.poll() is not None, 30, "screenshot")
+    img = Image.open(path).convert("RGB")
+    if os.environ.get("UPDATE_SCREENSHOT") == "1":
+        shutil.copy(path, ROOT / "docs" / Path(path).name)
+    return img
+
+
+@pytest.fixture
+def own_screen():
+    """An Xvfb of a given size of its own (for a subprocess: Tk in this process keeps the shared one)."""
+    procs = []
+
+    def start(width: int, height: int) -> str:
+        r, w = os.pipe()
+        proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", f"{width}x{height}x24",
+                                 "-nolisten", "tcp"], pass_fds=(w,), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        os.close(w)
+        with os.fdopen(r) as f:
+            number = f.readline().strip()
+        assert number.isdigit(), "Xvfb did not start"
+        procs.append(proc)
+        return f":{number}"
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.parametrize("size", [(1024, 600), (1366, 768)])
+def test_layout_on_laptop_screens_cuts_no_button(display, own_screen, size, tmp_path):
+    """On a 1024x600 and a 1366x768 screen, as the window opens and resized to the whole screen:
+    every button and check box shows its whole text inside the window (winfo geometry), the
+    picture has room, and the side panel scrolls to its last panel (impairment)."""
+    screen = own_screen(*size)
+    shot = tmp_path / f"player-{size[0]}x{size[1]}.png"
+    r = subprocess.run([sys.executable, str(TESTS / "layout_probe.py"), str(shot)], cwd=ROOT,
+                       env=dict(os.environ, DISPLAY=screen), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr[-3000:]
+    import json
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result["screen"] == list(size)
+    for label in ("default", "full"):
+        got = result[label]
+        assert got["window"][0] <= size[0] and got["window"][1] <= size[1], got["window"]
+        for name, b in got["widgets"].items():
+            assert b["mapped"] and b["inside"], (label, name, b)
+            if name not in ("side", "panes", "seek"):
+                assert b["w"] >= b["req_w"] and b["h"] >= b["req_h"], (label, name, b)   # text not cut
+                assert b["w"] >= b["text_w"] + 4, (label, name, b)       # ... and the text fits in it
+        assert got["view"][0] >= 400 and got["view"][1] >= 200, got["view"]
+        assert got["impairment_reachable"], label
+    img = Image.open(shot)
+    assert len(img.convert("RGB").getcolors(1 << 16) or range(1 << 16)) > 50
+    if os.environ.get("UPDATE_SCREENSHOT") == "1" and size == (1024, 600):
+        shutil.copy(shot, ROOT / "docs" / "player-1024x600.png")
+
+
+def test_readonly_panes_and_long_errors_keep_the_layout(display, start_server):
+    """The RTSP log and SDP panes are read-only with scroll bars; a long impairment error wraps
+    instead of widening the side panel."""
+    srv = start_server(fps=FPS)
+    root, eng, app = start_app(display, srv.url())
+    try:
+        app.describe()
+        pump(root, lambda: not app.busy and eng.duration, what="DESCRIBE")
+        for pane in (app.log_pane, app.sdp_pane):
+            assert str(pane.text.cget("state")) == "disabled" and pane.text.cget("yscrollcommand")
+        assert "m=video" in app.sdp_pane.get()
+        before = app.side_outer.winfo_width()
+        app.apply_impairment("loss=5%,this-is-not-an-option-and-it-goes-on-and-on-and-on-and-on-and-on")
+        settle(root, 0.2)
+        assert app.impair_status.get().startswith("error:")
+        assert app.side_outer.winfo_width() == before
+    finally:
+        finish(root, eng, app)
+
+
+def test_fit_to_window_enlarges_the_picture(display, start_server):
+    """'Fit to window' scales a 384x288 stream up to the view (aspect kept); off, it is 1:1."""
+    srv = start_server(fps=FPS)
+    root, eng, app = start_app(display, srv.url())
+    try:
+        app.play()
+        pump(root, lambda: app.frames_shown >= 5, what="playing")
+        assert app.photo_size == (384, 288)
+        app.checks["Fit to window"].invoke()
+        pump(root, lambda: app.photo_size != (384, 288), 5, "enlarged")
+        vw, vh = app.view.winfo_width(), app.view.winfo_height()
+        w, h = app.photo_size
+        assert (w == vw or h == vh) and w > 384 and abs(w / h - 384 / 288) < 0.02
+        app.checks["Fit to window"].invoke()
+        pump(root, lambda: app.photo_size == (384, 288), 5, "1:1 again")
+    finally:
+        finish(root, eng, app)
+
+
+# --------------------------------------------------------------------------- item 8: --simple, --save
+
+def test_simple_is_three_buttons_a_picture_and_one_status_line(display, start_server, tmp_path):
+    srv = start_server(fps=FPS)
+    root, eng, app = start_app(display, srv.url(), simple=True)
+    try:
+        assert list(app.buttons) == ["PLAY", "PAUSE", "TEARDOWN"]
+        assert [b.cget("text") for b in app.buttons.values()] == ["Play", "Pause", "Teardown"]
+        assert not hasattr(app, "side_canvas") and not hasattr(app, "notebook") and not hasattr(app, "slider")
+        assert root.cget("menu") == ""
+        app.buttons["PLAY"].invoke()                     # SETUP first
+        pump(root, lambda: app.frames_shown >= 20, what="playing")
+        pump(root, lambda: re.match(r"\s*[\d.]+ fps\s+\d+ kbit/s\s+loss [\d.]+ %", app.status_var.get()),
+             3, "the one-line status")
+        root.geometry("640x420")
+        settle(root, 0.3)
+        for b in app.buttons.values():
+            assert inside(b, root)
+        img = screenshot(root, display, tmp_path / "player-simple.png")
+        if img is not None:
+            assert len(img.getcolors(1 << 16) or range(1 << 16)) > 50
+        app.buttons["TEARDOWN"].invoke()
+        pump(root, lambda: app.closed, 3, "Teardown closes")
+    finally:
+        finish(root, eng, app)
+
+
+def test_save_with_the_window_writes_the_frames(display, start_server, tmp_path, xdotool):
+    """--save without --headless: space plays, q quits, and the file holds the frames received,
+    equal to the source frames."""
+    srv = start_server(fps=FPS)
+    out = tmp_path / "copy.Mjpeg"
+    env = dict(os.environ, DISPLAY=display)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "ClientLauncher.py"), srv.url(), "--save", str(out)],
+                            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        win = wait_window(env, proc)
+        wait_title(env, win, proc, r" - INIT 00:00\.0 / ")
+        subprocess.run(["xdotool", "windowfocus", "--sync", win], env=env, timeout=10)
+        subprocess.run(["xdotool", "key", "space"], env=env, check=True, timeout=10)
+        wait_title(env, win, proc, r" - PLAYING 00:0[2-9]")
+        subprocess.run(["xdotool", "key", "q"], env=env, check=True, timeout=10)
+        _, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert proc.returncode == 0, err
+    from VideoStream import VideoStream
+    saved = VideoStream(out)
+    source = VideoStream(ROOT / "movie.Mjpeg")
+    n = saved.frame_count
+    assert n >= 50 and f"saved {n} frames to {out}" in err
+    def pixels(jpeg: bytes) -> bytes:       # the depacketizer rebuilds the JFIF headers (RFC 2435)
+        return Image.open(io.BytesIO(jpeg)).convert("RGB").tobytes()
+    assert all(pixels(saved.frame(i)) == pixels(source.frame(i)) for i in range(n))
+
+
+# --------------------------------------------------------------------------- item 2: said where a person looks
+
+def test_teardown_closing_the_player_and_the_keys_are_documented():
+    """The lab's Teardown closes the app: the button's tooltip, the Help text, --help and the
+    README say so, and the README and --help list every key."""
+    from Client import BUTTON_HELP, HELP_TEXT
+    assert "close the player" in BUTTON_HELP["TEARDOWN"] and BUTTON_HELP["TEARDOWN"] in HELP_TEXT
+    readme = (ROOT / "README.md").read_text()
+    assert "**TEARDOWN** | ends the session **and closes the player**" in readme
+    assert "### Reading the statistics" in readme
+    help_text = subprocess.run([sys.executable, str(ROOT / "ClientLauncher.py"), "--help"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=30).stdout
+    assert "TEARDOWN ends the session and closes the player" in " ".join(help_text.split())
+    for keys, _ in SHORTCUTS:
+        for k in re.split(r", | or | / ", keys):
+            assert k in readme, k
+            if k != "i":
+                assert k in help_text, k
+    for doc in ("docs/player.png", "docs/player-1024x600.png", "docs/player-simple.png"):
+        assert f"]({doc})" in readme and (ROOT / doc).exists()
+
+
+def test_ctrl_s_saves_the_frame_shown(display, start_server, tmp_path, xdotool):
+    srv = start_server(fps=FPS)
+    root, eng, app = start_app(display, srv.url())
+    try:
+        app.play()
+        pump(root, lambda: app.frames_shown >= 10, what="playing")
+        app.pause()
+        pump(root, lambda: not app.busy and eng.state is ClientState.READY, 5, "paused")
+        settle(root, 0.3)
+        target = tmp_path / "frame.png"
+        app.ask_save_path = lambda: str(target)
+        focus(root, display)
+        key(root, display, "ctrl+s")
+        pump(root, lambda: target.exists(), 3, "the PNG")
+        shown = app.shown_frame
+        assert Image.open(target).convert("RGB").tobytes() == \
+            Image.open(io.BytesIO(shown.data)).convert("RGB").tobytes()
+        assert app.status_var.get() == f"saved frame {shown.index} to {target}"
+    finally:
+        finish(root, eng, app)

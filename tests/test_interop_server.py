@@ -4,11 +4,13 @@ Every frame the real program reassembles is compared with the source frame by it
 decoded pixels; counts must equal the movie's frame count exactly.
 """
 
+import io
 import logging
 import shutil
 import subprocess
 
 import pytest
+from PIL import Image
 
 from conftest import MOVIE
 from media import noise_jpeg, pixels, scene_jpeg

@@ -89,6 +89,7 @@ def test_headless_plays_every_lab_server_variant(variant, lab_server, media, tmp
     assert [got.frame(i) for i in range(got.frame_count)] == srv.sent_frames == media[1]
     reason = {"always200": "OPTIONS got no reply within 1 s",   # its 200 to a CRLF OPTIONS has mixed line ends
               "always200_lf": "the server answered OPTIONS in the lab form",
+              "crlf200": "the server answered DESCRIBE without an SDP",
               "close_on_unknown": "OPTIONS got no reply: the server closed the connection"}.get(
         variant, "OPTIONS got no reply within 1 s")
     assert f"speaking the lab dialect ({reason})" in err
@@ -291,6 +292,7 @@ def test_window_plays_every_lab_server_variant(variant, display, lab_server, med
         assert eng.dialect is Dialect.LAB
         assert app.status_var.get() == "lab dialect (" + (                          # the status line says so
             "the server answered OPTIONS in the lab form" if variant == "always200_lf" else
+            "the server answered DESCRIBE without an SDP" if variant == "crlf200" else
             "OPTIONS got no reply: the server closed the connection" if variant == "close_on_unknown" else
             "OPTIONS got no reply within 1 s") + ")"
         assert "(no SDP: the lab dialect has no DESCRIBE)" in app.sdp_text.get("1.0", "end")
@@ -406,3 +408,42 @@ def test_headless_warns_when_most_packets_are_unusable(media, tmp_path, capsys):
     assert re.fullmatch(r"warning: 180 RTP packets arrived from 127\.0\.0\.1:\d+ but only 60 frames came of "
                         r"them: RTP version 0, not 2 \(the top two bits of the first byte, here 0x00\), in 120 "
                         r"of them", warnings[0]), warnings
+
+
+@pytest.mark.parametrize("variant", ["handout", "single"])
+def test_pause_and_play_again_on_a_lab_server(variant, lab_server, media):
+    """PAUSE stops the hand-out's sender, PLAY starts a new one where it left off: nothing lost,
+    nothing twice, and the session id is echoed on every request."""
+    srv = lab_server(variant=variant)
+    eng = ReceiveEngine(f"rtsp://127.0.0.1:{srv.port}/movie.Mjpeg", lab=True, idle_timeout=1.0)
+    eng.open()
+    try:
+        eng.setup()
+        session = eng.proto.session_id
+        assert session is not None and session.isdigit() and len(session) == 6
+        eng.play()
+        assert srv.wait_sent(10, timeout=10)
+        eng.pause()
+        assert eng.state is ClientState.READY
+        sender = srv.clients[-1].sender
+        if sender is not None:                                  # the thread-per-client variants
+            sender.join(timeout=5)
+            assert not sender.is_alive()
+        paused_at = srv.sent
+        deadline = time.monotonic() + 5
+        while eng.frames_displayable < paused_at:
+            assert time.monotonic() < deadline, "frames sent before PAUSE did not arrive"
+            time.sleep(0.01)
+        assert srv.sent == paused_at < FRAMES                     # the sender stopped
+        eng.play()
+        deadline = time.monotonic() + 15
+        while eng.ended is None:
+            assert time.monotonic() < deadline, "the stream did not end"
+            time.sleep(0.02)
+        eng.teardown()
+    finally:
+        eng.close()
+    assert srv.sent == eng.frames_displayable == FRAMES
+    assert eng.last_frame is not None and eng.last_frame.index == FRAMES - 1
+    assert lab_requests(srv) == ["SETUP", "PLAY", "PAUSE", "PLAY", "TEARDOWN"]
+    assert all(r.endswith(f"\nSession: {session}") for r in srv.requests[1:])

@@ -426,6 +426,9 @@ def test_lab_client_passes_every_item():
     assert results["client.request_line"].reason == "5 requests: SETUP PLAY PAUSE PLAY TEARDOWN"
     assert "(the lab's form)" in results["client.transport"].reason
     assert re.search(r"RTP port released \d+ ms after it", results["client.teardown"].reason)
+    if os.path.exists("/proc/net/udp"):
+        assert re.search(r"bound and read in \d+ probes while PLAYING \(at most \d+ bytes waiting, none dropped\)",
+                         results["client.rtp_port"].reason)
     assert len(client.frames) >= 20
 
 
@@ -454,6 +457,13 @@ def test_mutant_clients(defect, item, reason):
     assert results[item].evidence.startswith(b"PLAY movie.Mjpeg RTSP/1.0\n")
 
 
+def test_no_client_before_the_timeout():
+    results = labcheck.grade_client(0, str(MOVIE), host="127.0.0.1", timeout=0.3)
+    assert [(r.verdict, r.reason) for r in results] == [(Verdict.FAIL, "no client connected before the timeout")] * 7
+    with pytest.raises(labcheck.UsageError, match=r"nosuch.Mjpeg is not a movie in .* \(there: movie.Mjpeg"):
+        labcheck.grade_client(0, "nosuch.Mjpeg", media_dir=str(ROOT), host="127.0.0.1", timeout=0.3)
+
+
 def test_client_that_leaves_without_teardown_and_unbound_port():
     run = ClientRun()
     sock = socket.create_connection(("127.0.0.1", run.port), timeout=5)
@@ -467,6 +477,25 @@ def test_client_that_leaves_without_teardown_and_unbound_port():
     assert results["client.rtp_port"].verdict is Verdict.FAIL
     assert "nothing was bound to the client's RTP port while PLAYING" in results["client.rtp_port"].reason
     assert results["client.teardown"].reason == "the client disconnected without TEARDOWN"
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/net/udp"), reason="the receive queue is read from Linux's /proc/net/udp")
+def test_client_that_binds_its_port_but_never_reads_it():
+    """The lab's classic slip: the RTP socket is bound at SETUP but the listening thread never starts."""
+    run = ClientRun()
+    client = LabClient("127.0.0.1", run.port, 0, "movie.Mjpeg")   # listener thread not started
+    client.rtpSocket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    client.send("SETUP")
+    client.send("PLAY")
+    time.sleep(1.5)
+    client.send("TEARDOWN")
+    client.rtspSocket.close()
+    client.rtpSocket.close()
+    results = run.wait()
+    failed = {k: r.reason for k, r in results.items() if r.verdict is Verdict.FAIL}
+    assert list(failed) == ["client.rtp_port"], failed
+    assert re.search(r"the RTP port is bound but not read: (\d+ datagrams dropped|its receive queue grew)",
+                     failed["client.rtp_port"])
 
 
 def test_our_player_passes_every_item():
