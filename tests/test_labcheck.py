@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -79,7 +80,8 @@ class LabServer:
 
     # -- one client (ServerWorker)
     def handle(self, conn: socket.socket, addr) -> None:
-        client = {"state": "INIT", "session": random.randint(100000, 999999), "event": None, "seq": 0}
+        client: dict[str, Any] = {"state": "INIT", "session": random.randint(100000, 999999), "event": None,
+                                  "seq": 0}
         conn.settimeout(0.5)
         try:
             while not self.dead.is_set():
