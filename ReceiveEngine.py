@@ -44,6 +44,9 @@ PROBE_TIMEOUT = 1.0                  # OPTIONS/DESCRIBE unanswered this long: tr
 LAB_QUIET = 0.03                     # a reply without an end is complete after this much silence
 LAB_FPS = 20.0                       # the hand-out server sends a frame every 50 ms
 PT_JPEG = 26                         # RFC 3551: JPEG's static payload type
+TIMER_SLACK = 0.001                  # s a reader sleeps past a timer, so the timer is surely due
+TIMER_CAP = 1.0                      # s a reader sleeps at most: a timer setting changed by another
+                                     # thread (the session timeout) counts within it; ~0.01% of a core
 
 
 class ClientError(Exception):
@@ -72,6 +75,7 @@ class EventKind(enum.Enum):
     STATE = "state"      # ClientState changed
     END = "end"          # the stream ended (reason text)
     ERROR = "error"      # a request failed (one line)
+    STATS = "stats"      # RTCP in or out: the statistics changed while maybe no frame flows
 
 
 @dataclass
@@ -90,6 +94,33 @@ class Frame:
 class Event:
     kind: EventKind
     payload: Any = None
+
+
+class EventQueue(queue.Queue):
+    """The engine's events (a ``queue.Queue``) that can wake a consumer who does not poll.
+
+    The consumer drains the queue, then calls :meth:`arm`; the next :meth:`put`, from whatever
+    thread, calls :attr:`waker` once (with the queue's lock held: it must only signal, e.g. write
+    a byte to a socket). The Tk window sleeps that way between frames (Client.py)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waker: Callable[[], None] | None = None
+        self._armed = False
+
+    def arm(self) -> bool:
+        """Have the next put() call the waker; False (not armed) when events are waiting already."""
+        with self.mutex:
+            if self.queue:
+                return False
+            self._armed = True
+            return True
+
+    def _put(self, item: Event) -> None:
+        super()._put(item)
+        if self._armed and self.waker is not None:
+            self._armed = False
+            self.waker()
 
 
 @dataclass(frozen=True)
@@ -144,7 +175,7 @@ class ReceiveEngine:
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         self.fps_hint = fps_hint
-        self.events: queue.Queue[Event] = queue.Queue()
+        self.events = EventQueue()
         self.frame_queue_max = frame_queue
         self.proto: RtspClientProtocol | None = \
             RtspClientProtocol(url, username=username, password=password,
@@ -163,6 +194,8 @@ class ReceiveEngine:
         self._awaiting: set[int] = set()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._wake_r: socket.socket | None = None    # wakes the readers' select() at close()
+        self._wake_w: socket.socket | None = None
         self._reorder_window = reorder_window
         self._new_receiver()
         self.pstats = PlaybackStats()
@@ -511,11 +544,22 @@ class ReceiveEngine:
         self.group = (group, ports[0], ports[1])
         self.rcvbuf = request_buffer(self.rtp_sock, socket.SO_RCVBUF, RCVBUF_BYTES, "UDP (RTP, multicast)")
         log.info("joined multicast group %s ports %d-%d on %s", group, ports[0], ports[1], local)
+        self._make_wake()
         t = threading.Thread(target=self._udp_loop, name="rtp-reader", daemon=True)
         self._threads.append(t)
         t.start()
 
+    def _make_wake(self) -> None:
+        """The readers sleep in select() until data arrives or their next timer is due (see
+        _next_timer); close() wakes them through this pair. Sockets, not a pipe: Windows'
+        select() takes nothing else. Nobody reads it: once written, it stays readable."""
+        if self._wake_r is None:
+            self._wake_r, self._wake_w = socket.socketpair()
+            self._wake_r.setblocking(False)
+            self._wake_w.setblocking(False)
+
     def _start_threads(self) -> None:
+        self._make_wake()
         if self.rtsp_sock is not None:
             self._start_rtsp_reader()
         if self.rtp_sock is not None:
@@ -819,14 +863,15 @@ class ReceiveEngine:
     def _rtsp_loop(self, sock: socket.socket) -> None:
         """Read the RTSP connection ``sock`` until it closes, or is replaced (lab fallback)."""
         assert self.proto is not None
+        watched = [sock] + ([self._wake_r] if self._wake_r is not None else [])
+        wait = 0.0
         while not self._stop.is_set() and sock is self.rtsp_sock:
-            wait = self._wait(0.02)
             since = self._unterminated_since
             if since is not None:
                 wait = min(wait, max(0.0, since + LAB_QUIET - time.monotonic()))
             try:
-                ready, _, _ = select.select([sock], [], [], wait)
-                data = sock.recv(262144) if ready else None
+                ready, _, _ = select.select(watched, [], [], wait)
+                data = sock.recv(262144) if sock in ready else None
             except (OSError, ValueError):
                 data = b""
             now = time.monotonic()
@@ -860,6 +905,8 @@ class ReceiveEngine:
                 due = self.proto.keepalive_due(now)
             if due:
                 self.keepalive()
+            with self._lock:
+                wait = self._timeout(keepalive=True)
 
     def _on_rtsp_events(self, events: Any, now: float, sock: socket.socket) -> None:
         """Replies, interleaved RTP/RTCP and server requests parsed from the RTSP connection
@@ -908,37 +955,93 @@ class ReceiveEngine:
                 sock.sendall(sreq.reply)
 
     def _start_rtsp_reader(self) -> None:
+        self._make_wake()
         t = threading.Thread(target=self._rtsp_loop, args=(self.rtsp_sock,), name="rtsp-reader", daemon=True)
         self._threads.append(t)
         t.start()
 
     def _udp_loop(self) -> None:
-        socks = [s for s in (self.rtp_sock, self.rtcp_sock) if s is not None]
+        rtp, rtcp = self.rtp_sock, self.rtcp_sock
+        assert rtp is not None
+        watched = [s for s in (rtp, rtcp, self._wake_r) if s is not None]
+        wait = 0.0
         while not self._stop.is_set():
             try:
-                ready, _, _ = select.select(socks, [], [], self._wait(0.01))
+                ready, _, _ = select.select(watched, [], [], wait)
             except (OSError, ValueError):
                 return
+            if self._stop.is_set():
+                return
             now = time.monotonic()
-            for s in ready:
-                # Drain everything queued: a frame arrives as a burst of fragments.
-                for _ in range(256):
+            # Read everything queued first (a frame arrives as a burst of fragments), then take
+            # the lock once for the whole burst.
+            packets: list[tuple[bytes, Any]] = []
+            reports: list[tuple[bytes, Any]] = []
+            for sock, out, most in ((rtp, packets, 256), (rtcp, reports, 16)):
+                if sock is None or sock not in ready:
+                    continue
+                recvfrom = sock.recvfrom
+                for _ in range(most):
                     try:
-                        data, addr = s.recvfrom(65536)
+                        out.append(recvfrom(65536))
                     except (BlockingIOError, InterruptedError):
                         break
-                    except OSError:
+                    except OSError:          # e.g. Windows' WSAECONNRESET after an ICMP error
                         break
-                    with self._lock:
-                        if not self._from_server(addr):
-                            continue
-                        if s is self.rtp_sock:
-                            self._rtp_in(data, now, addr)
-                        else:
-                            self._on_rtcp(data, now, addr)
             with self._lock:
+                for data, addr in packets:
+                    if self._from_server(addr):
+                        self._rtp_in(data, now, addr)
+                for data, addr in reports:
+                    if self._from_server(addr):
+                        self._on_rtcp(data, now, addr)
                 self._pump(time.monotonic())
                 self._tick(now)
+                wait = self._timeout(keepalive=False)
+
+    # -- timers (called with the lock held) -------------------------------------------------------
+    def _next_timer(self, keepalive: bool) -> float | None:
+        """The earliest monotonic time at which _tick (or, with ``keepalive``, a keepalive) has
+        something to do; None when nothing is timed: the next event is a packet or a reply.
+
+        Every deadline here is one that _tick acts on and then moves (or clears), so a reader
+        sleeping until it does not wake to nothing again and again: nothing polls."""
+        times: list[float] = []
+        held = self.rx.reorder.next_deadline()
+        if held is not None:
+            times.append(held)
+        if self.ended is None:
+            if self._bye is not None:
+                at = self._bye[1]
+                times.append(max(at, self.last_packet_time or at) + BYE_GRACE)
+            elif self._lost_at is not None:
+                times.append(self._lost_at + BYE_GRACE)
+            elif self._keepalive_sent is not None:
+                times.append(self._keepalive_sent + self.reply_timeout)
+            if self.last_packet_time is not None and self.play_started is not None \
+                    and self.state == ClientState.PLAYING:
+                last = max(self.last_packet_time, self.diag.last_arrival or 0.0)
+                times.append(last + self.idle_timeout)
+        if self._next_rtcp is not None:
+            times.append(self._next_rtcp)
+        if keepalive and self.proto is not None:
+            due = self.proto.keepalive_at()
+            if due is not None:
+                times.append(due)
+        return min(times) if times else None
+
+    def _timeout(self, keepalive: bool) -> float:
+        """select() timeout: until :meth:`_next_timer` plus TIMER_SLACK (its tests are strict
+        inequalities), or exactly until the impairer's next delivery (its packets' arrival times
+        are the statistics' truth), at most TIMER_CAP; sockets and close() wake the thread sooner."""
+        now = time.monotonic()
+        at = self._next_timer(keepalive)
+        wait = TIMER_CAP if at is None else max(0.0, at - now) + TIMER_SLACK
+        if self.impairer is not None:
+            due = self.impairer.next_due()
+            if due is not None and due - now < wait:
+                wait = max(0.0, due - now)
+        return min(TIMER_CAP, wait)
 
     def _from_server(self, addr: Any) -> bool:
         """Unicast UDP: only the RTSP server's host may send us RTP/RTCP (as ffmpeg filters by
@@ -957,14 +1060,6 @@ class ReceiveEngine:
         return False
 
     # -- data path (called with the lock held) ----------------------------------------------------
-    def _wait(self, longest: float) -> float:
-        """select() timeout: ``longest``, or less when the impairer delivers a packet sooner."""
-        imp = self.impairer
-        due = imp.next_due() if imp is not None else None
-        if due is None:
-            return longest
-        return min(longest, max(0.0, due - time.monotonic()))
-
     def _rtp_in(self, data: bytes, now: float, addr: Any = None) -> None:
         """An RTP packet off the wire: through the impairer (if any), then the receive path."""
         if self.tap is not None:
@@ -1086,6 +1181,7 @@ class ReceiveEngine:
             # RTP sent before the BYE may still be queued on the other socket: finish a
             # little later (in _tick), once it has been read.
             self._bye = (f"the server said BYE ({got.bye})", now)
+        self.events.put(Event(EventKind.STATS))
 
     # what the sender's reports said (RtcpReceiver keeps it)
     @property
@@ -1262,6 +1358,7 @@ class ReceiveEngine:
         if self.tap is not None:
             self.tap(now, True, data, True)
         self.reports_sent.append(record)
+        self.events.put(Event(EventKind.STATS))
         del self.reports_sent[:-1000]
         self.rtcp.sent(len(data))
         b = record.block
@@ -1309,12 +1406,22 @@ class ReceiveEngine:
         if not self._stop.is_set():
             self.final_snapshot = self.snapshot()
         self._stop.set()
+        wake = self._wake_w
+        if wake is not None:
+            try:
+                wake.send(b"x")              # the readers' select() returns
+            except OSError:
+                pass
         with self._reply_cond:
             self._reply_cond.notify_all()
         for t in self._threads:
             if t is not threading.current_thread():
                 t.join(timeout=2.0)
         self._threads = []
+        for w in (self._wake_r, self._wake_w):
+            if w is not None:
+                w.close()
+        self._wake_r = self._wake_w = None
         for s in (self.rtsp_sock, self.rtp_sock, self.rtcp_sock):
             if s is not None:
                 try:

@@ -31,6 +31,9 @@ import tempfile
 import time
 import uuid
 
+if sys.platform != "linux":  # (mypy --platform win32/darwin then skips the rest)
+    raise SystemExit("bench/live_mcast_cpu.py is Linux only: it uses a network namespace and /proc")
+
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 sys.path.insert(0, BENCH)
@@ -73,7 +76,9 @@ def load(url: str, transport: str, sessions: int, hold: float) -> dict:
         return {"error": f"DESCRIBE {status}"}
     setup_url = control_url(url, body, hdrs.get("content-base"))
     first.close()
-    conns, socks, groups = [], [], {}
+    conns: list = []
+    socks: list = []
+    groups: dict[tuple[str, int], socket.socket | None] = {}
     for i in range(sessions):
         conn = Conn(host, port)
         conns.append(conn)
@@ -120,7 +125,7 @@ def load(url: str, transport: str, sessions: int, hold: float) -> dict:
     stdin = sys.stdin.buffer
     while time.monotonic() < end:
         ready, _, _ = select.select(socks + [stdin], [], [], 0.2)
-        if stdin in ready and not stdin.read1(1):
+        if stdin in ready and not os.read(stdin.fileno(), 1):
             break  # the driver closed our stdin: its window is over
         for sock in ready:
             if sock is stdin:
