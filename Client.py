@@ -469,7 +469,7 @@ class Client:
 
     def _slider_value(self, x: int, y: int) -> float:
         """The slider's value at pixel (x, y) (ttk::scale get x y)."""
-        v = float(self.slider.tk.call(self.slider._w, "get", x, y))
+        v = float(self.slider.tk.call(str(self.slider), "get", x, y))
         return min(max(v, 0.0), float(self.slider.cget("to")))
 
     def _slider_press(self, e: Any) -> str:
@@ -585,7 +585,10 @@ class Client:
         self.impair_entry = ttk.Entry(box, textvariable=self.impair_var, width=24, font="TkFixedFont")
         self.impair_entry.grid(row=0, column=0, sticky="ew")
         self.impair_entry.bind("<Return>", lambda e: self.apply_impairment())
-        self.impair_entry.bind("<Escape>", lambda e: (self.view.focus_set(), "break")[1])
+        def leave_entry(_event: Any) -> str:
+            self.view.focus_set()          # Escape in the box: back to the picture (keys work again)
+            return "break"
+        self.impair_entry.bind("<Escape>", leave_entry)
         self.impair_apply = ttk.Button(box, text="Apply", width=6, command=self.apply_impairment, takefocus=0)
         self.impair_apply.grid(row=0, column=1, padx=(4, 0))
         ttk.Button(box, text="Off", width=4, command=lambda: self.apply_impairment("off"), takefocus=0).grid(

@@ -555,6 +555,8 @@ def test_readonly_panes_and_long_errors_keep_the_layout(display, start_server):
     try:
         app.describe()
         pump(root, lambda: not app.busy and eng.duration, what="DESCRIBE")
+        # impairment off: the box is empty and says how to use it (not a spec that looks applied)
+        assert app.impair_var.get() == "" and app.impair_status.get().startswith("off")
         for pane in (app.log_pane, app.sdp_pane):
             assert str(pane.text.cget("state")) == "disabled" and pane.text.cget("yscrollcommand")
         assert "m=video" in app.sdp_pane.get()
