@@ -60,7 +60,7 @@ def _udp_pair(family: int, host: str) -> tuple[socket.socket, socket.socket]:
     raise UsageError("could not bind an even/odd UDP port pair for RTP/RTCP")
 
 
-def multicast_sockets(pool: MulticastPool, interface: Optional[str]) -> Tuple[socket.socket, socket.socket]:
+def multicast_sockets(pool: MulticastPool, interface: str | None) -> tuple[socket.socket, socket.socket]:
     """The RTP and RTCP sockets that send to groups: TTL (hop limit) from the pool, the
     outgoing interface when one is given (an address, or a name / index), loopback on so
     receivers on this host hear it too."""
@@ -122,8 +122,8 @@ class RtspServer:
         self.server_ports = (self.rtp_sock.getsockname()[1], self.rtcp_sock.getsockname()[1])
         self.streamer = Streamer(self.rtp_sock, self.rtcp_sock, loop=config.loop,
                                  session_timeout=config.session_timeout, rng=config.rng)
-        self.groups: Optional[MulticastGroups] = None
-        self._mcast_socks: Tuple[socket.socket, ...] = ()
+        self.groups: MulticastGroups | None = None
+        self._mcast_socks: tuple[socket.socket, ...] = ()
         if config.multicast is not None:
             self._mcast_socks = multicast_sockets(config.multicast, config.multicast_interface)
             self.groups = MulticastGroups(config.multicast, self.streamer, *self._mcast_socks, rng=config.rng)

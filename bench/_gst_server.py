@@ -5,7 +5,8 @@ Run with the system interpreter that has python3-gi (not the project's python3):
 
     /usr/bin/python3 bench/_gst_server.py --frames-dir DIR/frames --fps 20
 
-appsrc (frames DIR/%05d.jpg, looped, pts k/fps) ! jpegparse ! rtpjpegpay. Serves rtsp://127.0.0.1:<port>/bench, shared media (payloaded once, sent to every client, as
+appsrc (frames DIR/%05d.jpg, looped, pts k/fps) ! jpegparse ! rtpjpegpay.  With --multicast
+FIRST-LAST, multicast only, groups from that address pool (gst-rtsp-server's example). Serves rtsp://127.0.0.1:<port>/bench, shared media (payloaded once, sent to every client, as
 our server shares packetized frames), and prints "PORT <n> PID <pid>" once listening.
 """
 
@@ -18,7 +19,8 @@ import gi
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+gi.require_version("GstRtsp", "1.0")
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 
 def main() -> int:
@@ -26,6 +28,8 @@ def main() -> int:
     p.add_argument("--frames-dir", required=True)
     p.add_argument("--fps", type=int, default=20)
     p.add_argument("--port", type=int, default=0)
+    p.add_argument("--multicast", metavar="FIRST-LAST",
+                   help="serve multicast only, groups from this address range (the address pool example)")
     args = p.parse_args()
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
@@ -62,6 +66,12 @@ def main() -> int:
         src.connect("need-data", need_data, itertools.count())
     factory.connect("media-configure", configure)
     factory.set_shared(True)
+    if args.multicast:
+        first, last = args.multicast.split("-")
+        pool = GstRtspServer.RTSPAddressPool()
+        pool.add_range(first, last, 5000, 5010, 1)
+        factory.set_address_pool(pool)
+        factory.set_protocols(GstRtsp.RTSPLowerTrans.UDP_MCAST)
     server.get_mount_points().add_factory("/bench", factory)
     if server.attach(None) == 0:
         print("could not attach the RTSP server", file=sys.stderr)

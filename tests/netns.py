@@ -39,7 +39,7 @@ def unavailable() -> str | None:
 
 @contextmanager
 def namespace(v6: bool = False):
-    """A fresh namespace: lo up, multicast on, 224.0.0.0/4 (and ff00::/8) via lo."""
+    """A fresh namespace: lo up, multicast on, 224.0.0.0/4 via lo; with v6, IPv6 multicast too."""
     name = f"mcast{uuid.uuid4().hex[:8]}"
     result = _ip("netns", "add", name)
     if result.returncode != 0:
@@ -51,7 +51,14 @@ def namespace(v6: bool = False):
             if result.returncode != 0:
                 raise RuntimeError(f"ip -n {name} {' '.join(args)}: {result.stderr.strip()}")
         if v6:
-            _ip("-n", name, "-6", "route", "add", "ff00::/8", "dev", "lo", "table", "local")
+            # Linux loopback carries no IPv6 multicast: a veth pair with both ends inside the
+            # namespace does (nothing is attached to the host), with a ULA on one end
+            for args in (["link", "add", "v0", "type", "veth", "peer", "name", "v1"],
+                         ["link", "set", "v0", "up"], ["link", "set", "v1", "up"],
+                         ["-6", "addr", "add", "fd00::1/64", "dev", "v0", "nodad"]):
+                result = _ip("-n", name, *args)
+                if result.returncode != 0:
+                    raise RuntimeError(f"ip -n {name} {' '.join(args)}: {result.stderr.strip()}")
         yield name
     finally:
         for _ in range(20):  # processes still inside keep it busy for a moment

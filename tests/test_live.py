@@ -33,6 +33,7 @@ from RtpJpeg import JpegDepacketizer, find_jpeg_end
 from RtpPacket import RtpPacket
 from rtsp_tools import RtpReceiver, RtspConn
 from Server import RtspServer
+import RtspServerProtocol
 import ServerWorker
 from ServerWorker import ServerConfig
 from VideoStream import VideoStream
@@ -184,9 +185,9 @@ def test_live_source_plays_in_ffmpeg_gstreamer_and_our_player(live_server, sourc
     url = f"rtsp://127.0.0.1:{port}/{name}"
     out = tmp_path / "ffmpeg.mjpeg"
     jobs = {
-        "ffmpeg": [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-rtsp_transport", "udp", "-i", url,
+        "ffmpeg": [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", url,
                    "-map", "0", "-c", "copy", "-frames:v", str(WANT), "-f", "mjpeg", "-y", str(out)],
-        "gst": [GST, "-q", "rtspsrc", f"location={url}", "protocols=tcp", "!", "rtpjpegdepay", "!",
+        "gst": [GST, "-q", "rtspsrc", f"location={url}", "protocols=udp", "!", "rtpjpegdepay", "!",
                 "identity", f"eos-after={WANT + 1}", "!", "multifilesink", f"location={tmp_path}/g%05d.jpg"],
         "player": [sys.executable, str(ROOT / "ClientLauncher.py"), url, "--headless", "--duration", "2.5",
                    "--save", str(tmp_path / "player.Mjpeg"), "--stats-json", str(tmp_path / "stats.json")],
@@ -359,7 +360,7 @@ def test_viewer_that_stops_reading_does_not_slow_the_others(live, tmp_path, monk
 
 
 def test_garbage_command_is_refused_with_a_reason(live, monkeypatch):
-    monkeypatch.setattr(ServerWorker, "LIVE_DESCRIBE_WAIT", 1.0)
+    monkeypatch.setattr(RtspServerProtocol, "LIVE_DESCRIBE_WAIT", 1.0)
     srv = live(f"junk={feeder_cmd('--garbage')}")
     conn = RtspConn(srv.port)
     reply = conn.request("DESCRIBE", srv.url("junk"))
@@ -371,7 +372,7 @@ def test_garbage_command_is_refused_with_a_reason(live, monkeypatch):
 
 
 def test_bad_multipart_boundary_is_refused_with_a_reason(live, camera, monkeypatch):
-    monkeypatch.setattr(ServerWorker, "LIVE_DESCRIBE_WAIT", 1.0)
+    monkeypatch.setattr(RtspServerProtocol, "LIVE_DESCRIBE_WAIT", 1.0)
     srv = live(f"cam={camera.url('/badboundary')}", max_frame=200_000)
     deadline = time.monotonic() + 10
     while "wrong boundary" not in srv.feeds["cam"].last_error and time.monotonic() < deadline:
@@ -403,4 +404,18 @@ def test_setup_for_another_destination_is_refused(live, transport, reason):
     conn = RtspConn(srv.port)
     reply = conn.request("SETUP", srv.url("cmd"), {"Transport": transport})
     assert reply.status == 461 and reason in reply.body, (reply, reply.body)
+    conn.close()
+
+
+@pytest.mark.skipif(FFMPEG is None, reason="ffmpeg missing (tools/test.sh installs it)")
+def test_frames_rfc2435_cannot_carry_are_converted(live):
+    """ffmpeg's default MJPEG (4:4:4, optimized Huffman tables) goes through JpegConvert, as files do."""
+    srv = live(f"cam={FFMPEG} -loglevel error -re -f lavfi -i testsrc=size=320x240:rate=20 -f mjpeg -")
+    feed = srv.feeds["cam"]
+    assert feed.converter is not None  # JpegConvert.to_rfc2435
+    conn, _ = interleaved_viewer(srv, "cam")
+    conn.read_interleaved(120, timeout=5)
+    got = [j for _, j in frames_of(conn.frames)]
+    assert len(got) >= 10 and feed.rejected == 0 and feed.converted >= len(got), feed.describe_status()
+    assert Image.open(io.BytesIO(got[-1])).size == (320, 240)
     conn.close()

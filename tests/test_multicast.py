@@ -237,3 +237,36 @@ def test_pause_seek_and_foreign_destinations_are_refused(server):
     assert out["pause"][0] == 455 and "cannot be paused" in out["pause"][1], out
     assert out["seek"][0] == 457 and "cannot be seeked" in out["seek"][1], out
     _stops["short.Mjpeg"] += 1
+
+
+@pytest.mark.skipif(FFMPEG is None, reason="ffmpeg missing")
+def test_ipv6_group(media, tmp_path):
+    """--multicast ff15::/16: ffmpeg and our player receive the live source from group ff15::1."""
+    with netns.namespace(v6=True) as ns:
+        log = open(tmp_path / "server.log", "w")
+        server = subprocess.Popen(netns.exec_args(ns, [
+            sys.executable, str(ROOT / "Server.py"), "8554", "--host", "::1", "--media-dir", str(media),
+            "--multicast", "ff15::/16", "--live", f"cam={sys.executable} {FEEDER} {MOVIE} --fps 20 --frames {LOOP}"]),
+            stderr=log, cwd=str(ROOT))
+        try:
+            deadline = time.monotonic() + 15
+            while "live cam: started" not in (tmp_path / "server.log").read_text():
+                assert time.monotonic() < deadline and server.poll() is None, (tmp_path / "server.log").read_text()
+                time.sleep(0.05)
+            url = "rtsp://[::1]:8554/cam"
+            ffmpeg = subprocess.run(netns.exec_args(ns, [FFMPEG, "-nostdin", "-loglevel", "error", "-rtsp_transport",
+                                                         "udp_multicast", "-i", url, "-frames:v", "20", "-f", "null",
+                                                         "-"]), capture_output=True, text=True, timeout=30)
+            assert ffmpeg.returncode == 0, ffmpeg.stderr
+            player = subprocess.run(netns.exec_args(ns, [
+                sys.executable, str(ROOT / "ClientLauncher.py"), url, "--transport", "multicast", "--headless",
+                "--duration", "1.5", "--stats-json", str(tmp_path / "stats.json")]),
+                capture_output=True, text=True, timeout=30, cwd=str(ROOT))
+            assert player.returncode == 0, player.stderr
+            stats = json.loads((tmp_path / "stats.json").read_text())
+            assert stats["frames_completed"] >= 20 and stats["packets_lost"] == 0, stats
+            assert "sending to ff15::1 port" in (tmp_path / "server.log").read_text()
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+            log.close()
