@@ -683,10 +683,7 @@ class Client:
         self.impair_entry = ttk.Entry(box, textvariable=self.impair_var, width=24, font="TkFixedFont")
         self.impair_entry.grid(row=0, column=0, sticky="ew")
         self.impair_entry.bind("<Return>", lambda e: self.apply_impairment())
-        def leave_entry(_event: Any) -> str:
-            self.view.focus_set()          # Escape in the box: back to the picture (keys work again)
-            return "break"
-        self.impair_entry.bind("<Escape>", leave_entry)
+        self.impair_entry.bind("<Escape>", self._leave_entry)
         self.impair_apply = ttk.Button(box, text="Apply", width=6, command=self.apply_impairment, takefocus=0)
         self.impair_apply.grid(row=0, column=1, padx=(4, 0))
         ttk.Button(box, text="Off", width=4, command=lambda: self.apply_impairment("off"), takefocus=0).grid(
@@ -697,6 +694,11 @@ class Client:
                   wraplength=SIDE_WIDTH - 40, justify="left").grid(row=1, column=0, columnspan=3, sticky="w")
         self.tooltips["impair"] = Tooltip(self.impair_entry, "loss=5%,burst=3,reorder=2%,dup=1%,delay=20ms,"
                                                              "jitter=10ms,seed=1 (as --impair); Return applies")
+
+    def _leave_entry(self, event: object = None) -> str:
+        """Escape in a text box: the keys go back to the view (the player's shortcuts)."""
+        self.view.focus_set()
+        return "break"
 
     def apply_impairment(self, text: str | None = None) -> None:
         """Apply (or switch off) the impairment typed in the panel; a bad spec shows its error."""

@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from typing import Callable, Union
+from typing import Callable
 from urllib.parse import quote
 
 from MediaLibrary import MediaLibrary, Movie
@@ -106,7 +106,7 @@ class EndSession:
     why: str
 
 
-Action = Union[StartSending, EndSession]
+Action = StartSending | EndSession
 
 
 @dataclass

@@ -65,7 +65,7 @@ def multicast_sockets(pool: MulticastPool, interface: str | None) -> tuple[socke
     outgoing interface when one is given (an address, or a name / index), loopback on so
     receivers on this host hear it too."""
     family = socket.AF_INET6 if pool.family_v6 else socket.AF_INET
-    pair = []
+    pair: list[socket.socket] = []
     for _ in range(2):
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:

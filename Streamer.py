@@ -145,7 +145,7 @@ class StreamSession:
 
     def live_rtptime(self, arrival: float) -> int:
         """90 kHz timestamp of a live frame that arrived at monotonic `arrival` (the source's clock)."""
-        return (self.ts0 + round((arrival - self.movie.t0) * JPEG_CLOCK_RATE)) & 0xFFFFFFFF
+        return (self.ts0 + round((arrival - getattr(self.movie, "t0", 0.0)) * JPEG_CLOCK_RATE)) & 0xFFFFFFFF
 
     def rtptime_now(self, now: float) -> int:
         """The RTP time that corresponds to monotonic `now` (an SR's RTP timestamp)."""
