@@ -49,7 +49,7 @@ RESIZE_FILTER = Image.Resampling.BOX  # area average: antialiased for the < 2x r
 MAX_FRAME_PIXELS = 40_000_000   # a frame claiming more (e.g. a SOF of 60000x60000) is refused undecoded
 SEEK_STEP = 5.0           # seconds per Left/Right key
 QUIT_WAIT = 1.0           # longest wait for the TEARDOWN reply when quitting (the window closes anyway)
-CLOSE_PAUSE_WAIT = 1.0    # longest wait for the PAUSE reply when the close box is clicked
+CLOSE_PAUSE_WAIT = 0.5    # longest wait for the PAUSE reply when the close box is clicked
 SIDE_WIDTH = 370          # px of the statistics side panel
 
 SHORTCUTS = [
@@ -389,6 +389,7 @@ class Client:
         self.closing = False                     # quitting: TEARDOWN on its way
         self.closed = False
         self.dragging = False
+        self.seek_target: float | None = None    # where the last seek went (shown until its first frame)
         self.fullscreen = False
         self.ask_quit: Callable[[], bool] = lambda: messagebox.askyesno(
             "Quit the player?", "The stream is paused.\n\nQuit the player? (TEARDOWN)\n"
@@ -879,7 +880,7 @@ class Client:
             self.close()
             return
         self._refresh_buttons()
-        deadline = time.monotonic() + QUIT_WAIT + 0.5
+        deadline = time.monotonic() + QUIT_WAIT + 0.3
 
         def work() -> None:
             eng.quit(grace=QUIT_WAIT)
@@ -1175,7 +1176,7 @@ class Client:
         shown = self.shown_frame
         if shown is not None and shown.generation == eng.generation:
             return shown.position
-        target = getattr(self, "seek_target", None)
+        target = self.seek_target
         if shown is not None and shown.generation != eng.generation and target is not None:
             return target
         return eng.last_frame.position if eng.last_frame is not None else (self.start_pos or 0.0)
