@@ -181,27 +181,6 @@ class StreamSession:
         """The receiver's RTCP: loss, jitter, RTT, RRTR (RFC 3550 6.4, RFC 3611)."""
         self.rtcp.receive(data, time.time(), time.monotonic())
 
-    # what the receiver's last RR said (RtcpSender keeps it)
-    @property
-    def rr_count(self) -> int:
-        return self.rtcp.rr_count
-
-    @property
-    def rr_fraction_lost(self) -> float:
-        return self.rtcp.rr_fraction_lost
-
-    @property
-    def rr_cumulative_lost(self) -> int:
-        return self.rtcp.rr_cumulative_lost
-
-    @property
-    def rr_jitter_ms(self) -> float:
-        return self.rtcp.rr_jitter_ms
-
-    @property
-    def rtt_ms(self) -> float | None:
-        return self.rtcp.rtt_ms
-
 
 class Streamer(threading.Thread):
     """The single pacing loop: sends every session's frames on a deadline schedule."""
