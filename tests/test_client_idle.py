@@ -146,3 +146,39 @@ def test_idle_window_ctrl_c_exits_within_a_second(display, start_server):
             proc.wait(5)
     assert proc.returncode == 130 and took <= 1.0, (took, err)
     assert "Traceback" not in err, err
+
+
+def test_window_without_file_handlers_polls_and_plays(display, start_server, monkeypatch):
+    """Where Tk cannot watch a socket (Windows' Tk has no createfilehandler) the window drains
+    its queue on after() ticks instead: frames are shown, and a tick stays scheduled."""
+    tk = pytest.importorskip("tkinter")
+    import Client as client_module
+    from Client import Client
+
+    class NoFileHandlers(client_module.TkWakeup):
+        def __init__(self, master, callback):
+            class Tkapp:                      # what Windows' Tk offers: no file handlers
+                pass
+            proxy = types.SimpleNamespace(tk=Tkapp())
+            super().__init__(proxy, callback)  # type: ignore[arg-type]
+            self.master = master
+    monkeypatch.setattr(client_module, "TkWakeup", NoFileHandlers)
+    srv = start_server(fps=20)
+    root = tk.Tk(screenName=display)
+    eng = ReceiveEngine(srv.url())
+    eng.open()
+    app = Client(root, eng)
+    app.ask_quit = lambda: True
+    try:
+        assert not app.wakeup.available and eng.events.waker is None
+        app.play()
+        deadline = time.monotonic() + 15
+        while app.frames_shown < 10:
+            assert time.monotonic() < deadline, "no frames shown without a wake-up socket"
+            root.update()
+            time.sleep(0.005)
+        assert "drain" in app._after_ids                    # polled: the next tick is scheduled
+    finally:
+        app.close()
+        del app, eng, root
+        gc.collect()
