@@ -24,6 +24,7 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
+from typing import TYPE_CHECKING
 from typing import Hashable
 from urllib.parse import unquote
 
@@ -33,6 +34,9 @@ from PacketTrain import PacketTrain
 from RtpPacket import PT_JPEG
 from RtspHeaders import split_url
 from VideoStream import VideoStream
+
+if TYPE_CHECKING:
+    from LiveReader import LiveFeed
 
 log = logging.getLogger(__name__)
 
@@ -405,9 +409,9 @@ class MediaLibrary:
         self._lock = threading.Lock()
         self._listing: list[str] | None = None
         self._listed_at = 0.0
-        self.live: dict[str, object] = {}  # name -> LiveReader.LiveFeed (--live NAME=...)
+        self.live: dict[str, LiveFeed] = {}  # name -> the live source (--live NAME=...)
 
-    def add_live(self, feed) -> None:
+    def add_live(self, feed: LiveFeed) -> None:
         """Serve a live source under its name (it hides a file of the same name)."""
         self.live[feed.name] = feed
 

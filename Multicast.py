@@ -20,10 +20,13 @@ import logging
 import random
 import threading
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
 from RtspMessage import RtspError, Status
 from RtspSession import State
+
+if TYPE_CHECKING:
+    from Streamer import StreamSession
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,7 @@ class MulticastPool:
             raise ValueError(f"--multicast {network!r} is not an address range: {exc}") from None
         if not net.is_multicast:
             raise ValueError(f"--multicast {network} is not a multicast range (224.0.0.0/4 or ff00::/8)")
-        if net.version == 4 and net.subnet_of(ipaddress.ip_network("224.0.0.0/24")):
+        if isinstance(net, ipaddress.IPv4Network) and net.subnet_of(ipaddress.IPv4Network("224.0.0.0/24")):
             raise ValueError(f"--multicast {network} is the link-local control block 224.0.0.0/24")
         if not 0 <= ttl <= 255:
             raise ValueError(f"--multicast-ttl {ttl} is outside 0-255")
@@ -110,7 +113,7 @@ class MulticastGroups:
         self.rtp_sock = rtp_sock
         self.rtcp_sock = rtcp_sock
         self.rng = rng if rng is not None else random.SystemRandom()
-        self._groups: Dict[str, object] = {}
+        self._groups: Dict[str, StreamSession] = {}
         self._playing: Dict[str, set] = {}
         self._sending: Dict[str, bool] = {}
         self._lock = threading.Lock()
@@ -126,13 +129,13 @@ class MulticastGroups:
             group.udp_dest = (address.group, address.port[0])
             group.rtcp_dest = (address.group, address.port[1])
             group.rtp_sock, group.rtcp_sock = self.rtp_sock, self.rtcp_sock
-            group.address = address  # type: ignore[attr-defined]
+            group.address = address
             self._groups[movie.name] = group
             self._playing[movie.name] = set()
             self._sending[movie.name] = False
         return group
 
-    def join(self, member) -> object:
+    def join(self, member: StreamSession) -> StreamSession:
         """SETUP: `member` (an RTSP session) watches the group of its stream."""
         with self._lock:
             group = self._group(member.movie)

@@ -60,12 +60,12 @@ def _udp_pair(family: int, host: str) -> tuple[socket.socket, socket.socket]:
     raise UsageError("could not bind an even/odd UDP port pair for RTP/RTCP")
 
 
-def multicast_sockets(pool: MulticastPool, interface: Optional[str]) -> Tuple[socket.socket, socket.socket]:
+def multicast_sockets(pool: MulticastPool, interface: str | None) -> tuple[socket.socket, socket.socket]:
     """The RTP and RTCP sockets that send to groups: TTL (hop limit) from the pool, the
     outgoing interface when one is given (an address, or a name / index), loopback on so
     receivers on this host hear it too."""
     family = socket.AF_INET6 if pool.family_v6 else socket.AF_INET
-    pair = []
+    pair: list[socket.socket] = []
     for _ in range(2):
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
@@ -122,11 +122,12 @@ class RtspServer:
         self.server_ports = (self.rtp_sock.getsockname()[1], self.rtcp_sock.getsockname()[1])
         self.streamer = Streamer(self.rtp_sock, self.rtcp_sock, loop=config.loop,
                                  session_timeout=config.session_timeout, rng=config.rng)
-        self.groups: Optional[MulticastGroups] = None
-        self._mcast_socks: Tuple[socket.socket, ...] = ()
+        self.groups: MulticastGroups | None = None
+        self._mcast_socks: tuple[socket.socket, ...] = ()
         if config.multicast is not None:
-            self._mcast_socks = multicast_sockets(config.multicast, config.multicast_interface)
-            self.groups = MulticastGroups(config.multicast, self.streamer, *self._mcast_socks, rng=config.rng)
+            mcast_rtp, mcast_rtcp = multicast_sockets(config.multicast, config.multicast_interface)
+            self._mcast_socks = (mcast_rtp, mcast_rtcp)
+            self.groups = MulticastGroups(config.multicast, self.streamer, mcast_rtp, mcast_rtcp, rng=config.rng)
         for feed in config.media.live.values():
             feed.listeners.append(self.streamer.live_frame)
         self.registry = SessionRegistry()

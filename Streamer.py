@@ -32,7 +32,7 @@ import struct
 import sys
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from MediaLibrary import FrameUnavailable, Movie
 from PacketTrain import PacketTrain
@@ -93,6 +93,7 @@ class StreamSession:
         self.live = getattr(movie, "live", False)  # a LiveFeed: frames come when they arrive
         self.group: StreamSession | None = None  # a multicast member: the group that sends
         self.members: set | None = None  # a multicast group: its member sessions
+        self.address: Any = None  # a multicast group: its Multicast.GroupAddress
         self.rtp_sock: socket.socket | None = None  # None: the Streamer's unicast sockets
         self.rtcp_sock: socket.socket | None = None
         self.transport: Transport | None = None
@@ -155,7 +156,8 @@ class StreamSession:
 
     def live_rtptime(self, arrival: float) -> int:
         """90 kHz timestamp of a live frame that arrived at monotonic `arrival` (the source's clock)."""
-        return (self.ts0 + round((arrival - self.movie.t0) * JPEG_CLOCK_RATE)) & 0xFFFFFFFF
+        t0: float = self.movie.t0  # type: ignore[attr-defined]  # (a LiveFeed: live sessions only)
+        return (self.ts0 + round((arrival - t0) * JPEG_CLOCK_RATE)) & 0xFFFFFFFF
 
     def rtptime_now(self, now: float) -> int:
         """The RTP time that corresponds to monotonic `now` (an SR's RTP timestamp)."""
