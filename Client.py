@@ -2,8 +2,11 @@
 
 The network side is :class:`ReceiveEngine.ReceiveEngine` (no Tk); it hands frames, log lines and
 state changes over a ``queue.Queue``, and only this module's :class:`Client`, on the Tk thread,
-touches widgets: it drains the queue with ``after()``. Every RTSP request runs on a worker thread,
-so no button, key or the close box ever waits on the network in the Tk thread.
+touches widgets. Every RTSP request runs on a worker thread, so no button, key or the close box
+ever waits on the network in the Tk thread. Nothing polls: the queue wakes Tk through a socket
+pair Tk watches (:class:`TkWakeup`) when an event arrives, and the statistics refresh a few times
+a second only while the stream plays (else once per change). Where Tk cannot watch a socket
+(Windows), ``after()`` ticks drain the queue instead: fast while playing, slow otherwise.
 
 What the window shows is one of the states INIT, READY, PLAYING (RFC 2326 A.1) or ENDED (the
 stream reached its end: PLAY replays it). A lost server is INIT again: SETUP connects anew.
@@ -14,8 +17,10 @@ from __future__ import annotations
 import io
 import logging
 import math
+import os
 import queue
 import signal
+import socket
 import threading
 from struct import error as struct_error   # Pillow raises it for some truncated headers
 import time
@@ -30,8 +35,10 @@ from RtpStats import StatsSnapshot
 
 log = logging.getLogger(__name__)
 
-GUI_TICK_MS = 15          # queue drain period
-STATS_TICK_MS = 250       # statistics panel and plot: 4 updates per second
+GUI_TICK_MS = 15          # queue drain period while playing, where Tk cannot watch a socket
+IDLE_TICK_MS = 100        # the same when nothing plays (button states, log lines)
+STATS_TICK_MS = 250       # statistics panel and plot: 4 updates per second while playing
+IMAGE_BLOCKS = 4          # freed image buffers Pillow keeps for reuse (see reuse_image_memory)
 PLOT_SPAN = 30.0          # seconds shown in the plot
 VIEW_DEFAULT = (1280, 720)  # the default view shows 640x480 and 1280x720 streams 1:1 (screen permitting)
 FIT_SLACK = 8             # px a frame may exceed the view by and still be shown 1:1 (edges clipped):
@@ -42,7 +49,7 @@ RESIZE_FILTER = Image.Resampling.BOX  # area average: antialiased for the < 2x r
 MAX_FRAME_PIXELS = 40_000_000   # a frame claiming more (e.g. a SOF of 60000x60000) is refused undecoded
 SEEK_STEP = 5.0           # seconds per Left/Right key
 QUIT_WAIT = 1.0           # longest wait for the TEARDOWN reply when quitting (the window closes anyway)
-CLOSE_PAUSE_WAIT = 1.0    # longest wait for the PAUSE reply when the close box is clicked
+CLOSE_PAUSE_WAIT = 0.5    # longest wait for the PAUSE reply when the close box is clicked
 SIDE_WIDTH = 370          # px of the statistics side panel
 
 SHORTCUTS = [
@@ -139,6 +146,82 @@ def nice_ceiling(value: float, floor: float) -> float:
         if top >= value * 0.999:
             return float(top)
     return float(10 ** (exp + 1))
+
+
+def reuse_image_memory() -> None:
+    """Have Pillow keep a few freed image buffers for the next frames (its block cache; off by
+    default, PILLOW_BLOCKS_MAX). Otherwise each frame's buffers are returned to the system and
+    mapped afresh: ~600 page faults per 640x480 frame, a third of the player's CPU when playing."""
+    set_blocks_max = getattr(Image.core, "set_blocks_max", None)
+    if set_blocks_max is not None and "PILLOW_BLOCKS_MAX" not in os.environ \
+            and Image.core.get_blocks_max() < IMAGE_BLOCKS:
+        set_blocks_max(IMAGE_BLOCKS)
+
+
+class TkWakeup:
+    """Wakes the Tk thread from any thread without a Tk call there: a byte on a socket pair whose
+    reading end Tk watches (``createfilehandler``), which runs ``callback`` on the Tk thread.
+
+    ``available`` is False where Tk cannot watch a file (Windows Tk): the caller polls then.
+    :meth:`catch_signals` has a signal wake Tk too, so that its Python handler runs at once."""
+
+    def __init__(self, master: tk.Misc, callback: Callable[[], None]) -> None:
+        self.master = master
+        # getattr: Windows' Tk has no file handlers (and mypy --platform win32 knows it)
+        create: Any = getattr(master.tk, "createfilehandler", None)
+        self._delete: Any = getattr(master.tk, "deletefilehandler", None)
+        self.available = create is not None and self._delete is not None
+        self._r: socket.socket | None = None
+        self._w: socket.socket | None = None
+        self._signals: int | None = None         # the wakeup fd we replaced, once catching signals
+        if not self.available:
+            return
+        self._r, self._w = socket.socketpair()
+        self._r.setblocking(False)
+        self._w.setblocking(False)
+
+        def readable(fd: int, mask: int) -> None:
+            try:
+                while self._r is not None and self._r.recv(4096):
+                    pass
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                return
+            callback()
+        create(self._r.fileno(), tk.READABLE, readable)
+
+    def wake(self) -> None:
+        """Any thread: have ``callback`` run soon on the Tk thread."""
+        w = self._w
+        if w is not None:
+            try:
+                w.send(b"\0")
+            except OSError:
+                pass        # full (Tk will wake anyway: bytes are waiting) or closed
+
+    def catch_signals(self) -> None:
+        """Main thread: a signal wakes Tk, so its Python handler runs at once (Python handlers run
+        only between Python instructions, and a Tk that waits for events runs none)."""
+        if self._w is not None and self._signals is None:
+            self._signals = signal.set_wakeup_fd(self._w.fileno(), warn_on_full_buffer=False)
+
+    def close(self) -> None:
+        if self._signals is not None:
+            try:
+                signal.set_wakeup_fd(self._signals)
+            except ValueError:
+                pass                     # not the main thread
+            self._signals = None
+        if self._r is not None:
+            try:
+                self._delete(self._r.fileno())
+            except tk.TclError:
+                pass
+            self._r.close()
+        if self._w is not None:
+            self._w.close()
+        self._r = self._w = None
 
 
 class Tooltip:
@@ -292,6 +375,7 @@ class Client:
         self.engine = engine
         self.simple = simple
         self.start_pos = start
+        reuse_image_memory()
         self.photo: ImageTk.PhotoImage | None = None
         self.photo_size: tuple[int, int] | None = None
         self.photo_mode: str | None = None
@@ -305,6 +389,7 @@ class Client:
         self.closing = False                     # quitting: TEARDOWN on its way
         self.closed = False
         self.dragging = False
+        self.seek_target: float | None = None    # where the last seek went (shown until its first frame)
         self.fullscreen = False
         self.ask_quit: Callable[[], bool] = lambda: messagebox.askyesno(
             "Quit the player?", "The stream is paused.\n\nQuit the player? (TEARDOWN)\n"
@@ -326,17 +411,29 @@ class Client:
         self.panes_var = tk.BooleanVar(master, value=True)
         self._status_error = False
         self._after_ids: dict[str, str] = {}
+        self._shown_text: dict[str, str] = {}       # statistics labels as last set
+        self._buttons_shown: set[str] | None = None  # the buttons enabled as last set
+        self._plot_key: Any = None                  # the plot's history as last drawn
         self._build()
         master.protocol("WM_DELETE_WINDOW", self.on_close)
         self._bind_keys()
         self._refresh_buttons()
-        self._after("drain", GUI_TICK_MS, self._drain)
-        self._after("stats", STATS_TICK_MS, self._stats_tick)
+        self.wakeup = TkWakeup(master, self._drain)
+        if self.wakeup.available:
+            engine.events.waker = self.wakeup.wake
+        self._after("drain", 0, self._drain)
+        self._after("stats", 0, self._stats_tick)
 
     def _after(self, key: str, ms: int, fn: Callable[[], None]) -> None:
-        """Schedule a periodic callback, remembering its id so close() can cancel it."""
-        if not self.closed:
-            self._after_ids[key] = self.master.after(ms, fn)
+        """Schedule ``fn`` once (unless already scheduled), remembering its id so close() can
+        cancel it; ``fn`` runs with the id forgotten, so it may schedule itself again."""
+        if self.closed or key in self._after_ids:
+            return
+
+        def run() -> None:
+            self._after_ids.pop(key, None)
+            fn()
+        self._after_ids[key] = self.master.after(ms, run)
 
     # -- layout --------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -425,6 +522,7 @@ class Client:
         self.side = side
         stats = ttk.LabelFrame(side, text="Statistics (point at a name for what it means)", padding=6)
         stats.grid(row=0, column=0, sticky="new")
+        self.stats_frame = stats
         stats.columnconfigure(1, weight=1)
         self.stat_vars: dict[str, tk.StringVar] = {}
         self.stat_labels: dict[str, ttk.Label] = {}
@@ -469,7 +567,7 @@ class Client:
 
     def _slider_value(self, x: int, y: int) -> float:
         """The slider's value at pixel (x, y) (ttk::scale get x y)."""
-        v = float(self.slider.tk.call(self.slider._w, "get", x, y))
+        v = float(self.slider.tk.call(str(self.slider), "get", x, y))
         return min(max(v, 0.0), float(self.slider.cget("to")))
 
     def _slider_press(self, e: Any) -> str:
@@ -585,7 +683,7 @@ class Client:
         self.impair_entry = ttk.Entry(box, textvariable=self.impair_var, width=24, font="TkFixedFont")
         self.impair_entry.grid(row=0, column=0, sticky="ew")
         self.impair_entry.bind("<Return>", lambda e: self.apply_impairment())
-        self.impair_entry.bind("<Escape>", lambda e: (self.view.focus_set(), "break")[1])
+        self.impair_entry.bind("<Escape>", self._leave_entry)
         self.impair_apply = ttk.Button(box, text="Apply", width=6, command=self.apply_impairment, takefocus=0)
         self.impair_apply.grid(row=0, column=1, padx=(4, 0))
         ttk.Button(box, text="Off", width=4, command=lambda: self.apply_impairment("off"), takefocus=0).grid(
@@ -596,6 +694,11 @@ class Client:
                   wraplength=SIDE_WIDTH - 40, justify="left").grid(row=1, column=0, columnspan=3, sticky="w")
         self.tooltips["impair"] = Tooltip(self.impair_entry, "loss=5%,burst=3,reorder=2%,dup=1%,delay=20ms,"
                                                              "jitter=10ms,seed=1 (as --impair); Return applies")
+
+    def _leave_entry(self, event: object = None) -> str:
+        """Escape in a text box: the keys go back to the view (the player's shortcuts)."""
+        self.view.focus_set()
+        return "break"
 
     def apply_impairment(self, text: str | None = None) -> None:
         """Apply (or switch off) the impairment typed in the panel; a bad spec shows its error."""
@@ -777,7 +880,7 @@ class Client:
             self.close()
             return
         self._refresh_buttons()
-        deadline = time.monotonic() + QUIT_WAIT + 0.5
+        deadline = time.monotonic() + QUIT_WAIT + 0.3
 
         def work() -> None:
             eng.quit(grace=QUIT_WAIT)
@@ -857,9 +960,11 @@ class Client:
             return
         self.closed = True
         self.closing = True
+        self.engine.events.waker = None
         if self.inspector is not None:
             self.inspector.close()
         self.engine.close()
+        self.wakeup.close()
         try:
             for after_id in self._after_ids.values():
                 self.master.after_cancel(after_id)
@@ -901,6 +1006,9 @@ class Client:
 
     def _refresh_buttons(self) -> None:
         ok = self.enabled_buttons()
+        if ok == self._buttons_shown:
+            return                           # each state() call is a Tk call and a redraw
+        self._buttons_shown = ok
         for name, b in self.buttons.items():
             b.state(["!disabled"] if name in ok else ["disabled"])
 
@@ -910,14 +1018,21 @@ class Client:
             self._status_error = error
             self.status_label.configure(foreground="#a00" if error else "")
 
-    # -- periodic work on the Tk thread ---------------------------------------------------------
+    # -- work on the Tk thread, when there is some ------------------------------------------------
     def _drain(self) -> None:
+        """Handle what the engine queued: show the newest frame, log lines, request results.
+
+        Runs when the queue wakes Tk (or, without :class:`TkWakeup`, on a tick); it re-arms the
+        queue once empty, so it runs again only when there is something new."""
         if self.closed:
             return
+        events = self.engine.events
         latest: Frame | None = None
+        handled = 0
         try:
             for _ in range(1000):
-                ev = self.engine.events.get_nowait()
+                ev = events.get_nowait()
+                handled += 1
                 if ev.kind is EventKind.FRAME:
                     if self.saved_frames is not None:
                         self.saved_frames.append(ev.payload.data)
@@ -946,8 +1061,19 @@ class Client:
             pass
         if latest is not None:
             self.show_frame(latest)
-        self._refresh_buttons()
-        self._after("drain", GUI_TICK_MS, self._drain)
+        if handled:
+            self._refresh_buttons()
+            self._after("stats", 0, self._stats_tick)    # a no-op while a refresh is scheduled
+        if self.wakeup.available:
+            if not events.arm():                         # more came meanwhile (or over 1000)
+                self._after("drain", 0, self._drain)
+        else:
+            self._after("drain", GUI_TICK_MS if self._playing() or self.busy else IDLE_TICK_MS,
+                        self._drain)
+
+    def _playing(self) -> bool:
+        """Frames (or packets) may be coming: the statistics move."""
+        return self.engine.state == ClientState.PLAYING and self.engine.ended is None
 
     def _on_end(self, reason: str) -> None:
         eng = self.engine
@@ -1050,7 +1176,7 @@ class Client:
         shown = self.shown_frame
         if shown is not None and shown.generation == eng.generation:
             return shown.position
-        target = getattr(self, "seek_target", None)
+        target = self.seek_target
         if shown is not None and shown.generation != eng.generation and target is not None:
             return target
         return eng.last_frame.position if eng.last_frame is not None else (self.start_pos or 0.0)
@@ -1075,6 +1201,8 @@ class Client:
         self._set_title(f"RTP player - {self.engine.url or 'SDP stream'} - {self.view_state()} {text}")
 
     def _stats_tick(self) -> None:
+        """Refresh the statistics, slider, time and title: every STATS_TICK_MS while the stream
+        plays, otherwise once per change (:meth:`_drain` asks). A hidden panel is not redrawn."""
         if self.closed:
             return
         s = self.engine.snapshot()
@@ -1083,15 +1211,20 @@ class Client:
         if self.simple:
             self._simple_status(s)
         else:
-            self._fill_stats(s, state)
+            if self.stats_frame.winfo_viewable():
+                self._fill_stats(s, state)
+                self._draw_plot(s)
+            else:
+                self._diagnose(s)
             if s.duration and float(self.slider.cget("to")) != s.duration:
                 self.slider.configure(to=s.duration)
-            if not self.dragging:
-                self.pos_var.set(self._position())
-            self._draw_plot(s)
+            position = self._position()
+            if not self.dragging and self.pos_var.get() != position:
+                self.pos_var.set(position)
         # the state and position in the title too: seen in a task bar, and by scripts (xdotool)
         self._show_time()
-        self._after("stats", STATS_TICK_MS, self._stats_tick)
+        if self._playing():
+            self._after("stats", STATS_TICK_MS, self._stats_tick)
 
     def _simple_status(self, s: StatsSnapshot) -> None:
         """--simple: one line of fps, data rate and loss (unless a message is showing)."""
@@ -1102,40 +1235,53 @@ class Client:
                          f"loss {s.loss_percent:.2f} % ({s.packets_lost} of {s.packets_expected} packets)")
 
     def _fill_stats(self, s: StatsSnapshot, state: str) -> None:
-        v = self.stat_vars
+        shown_text = self._shown_text
+
+        def put(key: str, text: str) -> None:      # set a label only when its text changes
+            if shown_text.get(key) != text:
+                shown_text[key] = text
+                self.stat_vars[key].set(text)
         total = f"{s.frame_total}" if s.frame_total else "?"
         shown = self.shown_frame
-        v["frame"].set(f"{shown.index} / {total}" if shown is not None else f"- / {total}")
-        v["fps"].set(f"{s.fps_inst:5.1f} / {s.fps_avg:5.1f}")
-        v["bytes"].set(f"{s.bytes_received:,}")
-        v["rate"].set(f"{s.kbps_inst:6.0f} / {s.kbps_avg:6.0f}")
+        put("frame", f"{shown.index} / {total}" if shown is not None else f"- / {total}")
+        put("fps", f"{s.fps_inst:5.1f} / {s.fps_avg:5.1f}")
+        put("bytes", f"{s.bytes_received:,}")
+        put("rate", f"{s.kbps_inst:6.0f} / {s.kbps_avg:6.0f}")
         arrived = self.engine.diag.arrived
-        v["packets"].set(f"{s.packets_received:,}" if arrived <= s.packets_received
-                         else f"{s.packets_received:,} used of {arrived:,}")
-        v["lost"].set(f"{s.packets_lost:,}")
-        v["loss"].set(f"{s.loss_percent:.2f} %")
-        v["dups"].set(f"{s.duplicates}")
-        v["ooo"].set(f"{s.out_of_order}")
-        v["frames"].set(f"{s.frames_completed} / {s.frames_dropped}")
-        v["jitter"].set(f"{s.jitter_ms:.2f} ms")
-        v["delay"].set(f"{s.delay_ms:.1f} ms" if s.delay_ms is not None else "-")
-        v["rtt"].set(f"{s.rtt_ms:.2f} ms" if s.rtt_ms is not None else "-")
-        v["sender"].set(f"{s.sender_packets:,}" if s.sender_packets is not None else "-")
-        v["octets"].set(f"{_fmt_bytes(s.payload_octets)} / {_fmt_bytes(s.sender_octets)}")
-        v["clock"].set(time.strftime("%H:%M:%S", time.localtime(s.sender_clock))
-                       + f".{int(s.sender_clock * 1000) % 1000:03d}" if s.sender_clock is not None else "-")
-        v["rtcp"].set(f"{s.sr_received} / {s.rr_sent}" + (f" ({s.rtcp_errors} bad)" if s.rtcp_errors else ""))
+        put("packets", f"{s.packets_received:,}" if arrived <= s.packets_received
+            else f"{s.packets_received:,} used of {arrived:,}")
+        put("lost", f"{s.packets_lost:,}")
+        put("loss", f"{s.loss_percent:.2f} %")
+        put("dups", f"{s.duplicates}")
+        put("ooo", f"{s.out_of_order}")
+        put("frames", f"{s.frames_completed} / {s.frames_dropped}")
+        put("jitter", f"{s.jitter_ms:.2f} ms")
+        put("delay", f"{s.delay_ms:.1f} ms" if s.delay_ms is not None else "-")
+        put("rtt", f"{s.rtt_ms:.2f} ms" if s.rtt_ms is not None else "-")
+        put("sender", f"{s.sender_packets:,}" if s.sender_packets is not None else "-")
+        put("octets", f"{_fmt_bytes(s.payload_octets)} / {_fmt_bytes(s.sender_octets)}")
+        put("clock", time.strftime("%H:%M:%S", time.localtime(s.sender_clock))
+            + f".{int(s.sender_clock * 1000) % 1000:03d}" if s.sender_clock is not None else "-")
+        put("rtcp", f"{s.sr_received} / {s.rr_sent}" + (f" ({s.rtcp_errors} bad)" if s.rtcp_errors else ""))
         if s.impairment is not None and not self.impair_status.get().startswith("error"):
             i = s.impairment
-            self.impair_status.set(f"the impairer (ground truth) dropped {i['dropped']}, duplicated "
-                                   f"{i['duplicated']}, reordered {i['reordered']} of {i['sent']} packets")
-        v["state"].set(state)
+            self._set_text(self.impair_status, f"the impairer (ground truth) dropped {i['dropped']}, "
+                           f"duplicated {i['duplicated']}, reordered {i['reordered']} of {i['sent']} packets")
+        put("state", state)
+        self._diagnose(s)
+
+    def _diagnose(self, s: StatsSnapshot) -> None:
         why = self.engine.diagnosis(s.time)
         if why is not None and not self.busy and self.status_var.get() != why:
             self._status(why, error=True)      # packets arrive but make no frames: say why
             if self.frames_shown == 0:         # ... and in full where the picture would be
                 self.view.itemconfigure(self.view_text, text=why, fill="#e66",
                                         width=max(200, self.view.winfo_width() - 40))
+
+    def _set_text(self, var: tk.StringVar, text: str) -> None:
+        """Set a label's variable only when its text changes (each set redraws the label)."""
+        if var.get() != text:
+            var.set(text)
 
     def _set_title(self, title: str) -> None:
         if title != self.title:
@@ -1145,6 +1291,11 @@ class Client:
     def _draw_plot(self, s: StatsSnapshot) -> None:
         """One small chart per metric, each with its own scale (0 and a round maximum) on the left,
         and a shared time axis (seconds before now) at the bottom."""
+        hist = s.history
+        key = (len(hist), hist[-1][0] if hist else None)
+        if key == self._plot_key:
+            return                       # a new sample every 0.5 s (RtpStats.PlaybackStats)
+        self._plot_key = key
         c = self.plot
         c.delete("all")
         w = int(c.cget("width"))
@@ -1217,10 +1368,12 @@ def run_gui(engine: ReceiveEngine, args: Any) -> int:
         root.after(0, quit_from_tk)
 
     previous = signal.signal(signal.SIGINT, on_sigint)
+    app.wakeup.catch_signals()
     try:
         root.mainloop()
     finally:
         signal.signal(signal.SIGINT, previous)
+        app.wakeup.close()
         engine.close()
     if interrupted.is_set():
         raise KeyboardInterrupt

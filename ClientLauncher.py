@@ -191,8 +191,15 @@ def run_headless(engine: ReceiveEngine, args: argparse.Namespace, out: TextIO | 
                                       if not engine.lab else
                                       "no RTP arrived within 10 s (the lab server did not send to "
                                       f"our port {engine.rtp_port}, or a firewall blocks it)")
+            # Sleep until an event or the next thing to do here (progress line, --duration; until
+            # the first frame, the checks above every 0.1 s): no polling while frames flow.
+            wake = next_print
+            if args.duration is not None:
+                wake = min(wake, start + args.duration)
+            if engine.frames_displayable == 0 and engine.play_started is not None:
+                wake = min(wake, now + 0.1)
             try:
-                ev = engine.events.get(timeout=0.05)
+                ev = engine.events.get(timeout=max(0.001, wake - now))
             except queue.Empty:
                 ev = None
             if ev is not None:

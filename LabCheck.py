@@ -744,17 +744,29 @@ def check_server(rec: ServerRecording, keys: Iterable[str] | None = None,
 
 
 @dataclass
+class PortProbe:
+    """One look at the client's RTP port: bound (None: cannot tell from here), and where the
+    system says (Linux /proc/net/udp) the bytes waiting in its receive queue and the datagrams
+    dropped because it was full (None: not known)."""
+
+    time: float
+    state: str                 # the client's state then: PLAYING or AFTER_TEARDOWN
+    bound: bool | None
+    queued: int | None = None
+    drops: int | None = None
+
+
+@dataclass
 class ClientRecording:
     """What the reference server saw of one client connection.
 
     ``received`` holds the client's bytes as each read returned them, ``sent`` the server's
-    writes; ``port_probes`` are (time, state, bound) samples of the client's RTP port
-    (bound None: it cannot be probed from here, e.g. a client on another host).
+    writes; ``port_probes`` are samples of the client's RTP port.
     """
 
     received: list[tuple[float, bytes]] = field(default_factory=list)
     sent: list[tuple[float, bytes]] = field(default_factory=list)
-    port_probes: list[tuple[float, str, bool | None]] = field(default_factory=list)
+    port_probes: list[PortProbe] = field(default_factory=list)
     closed_at: float | None = None
     remote: str = ""
 
@@ -936,8 +948,8 @@ class ClientChecker:
                 state = after
         return _pass(key, f"every request valid in its state (ended in {state.value})")
 
-    def _probes(self, state: str) -> list[tuple[float, bool | None]]:
-        return [(t, bound) for t, s, bound in self.rec.port_probes if s == state]
+    def _probes(self, state: str) -> list[PortProbe]:
+        return [p for p in self.rec.port_probes if p.state == state]
 
     def rtp_port(self) -> Result:
         key = "client.rtp_port"
@@ -946,10 +958,25 @@ class ClientChecker:
             return _fail(key, "the client never reached PLAYING") if not any(
                 s.request is not None and s.request.method == Method.PLAY for s in self.seen) else \
                 _na(key, "the client left PLAYING before the port could be probed")
-        if all(bound is None for _, bound in probes):
+        if all(p.bound is None for p in probes):
             return _na(key, f"client on another host ({self.rec.remote}): its port cannot be probed from here")
-        if any(bound is False for _, bound in probes):
+        if any(p.bound is False for p in probes):
             return _fail(key, "nothing was bound to the client's RTP port while PLAYING (RTP sent there is lost)")
+        known = [p for p in probes if p.queued is not None and p.drops is not None]
+        if len(known) >= 2:
+            dropped = known[-1].drops - known[0].drops  # type: ignore[operator]
+            if dropped > 0:
+                return _fail(key, f"the RTP port is bound but not read: {dropped} datagrams dropped because its "
+                             f"receive queue was full ({known[-1].queued} bytes waiting)")
+            tail = [p for p in known if p.time >= known[-1].time - 1.0]
+            queued = [p.queued or 0 for p in tail]
+            if (len(tail) >= 5 and tail[-1].time - tail[0].time >= 0.8 and min(queued) > 0
+                    and queued == sorted(queued) and queued[-1] - queued[0] > 20000):
+                return _fail(key, f"the RTP port is bound but not read: its receive queue grew from {queued[0]} to "
+                             f"{queued[-1]} bytes in {tail[-1].time - tail[0].time:.1f} s")
+            most = max(p.queued or 0 for p in known)
+            return _pass(key, f"RTP port bound and read in {len(probes)} probes while PLAYING "
+                         f"(at most {most} bytes waiting, none dropped)")
         return _pass(key, f"RTP port bound in {len(probes)} probes while PLAYING")
 
     def teardown(self) -> Result:
@@ -958,12 +985,12 @@ class ClientChecker:
         if not tears:
             return _fail(key, "the client disconnected without TEARDOWN")
         probes = self._probes("AFTER_TEARDOWN")
-        if not probes or all(bound is None for _, bound in probes):
+        if not probes or all(p.bound is None for p in probes):
             return _pass(key, "TEARDOWN sent (the RTP port could not be probed)", tears[0].raw)
-        if probes[-1][1]:
-            return _fail(key, f"the RTP port was still bound {probes[-1][0] - tears[0].time:.1f} s after TEARDOWN",
+        if probes[-1].bound:
+            return _fail(key, f"the RTP port was still bound {probes[-1].time - tears[0].time:.1f} s after TEARDOWN",
                          tears[0].raw)
-        released = next(t for t, bound in probes if not bound)
+        released = next(p.time for p in probes if not p.bound)
         return _pass(key, f"TEARDOWN sent; RTP port released {max(0.0, released - tears[0].time) * 1000:.0f} ms "
                      "after it", tears[0].raw)
 
@@ -975,8 +1002,11 @@ class ClientChecker:
 
 
 def check_client(rec: ClientRecording, keys: Iterable[str] | None = None) -> list[Result]:
-    checker = ClientChecker(rec)
     wanted = set(keys) if keys is not None else None
+    if not rec.remote:
+        return [_fail(item.key, "no client connected before the timeout") for item in CLIENT_ITEMS
+                if wanted is None or item.key in wanted]
+    checker = ClientChecker(rec)
     return [ClientChecker.CHECKS[item.key](checker) for item in CLIENT_ITEMS
             if wanted is None or item.key in wanted]
 

@@ -24,8 +24,7 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING
-from typing import Hashable
+from typing import Any, Hashable
 from urllib.parse import unquote
 
 from JpegConvert import ConvertError, fit_size_quality, to_rfc2435
@@ -34,9 +33,6 @@ from PacketTrain import PacketTrain
 from RtpPacket import PT_JPEG
 from RtspHeaders import split_url
 from VideoStream import VideoStream
-
-if TYPE_CHECKING:
-    from LiveReader import LiveFeed
 
 log = logging.getLogger(__name__)
 
@@ -409,9 +405,9 @@ class MediaLibrary:
         self._lock = threading.Lock()
         self._listing: list[str] | None = None
         self._listed_at = 0.0
-        self.live: dict[str, LiveFeed] = {}  # name -> the live source (--live NAME=...)
+        self.live: dict[str, Any] = {}  # name -> LiveReader.LiveFeed (--live NAME=...)
 
-    def add_live(self, feed: LiveFeed) -> None:
+    def add_live(self, feed: Any) -> None:
         """Serve a live source under its name (it hides a file of the same name)."""
         self.live[feed.name] = feed
 

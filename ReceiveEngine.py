@@ -23,10 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from Impair import Impairer, ImpairSpec
-from RtcpPacket import (RTCP_MIN_TIME, Bye, ExtendedReport, ReceiverReport, ReportBlock, SenderReport,
-                        SourceDescription, XrBlock, XrBlockType, dlsr_from_seconds, ntp_from_unix,
-                        ntp_middle32, parse_compound, rtcp_interval, rtt_seconds, serialize_compound,
-                        unix_from_ntp, update_avg_rtcp_size)
+from RtcpPacket import RTCP_MIN_TIME, ReportBlock, unix_from_ntp
+from RtcpSession import RtcpReceiver
 from RtpJpeg import JpegDepacketizer
 from RtpPacket import JPEG_CLOCK_RATE, RtpPacket, seq_diff, ts_diff
 from RtpStats import IntervalReport, PacketDiagnosis, PlaybackStats, RtpReceiver, StatsSnapshot, Unusable
@@ -42,11 +40,13 @@ BYE_GRACE = 0.25                     # seconds of RTP silence after a BYE before
 CNAME_TOOL = "RtpLabPlayer/1.0"
 DEFAULT_SESSION_BW = 125_000.0       # octets/s (1 Mbit/s) assumed until the rate is measured (§6.2)
 MAX_AUTH_ROUNDS = 3                  # the request, the answer to a 401, one retry for a stale nonce
-RRTR_MEMORY = 16                     # our last RRTR times kept to match the sender's DLRR answers
 PROBE_TIMEOUT = 1.0                  # OPTIONS/DESCRIBE unanswered this long: try the lab dialect
 LAB_QUIET = 0.03                     # a reply without an end is complete after this much silence
 LAB_FPS = 20.0                       # the hand-out server sends a frame every 50 ms
 PT_JPEG = 26                         # RFC 3551: JPEG's static payload type
+TIMER_SLACK = 0.001                  # s a reader sleeps past a timer, so the timer is surely due
+TIMER_CAP = 1.0                      # s a reader sleeps at most: a timer setting changed by another
+                                     # thread (the session timeout) counts within it; ~0.01% of a core
 
 
 class ClientError(Exception):
@@ -75,6 +75,7 @@ class EventKind(enum.Enum):
     STATE = "state"      # ClientState changed
     END = "end"          # the stream ended (reason text)
     ERROR = "error"      # a request failed (one line)
+    STATS = "stats"      # RTCP in or out: the statistics changed while maybe no frame flows
 
 
 @dataclass
@@ -93,6 +94,33 @@ class Frame:
 class Event:
     kind: EventKind
     payload: Any = None
+
+
+class EventQueue(queue.Queue):
+    """The engine's events (a ``queue.Queue``) that can wake a consumer who does not poll.
+
+    The consumer drains the queue, then calls :meth:`arm`; the next :meth:`put`, from whatever
+    thread, calls :attr:`waker` once (with the queue's lock held: it must only signal, e.g. write
+    a byte to a socket). The Tk window sleeps that way between frames (Client.py)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waker: Callable[[], None] | None = None
+        self._armed = False
+
+    def arm(self) -> bool:
+        """Have the next put() call the waker; False (not armed) when events are waiting already."""
+        with self.mutex:
+            if self.queue:
+                return False
+            self._armed = True
+            return True
+
+    def _put(self, item: Event) -> None:
+        super()._put(item)
+        if self._armed and self.waker is not None:
+            self._armed = False
+            self.waker()
 
 
 @dataclass(frozen=True)
@@ -147,7 +175,7 @@ class ReceiveEngine:
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         self.fps_hint = fps_hint
-        self.events: queue.Queue[Event] = queue.Queue()
+        self.events = EventQueue()
         self.frame_queue_max = frame_queue
         self.proto: RtspClientProtocol | None = \
             RtspClientProtocol(url, username=username, password=password,
@@ -166,6 +194,8 @@ class ReceiveEngine:
         self._awaiting: set[int] = set()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._wake_r: socket.socket | None = None    # wakes the readers' select() at close()
+        self._wake_w: socket.socket | None = None
         self._reorder_window = reorder_window
         self._new_receiver()
         self.pstats = PlaybackStats()
@@ -194,25 +224,17 @@ class ReceiveEngine:
         self._play_pending: float | None = None            # Range start of the outstanding PLAY
         self.generation = 0                                # +1 per seek; frames carry it
         self._bye: tuple[str, float] | None = None        # (reason, arrival) of an RTCP BYE
-        self._sr: tuple[int, int, float] | None = None    # (ntp64, rtp ts, monotonic arrival)
         self._sr_map: tuple[int, int] | None = None       # (ntp64, rtp ts) of an SR since the last PLAY
         self.delay_ms: float | None = None
         self._our_ssrc = int.from_bytes(os.urandom(4), "big")
         # RTCP (RFC 3550 §6): our RR schedule (§6.3) and what the sender's reports said
         self.rtcp_min_time = rtcp_min_time
-        self._rtcp_rng = rtcp_rng or random.Random()
         self.cname = cname or f"player-{self._our_ssrc:08x}@{socket.gethostname()}"
+        self.rtcp = RtcpReceiver(self._our_ssrc, self.cname, CNAME_TOOL, rtcp_rng or random.Random(),
+                                 rtcp_min_time, logger=log)   # reports built and read, pure
         self._next_rtcp: float | None = None
-        self._rtcp_initial = True
-        self._avg_rtcp_size = 0.0
-        self._rrtr_sent: dict[int, float] = {}           # LRR (NTP middle 32) -> monotonic send time
         self.reports_sent: list[SentReport] = []        # the last 1000
         self.rr_sent = 0
-        self.sr_received = 0
-        self.rtcp_errors = 0
-        self.rtt_ms: float | None = None
-        self.sender_packets: int | None = None
-        self.sender_octets: int | None = None
         self.sender_clock: float | None = None           # sender's wall clock of the last frame
         # Network impairment applied to incoming RTP before the receive path (Impair.py)
         self.impairer: Impairer | None = None
@@ -221,7 +243,6 @@ class ReceiveEngine:
             self.set_impairment(impair)
         self.interleaved = (0, 1)
         self.group: tuple[str, int, int] | None = None    # multicast (group, RTP port, RTCP port)
-        self.rtcp_members: set[int] = set()              # SSRCs heard on a multicast group's RTCP
         self.log_frames = log_frames
         self.final_snapshot: StatsSnapshot | None = None
         # The packet inspector's tap (PacketInspector.PacketRing.add): (arrival, is RTCP, datagram,
@@ -401,7 +422,7 @@ class ReceiveEngine:
             self._new_receiver()
             self.diag = PacketDiagnosis()        # a new session: why-no-frames counts start again
             self.pstats = PlaybackStats()
-            self._sr = self._sr_map = None
+            self._sr_map = None
             self.delay_ms = None
             self.last_frame = None
             self.last_packet_time = self.play_started = None
@@ -409,10 +430,9 @@ class ReceiveEngine:
             self._position = 0.0
             self._skip_before = None
             self.generation += 1
-            self.sender_packets = self.sender_octets = None
-            self.sender_clock = self.rtt_ms = None
+            self.sender_clock = None
             self._next_rtcp = None
-            self._rtcp_initial = True
+            self.rtcp.reset()
         self._threads = [t for t in self._threads if t.is_alive()]
         self._start_rtsp_reader()
 
@@ -524,11 +544,22 @@ class ReceiveEngine:
         self.group = (group, ports[0], ports[1])
         self.rcvbuf = request_buffer(self.rtp_sock, socket.SO_RCVBUF, RCVBUF_BYTES, "UDP (RTP, multicast)")
         log.info("joined multicast group %s ports %d-%d on %s", group, ports[0], ports[1], local)
+        self._make_wake()
         t = threading.Thread(target=self._udp_loop, name="rtp-reader", daemon=True)
         self._threads.append(t)
         t.start()
 
+    def _make_wake(self) -> None:
+        """The readers sleep in select() until data arrives or their next timer is due (see
+        _next_timer); close() wakes them through this pair. Sockets, not a pipe: Windows'
+        select() takes nothing else. Nobody reads it: once written, it stays readable."""
+        if self._wake_r is None:
+            self._wake_r, self._wake_w = socket.socketpair()
+            self._wake_r.setblocking(False)
+            self._wake_w.setblocking(False)
+
     def _start_threads(self) -> None:
+        self._make_wake()
         if self.rtsp_sock is not None:
             self._start_rtsp_reader()
         if self.rtp_sock is not None:
@@ -832,14 +863,15 @@ class ReceiveEngine:
     def _rtsp_loop(self, sock: socket.socket) -> None:
         """Read the RTSP connection ``sock`` until it closes, or is replaced (lab fallback)."""
         assert self.proto is not None
+        watched = [sock] + ([self._wake_r] if self._wake_r is not None else [])
+        wait = 0.0
         while not self._stop.is_set() and sock is self.rtsp_sock:
-            wait = self._wait(0.02)
             since = self._unterminated_since
             if since is not None:
                 wait = min(wait, max(0.0, since + LAB_QUIET - time.monotonic()))
             try:
-                ready, _, _ = select.select([sock], [], [], wait)
-                data = sock.recv(262144) if ready else None
+                ready, _, _ = select.select(watched, [], [], wait)
+                data = sock.recv(262144) if sock in ready else None
             except (OSError, ValueError):
                 data = b""
             now = time.monotonic()
@@ -873,6 +905,8 @@ class ReceiveEngine:
                 due = self.proto.keepalive_due(now)
             if due:
                 self.keepalive()
+            with self._lock:
+                wait = self._timeout(keepalive=True)
 
     def _on_rtsp_events(self, events: Any, now: float, sock: socket.socket) -> None:
         """Replies, interleaved RTP/RTCP and server requests parsed from the RTSP connection
@@ -921,37 +955,93 @@ class ReceiveEngine:
                 sock.sendall(sreq.reply)
 
     def _start_rtsp_reader(self) -> None:
+        self._make_wake()
         t = threading.Thread(target=self._rtsp_loop, args=(self.rtsp_sock,), name="rtsp-reader", daemon=True)
         self._threads.append(t)
         t.start()
 
     def _udp_loop(self) -> None:
-        socks = [s for s in (self.rtp_sock, self.rtcp_sock) if s is not None]
+        rtp, rtcp = self.rtp_sock, self.rtcp_sock
+        assert rtp is not None
+        watched = [s for s in (rtp, rtcp, self._wake_r) if s is not None]
+        wait = 0.0
         while not self._stop.is_set():
             try:
-                ready, _, _ = select.select(socks, [], [], self._wait(0.01))
+                ready, _, _ = select.select(watched, [], [], wait)
             except (OSError, ValueError):
                 return
+            if self._stop.is_set():
+                return
             now = time.monotonic()
-            for s in ready:
-                # Drain everything queued: a frame arrives as a burst of fragments.
-                for _ in range(256):
+            # Read everything queued first (a frame arrives as a burst of fragments), then take
+            # the lock once for the whole burst.
+            packets: list[tuple[bytes, Any]] = []
+            reports: list[tuple[bytes, Any]] = []
+            for sock, out, most in ((rtp, packets, 256), (rtcp, reports, 16)):
+                if sock is None or sock not in ready:
+                    continue
+                recvfrom = sock.recvfrom
+                for _ in range(most):
                     try:
-                        data, addr = s.recvfrom(65536)
+                        out.append(recvfrom(65536))
                     except (BlockingIOError, InterruptedError):
                         break
-                    except OSError:
+                    except OSError:          # e.g. Windows' WSAECONNRESET after an ICMP error
                         break
-                    with self._lock:
-                        if not self._from_server(addr):
-                            continue
-                        if s is self.rtp_sock:
-                            self._rtp_in(data, now, addr)
-                        else:
-                            self._on_rtcp(data, now, addr)
             with self._lock:
+                for data, addr in packets:
+                    if self._from_server(addr):
+                        self._rtp_in(data, now, addr)
+                for data, addr in reports:
+                    if self._from_server(addr):
+                        self._on_rtcp(data, now, addr)
                 self._pump(time.monotonic())
                 self._tick(now)
+                wait = self._timeout(keepalive=False)
+
+    # -- timers (called with the lock held) -------------------------------------------------------
+    def _next_timer(self, keepalive: bool) -> float | None:
+        """The earliest monotonic time at which _tick (or, with ``keepalive``, a keepalive) has
+        something to do; None when nothing is timed: the next event is a packet or a reply.
+
+        Every deadline here is one that _tick acts on and then moves (or clears), so a reader
+        sleeping until it does not wake to nothing again and again: nothing polls."""
+        times: list[float] = []
+        held = self.rx.reorder.next_deadline()
+        if held is not None:
+            times.append(held)
+        if self.ended is None:
+            if self._bye is not None:
+                at = self._bye[1]
+                times.append(max(at, self.last_packet_time or at) + BYE_GRACE)
+            elif self._lost_at is not None:
+                times.append(self._lost_at + BYE_GRACE)
+            elif self._keepalive_sent is not None:
+                times.append(self._keepalive_sent + self.reply_timeout)
+            if self.last_packet_time is not None and self.play_started is not None \
+                    and self.state == ClientState.PLAYING:
+                last = max(self.last_packet_time, self.diag.last_arrival or 0.0)
+                times.append(last + self.idle_timeout)
+        if self._next_rtcp is not None:
+            times.append(self._next_rtcp)
+        if keepalive and self.proto is not None:
+            due = self.proto.keepalive_at()
+            if due is not None:
+                times.append(due)
+        return min(times) if times else None
+
+    def _timeout(self, keepalive: bool) -> float:
+        """select() timeout: until :meth:`_next_timer` plus TIMER_SLACK (its tests are strict
+        inequalities), or exactly until the impairer's next delivery (its packets' arrival times
+        are the statistics' truth), at most TIMER_CAP; sockets and close() wake the thread sooner."""
+        now = time.monotonic()
+        at = self._next_timer(keepalive)
+        wait = TIMER_CAP if at is None else max(0.0, at - now) + TIMER_SLACK
+        if self.impairer is not None:
+            due = self.impairer.next_due()
+            if due is not None and due - now < wait:
+                wait = max(0.0, due - now)
+        return min(TIMER_CAP, wait)
 
     def _from_server(self, addr: Any) -> bool:
         """Unicast UDP: only the RTSP server's host may send us RTP/RTCP (as ffmpeg filters by
@@ -970,14 +1060,6 @@ class ReceiveEngine:
         return False
 
     # -- data path (called with the lock held) ----------------------------------------------------
-    def _wait(self, longest: float) -> float:
-        """select() timeout: ``longest``, or less when the impairer delivers a packet sooner."""
-        imp = self.impairer
-        due = imp.next_due() if imp is not None else None
-        if due is None:
-            return longest
-        return min(longest, max(0.0, due - time.monotonic()))
-
     def _rtp_in(self, data: bytes, now: float, addr: Any = None) -> None:
         """An RTP packet off the wire: through the impairer (if any), then the receive path."""
         if self.tap is not None:
@@ -1086,49 +1168,20 @@ class ReceiveEngine:
         self.events.put(Event(EventKind.FRAME, frame))
 
     def _on_rtcp(self, data: bytes, now: float, addr: Any = None) -> None:
-        """A compound RTCP datagram from the sender: SR clock mapping and counts, the XR DLRR
-        answer to our RRTR (RTT), BYE. Malformed ones are counted and dropped (RFC 3550 A.2)."""
+        """A compound RTCP datagram from the sender (RtcpSession.RtcpReceiver reads it): the SR's
+        clock mapping for the delay, and BYE. Malformed ones are counted and dropped."""
         if self.tap is not None:
             self.tap(now, True, data, False)
-        arrival = ntp_middle32(ntp_from_unix(time.time()))
-        try:
-            packets = parse_compound(data, strict=False)
-        except ValueError as exc:
-            self.rtcp_errors += 1
-            log.debug("malformed RTCP dropped: %s", exc)
+        got = self.rtcp.receive(data, time.time(), now, self.ssrc, group=self.group is not None)
+        if got is None:
             return
-        self._avg_rtcp_size = update_avg_rtcp_size(self._avg_rtcp_size or len(data) + 28.0, len(data))
-        for p in packets:
-            if self.group is not None and isinstance(p, ReceiverReport):
-                self.rtcp_members.add(p.ssrc)  # another viewer of the group (or our own, looped back)
-                continue
-            if isinstance(p, SenderReport):
-                if self.ssrc is not None and p.ssrc != self.ssrc:
-                    continue
-                self._sr = (p.ntp_timestamp, p.rtp_timestamp, now)
-                self._sr_map = (p.ntp_timestamp, p.rtp_timestamp)
-                self.sender_packets, self.sender_octets = p.packet_count, p.octet_count
-                self.sr_received += 1
-            elif isinstance(p, ExtendedReport):
-                for block in p.blocks:
-                    if block.block_type != XrBlockType.DLRR:
-                        continue
-                    try:
-                        items = block.dlrr_items
-                    except ValueError as exc:
-                        self.rtcp_errors += 1
-                        log.debug("bad XR DLRR block: %s", exc)
-                        continue
-                    for ssrc, lrr, dlrr in items:
-                        if ssrc == self._our_ssrc and lrr in self._rrtr_sent:
-                            # RFC 3611 §4.5: RTT = A - LRR - DLRR
-                            rtt = rtt_seconds(arrival, lrr, dlrr)
-                            if rtt is not None:
-                                self.rtt_ms = rtt * 1000.0
-            elif isinstance(p, Bye) and (self.ssrc is None or self.ssrc in p.ssrcs):
-                # RTP sent before the BYE may still be queued on the other socket: finish a
-                # little later (in _tick), once it has been read.
-                self._bye = (f"the server said BYE ({p.reason_text or 'end of stream'})", now)
+        if got.sender_report is not None:
+            self._sr_map = (got.sender_report.ntp_timestamp, got.sender_report.rtp_timestamp)
+        if got.bye is not None:
+            # RTP sent before the BYE may still be queued on the other socket: finish a
+            # little later (in _tick), once it has been read.
+            self._bye = (f"the server said BYE ({got.bye})", now)
+        self.events.put(Event(EventKind.STATS))
 
     def _finish(self, reason: str, now: float, failed: bool = False) -> None:
         """The stream ended (``failed``: abnormally -- the server vanished); one END event."""
@@ -1221,15 +1274,10 @@ class ReceiveEngine:
             session_bw = max(self.pstats.bytes / elapsed, 1000.0)    # measured
         else:
             session_bw = DEFAULT_SESSION_BW
-        if not self._avg_rtcp_size:
-            self._avg_rtcp_size = len(self._report_datagram(time.monotonic(), probe=True)[0]) + 28.0
         # in a multicast group every member's reports share the bandwidth (6.2, 6.3.2)
-        members = max(2, len(self.rtcp_members | {self._our_ssrc}) + 1) if self.group else 2
-        interval = rtcp_interval(members=members, senders=1, rtcp_bw=0.05 * session_bw, we_sent=False,
-                                 avg_rtcp_size=self._avg_rtcp_size, initial=self._rtcp_initial,
-                                 rng=self._rtcp_rng, min_time=self.rtcp_min_time)
-        self._rtcp_initial = False
-        return interval
+        return self.rtcp.interval(session_bw, time.time(), time.monotonic(),
+                                  with_block=self.ssrc is not None and self.rx.tracker.validated,
+                                  group=self.group is not None)
 
     def _rtcp_dest_known(self) -> bool:
         if self.proto is None:
@@ -1244,33 +1292,20 @@ class ReceiveEngine:
 
     def _report_datagram(self, now: float, bye: str | None = None,
                          probe: bool = False) -> tuple[bytes, SentReport]:
-        """RR (+ report block) + SDES CNAME + XR RRTR [+ BYE] (RFC 3550 §6.1, RFC 3611 §4.4).
+        """Our compound report (RtcpReceiver builds it) with the report block of the A.3 interval
+        that ends now (RtpStats: RFC 3550 §6.4.1, A.3, A.8).
 
         ``probe`` builds a same-sized datagram without starting a new A.3 interval."""
         tr = self.rx.tracker
         block = interval = None
         if self.ssrc is not None and tr.validated:
-            lsr = dlsr = 0
-            if self._sr is not None:
-                lsr = ntp_middle32(self._sr[0])
-                dlsr = dlsr_from_seconds(now - self._sr[2])
             if probe:
                 block = ReportBlock(self.ssrc)
             else:
-                block, interval = tr.report_block(self.ssrc, lsr, dlsr)
-        ntp = ntp_from_unix(time.time())
-        packets: list[Any] = [ReceiverReport(self._our_ssrc, [block] if block else []),
-                              SourceDescription.cname(self._our_ssrc, self.cname, tool=CNAME_TOOL),
-                              ExtendedReport(self._our_ssrc, [XrBlock.rrtr(ntp)])]
-        if bye is not None:
-            packets.append(Bye([self._our_ssrc], bye.encode("utf-8")))
-        if not probe:
-            lrr = ntp_middle32(ntp)
-            self._rrtr_sent[lrr] = now
-            while len(self._rrtr_sent) > RRTR_MEMORY:
-                del self._rrtr_sent[next(iter(self._rrtr_sent))]
+                block, interval = tr.report_block(self.ssrc, *self.rtcp.lsr_dlsr(now))
+        data = self.rtcp.report(time.time(), now, block, bye, probe)
         delivered = self.impairer.delivered if self.impairer is not None else None
-        return serialize_compound(packets), SentReport(now, block, interval, delivered)
+        return data, SentReport(now, block, interval, delivered)
 
     def _send_report(self, now: float, bye: str | None = None) -> None:
         """Send our compound report to the sender's RTCP port (or interleaved channel)."""
@@ -1298,8 +1333,9 @@ class ReceiveEngine:
         if self.tap is not None:
             self.tap(now, True, data, True)
         self.reports_sent.append(record)
+        self.events.put(Event(EventKind.STATS))
         del self.reports_sent[:-1000]
-        self._avg_rtcp_size = update_avg_rtcp_size(self._avg_rtcp_size, len(data))
+        self.rtcp.sent(len(data))
         b = record.block
         log.info("RTCP RR sent: %s", "no report block yet" if b is None else
                     f"fraction lost {b.fraction_lost}/256, cumulative lost {b.packets_lost}, "
@@ -1313,11 +1349,11 @@ class ReceiveEngine:
             tr = self.rx.tracker
             s = self.pstats.snapshot(now, tr if tr.validated else None,
                                      late=self.rx.reorder.late,
-                                     frame_dropped_total=self.depack.frames_dropped, rtt_ms=self.rtt_ms)
+                                     frame_dropped_total=self.depack.frames_dropped, rtt_ms=self.rtcp.rtt_ms)
             s.payload_octets = tr.received_octets
-            s.sender_packets, s.sender_octets = self.sender_packets, self.sender_octets
+            s.sender_packets, s.sender_octets = self.rtcp.sender_packets, self.rtcp.sender_octets
             s.sender_clock = self.sender_clock
-            s.sr_received, s.rr_sent, s.rtcp_errors = self.sr_received, self.rr_sent, self.rtcp_errors
+            s.sr_received, s.rr_sent, s.rtcp_errors = self.rtcp.sr_received, self.rr_sent, self.rtcp.errors
             if self.impairer is not None:
                 s.impairment = {"spec": str(self.impairer.spec), **self.impairer.counters()}
             s.frame_total = self.frame_total
@@ -1345,12 +1381,22 @@ class ReceiveEngine:
         if not self._stop.is_set():
             self.final_snapshot = self.snapshot()
         self._stop.set()
+        wake = self._wake_w
+        if wake is not None:
+            try:
+                wake.send(b"x")              # the readers' select() returns
+            except OSError:
+                pass
         with self._reply_cond:
             self._reply_cond.notify_all()
         for t in self._threads:
             if t is not threading.current_thread():
                 t.join(timeout=2.0)
         self._threads = []
+        for w in (self._wake_r, self._wake_w):
+            if w is not None:
+                w.close()
+        self._wake_r = self._wake_w = None
         for s in (self.rtsp_sock, self.rtp_sock, self.rtcp_sock):
             if s is not None:
                 try:

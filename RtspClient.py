@@ -485,12 +485,17 @@ class RtspClientProtocol:
         uri = self.aggregate_url if method == Method.GET_PARAMETER else self.url
         return self.build(method, uri=uri, now=now)
 
-    def keepalive_due(self, now: float) -> bool:
-        """True when half the session timeout has passed since the last request (§12.37).
+    def keepalive_at(self) -> float | None:
+        """When a keepalive is due: half the session timeout after the last request (§12.37).
         Never in the lab dialect: lab servers do not time sessions out, and know no keepalive."""
         if self.dialect is Dialect.LAB or self.session_id is None or self.last_request_time is None:
-            return False
-        return now - self.last_request_time >= self.session_timeout / 2
+            return None
+        return self.last_request_time + self.session_timeout / 2
+
+    def keepalive_due(self, now: float) -> bool:
+        """True when half the session timeout has passed since the last request (§12.37)."""
+        at = self.keepalive_at()
+        return at is not None and now >= at
 
     def valid(self, method: str) -> bool:
         """Whether ``method`` may be sent now (RFC 2326 A.1, RtspSession.CLIENT_TRANSITIONS)."""

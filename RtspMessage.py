@@ -172,8 +172,8 @@ class RtspError(Exception):
     default_status: Status = Status.INTERNAL_SERVER_ERROR
 
     def __init__(self, status: int | None = None, message: str = "",
-                 headers: Headers | Mapping[str, object] | Iterable[tuple[str, object]] | None = None
-                 ) -> None:
+                 headers: Headers | Mapping[str, object] | Iterable[tuple[str, object]] | None = None,
+                 explain: bool = False) -> None:
         if status is None:
             status = self.default_status
         try:
@@ -183,15 +183,16 @@ class RtspError(Exception):
         self.status: Status | int = status
         self.message = message or reason_phrase(status)
         self.headers: Headers = headers.copy() if isinstance(headers, Headers) else Headers(headers)
+        self.explain = explain   # the reply carries the message as a text/plain body (a reason to show)
         super().__init__(f"{int(status)} {reason_phrase(status)}: {self.message}")
 
     def __reduce__(self):  # keep pickling/copying working with the custom __init__
-        return (_rebuild_error, (type(self), self.status, self.message, self.headers.items()))
+        return (_rebuild_error, (type(self), self.status, self.message, self.headers.items(), self.explain))
 
 
-def _rebuild_error(cls, status, message, headers):
+def _rebuild_error(cls, status, message, headers, explain=False):
     err = RtspError.__new__(cls)
-    RtspError.__init__(err, status, message, headers)
+    RtspError.__init__(err, status, message, headers, explain)
     return err
 
 
@@ -434,7 +435,8 @@ class Response:
         return self.reason if self.reason is not None else reason_phrase(self.status)
 
     def serialize(self, lf_only: bool = False) -> bytes:
-        """The wire form, headers in insertion order; CRLF, or bare LF for lab clients."""
+        """The wire form, headers in insertion order; CRLF, or bare LF for lab clients, whose
+        replies put CSeq and Session on lines 2 and 3 (the lab's client reads them by position)."""
         eol = b"\n" if lf_only else b"\r\n"
         status = int(self.status)
         if not 100 <= status <= 999:
@@ -443,22 +445,34 @@ class Response:
         if "\r" in phrase or "\n" in phrase:
             raise ValueError(f"reason phrase contains a line break: {phrase!r}")
         out = [f"{self.version} {status} {phrase}".encode(_ENC, _ERRORS) + eol]
-        self.headers._write(out, eol, len(self.body))
+        headers = self.headers
+        if lf_only:
+            headers = Headers([(n, v) for first in ("cseq", "session") for n, v in headers.items()
+                               if n.lower() == first])
+            for name, value in self.headers.items():
+                if name.lower() not in ("cseq", "session"):
+                    headers.add(name, value)
+        headers._write(out, eol, len(self.body))
         out.append(eol)
         out.append(bytes(self.body))
         return b"".join(out)
 
     @classmethod
-    def from_error(cls, error: RtspError, cseq: int | None = None) -> "Response":
+    def from_error(cls, error: RtspError, cseq: int | None = None, body: bool = True) -> "Response":
         """The reply for ``error``: its status, CSeq (if known) and its extra headers (every
-        field, in order: several WWW-Authenticate stay several)."""
+        field, in order: several WWW-Authenticate stay several); an ``explain`` error's message
+        as a text/plain body unless ``body`` is False (a lab client reads 256 bytes at most)."""
         headers = Headers()
         if cseq is not None:
             headers.add("CSeq", cseq)
         for name, value in error.headers.items():
             if name.lower() != "cseq":
                 headers.add(name, value)
-        return cls(int(error.status), headers)
+        response = cls(int(error.status), headers)
+        if error.explain and body:
+            response.headers.set("Content-Type", "text/plain")
+            response.body = error.message.encode("utf-8", "replace") + b"\r\n"
+        return response
 
 
 _INTERLEAVED = struct.Struct("!cBH")

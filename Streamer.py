@@ -36,11 +36,7 @@ from typing import Any, Callable
 
 from MediaLibrary import FrameUnavailable, Movie
 from PacketTrain import PacketTrain
-from RtcpPacket import (
-    Bye, ExtendedReport, ReceiverReport, RtcpError, SenderReport, SourceDescription, XrBlock, XrBlockType,
-    dlsr_from_seconds, ntp_from_unix, ntp_middle32, parse_compound, rtcp_interval, rtt_seconds,
-    serialize_compound, update_avg_rtcp_size,
-)
+from RtcpSession import RtcpSender
 from RtpPacket import JPEG_CLOCK_RATE
 from RtspHeaders import Transport
 from RtspMessage import InterleavedFrame
@@ -119,21 +115,15 @@ class StreamSession:
         self.waited = 0  # steps the current frame has waited for the converter
         self.frames_waited = 0  # all such steps (5 ms each) of the session
         self.max_lateness = 0.0
-        # RTCP (RFC 3550 6.3): our SR schedule and what the receiver's RRs said
-        self.rtcp_initial = True
+        # RTCP (RFC 3550 6): our SR schedule and what the receiver's RRs said, pure (RtcpSession)
+        self.rtcp = RtcpSender(self.ssrc, CNAME, SERVER_NAME, JPEG_CLOCK_RATE, label=f"session {session_id}",
+                               logger=log)
         self.out_train: PacketTrain | None = None  # the frame being sent in slices (UDP)
         self.out_seq = 0  # ... the sequence number of its first packet
         self.out_ts = 0  # ... its RTP timestamp
         self.out_next = 0  # ... the index of its next packet
         self.slice_gap = 0.0
         self.rtcp_epoch = 0  # bumped when the stream is removed: stale SR deadlines are ignored
-        self.avg_rtcp_size = 0.0
-        self.rr_fraction_lost = 0.0
-        self.rr_cumulative_lost = 0
-        self.rr_jitter_ms = 0.0
-        self.rtt_ms: float | None = None
-        self.rr_count = 0
-        self.last_rrtr: tuple[int, int, float] | None = None  # (reporter SSRC, LRR, monotonic arrival)
         self.lock = threading.Lock()  # the Streamer holds it while sending; PLAY/PAUSE while moving position
 
     def touch(self) -> None:
@@ -156,8 +146,7 @@ class StreamSession:
 
     def live_rtptime(self, arrival: float) -> int:
         """90 kHz timestamp of a live frame that arrived at monotonic `arrival` (the source's clock)."""
-        t0: float = self.movie.t0  # type: ignore[attr-defined]  # (a LiveFeed: live sessions only)
-        return (self.ts0 + round((arrival - t0) * JPEG_CLOCK_RATE)) & 0xFFFFFFFF
+        return (self.ts0 + round((arrival - getattr(self.movie, "t0", 0.0)) * JPEG_CLOCK_RATE)) & 0xFFFFFFFF
 
     def rtptime_now(self, now: float) -> int:
         """The RTP time that corresponds to monotonic `now` (an SR's RTP timestamp)."""
@@ -171,67 +160,27 @@ class StreamSession:
             return float(self.position)
         return self.play_k0 + (now - self.play_t0) * self.movie.fps
 
-    def _report(self) -> list:
-        """SR + SDES CNAME (RFC 3550 6.1, 6.4.1) giving the NTP <-> RTP time of now.
-
-        When the receiver sent an RFC 3611 RRTR, an XR DLRR block answers it so that a
-        receive-only client can compute its round-trip time too."""
-        wall, now = time.time(), time.monotonic()
-        sr = SenderReport(self.ssrc, ntp_from_unix(wall), self.rtptime_now(now),
-                          self.packets_sent & 0xFFFFFFFF, self.octets_sent & 0xFFFFFFFF)
-        packets = [sr, SourceDescription.cname(self.ssrc, CNAME, tool=SERVER_NAME)]
-        if self.last_rrtr is not None:
-            reporter, lrr, received = self.last_rrtr
-            dlrr = XrBlock.dlrr([(reporter, lrr, dlsr_from_seconds(now - received))])
-            packets.append(ExtendedReport(self.ssrc, [dlrr]))
-        return packets
-
+    # -- RTCP: RtcpSender builds and reads, this session supplies its clock and counts ---------
     def sender_report(self) -> bytes:
-        return serialize_compound(self._report())
+        """SR + SDES (+ XR DLRR) giving the NTP <-> RTP time of now (RFC 3550 6.4.1)."""
+        now = time.monotonic()
+        return self.rtcp.sender_report(time.time(), now, self.rtptime_now(now), self.packets_sent,
+                                       self.octets_sent)
 
     def bye(self, reason: str) -> bytes:
         """The report plus BYE: the stream ends (RFC 3550 6.6); ffmpeg/GStreamer end on it."""
-        return serialize_compound(self._report() + [Bye([self.ssrc], reason.encode("utf-8"))])
+        now = time.monotonic()
+        return self.rtcp.bye(reason, time.time(), now, self.rtptime_now(now), self.packets_sent,
+                             self.octets_sent)
 
     def rtcp_interval(self, rng: random.Random) -> float:
-        """Next SR interval (RFC 3550 6.3/A.7): 5% of the stream's bandwidth, senders' 25%."""
-        bandwidth = max(self.movie.byte_rate, 1000.0)  # octets/s of the stream
-        if not self.avg_rtcp_size:
-            self.avg_rtcp_size = len(self.sender_report()) + 28.0
+        """Next SR interval (RFC 3550 6.3/A.7) for this stream's bandwidth and audience."""
         members = 2 if self.members is None else len(self.members) + 1
-        interval = rtcp_interval(members=members, senders=1, rtcp_bw=0.05 * bandwidth, we_sent=True,
-                                 avg_rtcp_size=self.avg_rtcp_size, initial=self.rtcp_initial, rng=rng)
-        self.rtcp_initial = False
-        return interval
+        return self.rtcp.interval(max(self.movie.byte_rate, 1000.0), members, rng, time.monotonic())
 
     def receive_rtcp(self, data: bytes) -> None:
-        """Take the receiver's RR blocks about our SSRC: loss, jitter, RTT (RFC 3550 6.4)."""
-        arrival = ntp_middle32(ntp_from_unix(time.time()))
-        try:
-            packets = parse_compound(data)
-        except RtcpError as exc:
-            log.info("session %s: bad RTCP dropped: %s", self.id, exc)
-            return
-        for packet in packets:
-            if isinstance(packet, (ReceiverReport, SenderReport)):
-                for block in packet.reports:
-                    if block.ssrc != self.ssrc:
-                        continue
-                    self.rr_count += 1
-                    self.rr_fraction_lost = block.fraction_lost / 256.0
-                    self.rr_cumulative_lost = block.packets_lost
-                    self.rr_jitter_ms = block.jitter * 1000.0 / JPEG_CLOCK_RATE
-                    rtt = rtt_seconds(arrival, block.lsr, block.dlsr)
-                    self.rtt_ms = None if rtt is None else rtt * 1000.0
-                    log.info("session %s: RR fraction lost %.1f%%, cumulative lost %d, jitter %.2f ms, RTT %s",
-                             self.id, 100 * self.rr_fraction_lost, self.rr_cumulative_lost, self.rr_jitter_ms,
-                             "-" if self.rtt_ms is None else f"{self.rtt_ms:.2f} ms")
-            elif isinstance(packet, ExtendedReport):
-                for xr in packet.blocks:
-                    if xr.block_type == XrBlockType.RRTR:
-                        self.last_rrtr = (packet.ssrc, ntp_middle32(xr.ntp_timestamp), time.monotonic())
-            elif isinstance(packet, Bye):
-                log.info("session %s: receiver sent BYE (%s)", self.id, packet.reason_text or "no reason")
+        """The receiver's RTCP: loss, jitter, RTT, RRTR (RFC 3550 6.4, RFC 3611)."""
+        self.rtcp.receive(data, time.time(), time.monotonic())
 
 
 class Streamer(threading.Thread):
@@ -439,7 +388,7 @@ class Streamer(threading.Thread):
                             again.append((time.monotonic() + session.slice_gap, generation, session, SLICE))
             else:
                 report = session.sender_report()
-                session.avg_rtcp_size = update_avg_rtcp_size(session.avg_rtcp_size, len(report))
+                session.rtcp.sent(len(report))
                 self._send_rtcp(session, report)
         if again or ended:
             with self._lock:

@@ -31,6 +31,9 @@ import tempfile
 import time
 import uuid
 
+if sys.platform != "linux":  # (mypy --platform win32/darwin then skips the rest)
+    raise SystemExit("bench/live_mcast_cpu.py is Linux only: it uses a network namespace and /proc")
+
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 sys.path.insert(0, BENCH)

@@ -20,11 +20,16 @@ CASES = [
     ("convert.py", "Figure 7a", 180),
     ("inspector_cpu.py", "Figure 8", 120),
     ("live_mcast_cpu.py", "Figure 9", 120),
+    ("player_cpu.py", "Figure 10", 120),
 ]
 
 
 @pytest.mark.parametrize("script,title,timeout", CASES, ids=[c[0] for c in CASES])
 def test_benchmark_runs_quick(script, title, timeout):
+    if script == "player_cpu.py":
+        import shutil
+        if not (shutil.which("Xvfb") and shutil.which("xdotool")):
+            pytest.skip("no Xvfb or xdotool for the player CPU benchmark")
     if script in ("client_display.py", "inspector_cpu.py") and not os.environ.get("DISPLAY"):
         import shutil
         if not shutil.which("Xvfb"):

@@ -172,7 +172,7 @@ def test_sdp_info_ffmpeg_and_ours():
         parse_sdp_info("v=0\r\ns=x\r\n")
 
 
-GST_SDP = ("v=0\r\no=- 3289055060792802258 1 IN IP4 127.0.0.1\r\ns=Session streamed with GStreamer\r\n"
+GST_SDP_TEXT = ("v=0\r\no=- 3289055060792802258 1 IN IP4 127.0.0.1\r\ns=Session streamed with GStreamer\r\n"
            "i=rtsp-server\r\nt=0 0\r\na=tool:GStreamer\r\na=type:broadcast\r\na=control:*\r\n"
            "a=range:npt=now-\r\nm=video 0 RTP/AVP 26\r\nc=IN IP4 0.0.0.0\r\na=framerate:25.000000\r\n"
            "a=control:stream=0\r\na=ts-refclk:local\r\na=mediaclk:sender\r\n"
@@ -181,7 +181,7 @@ GST_SDP = ("v=0\r\no=- 3289055060792802258 1 IN IP4 127.0.0.1\r\ns=Session strea
 
 @pytest.mark.parametrize("text,expected", [
     # GStreamer (captured; its a=rtpmap line removed: static PT 26 still gives JPEG/90000)
-    (GST_SDP, dict(session_control="*", media_control="stream=0", range_start=None, range_end=None,
+    (GST_SDP_TEXT, dict(session_control="*", media_control="stream=0", range_start=None, range_end=None,
                    framerate=25.0, encoding="JPEG", clock_rate=90000, connection="0.0.0.0")),
     # session-level framerate and range, audio before video, dimensions
     ("v=0\ns=x\nt=0 0\na=framerate:12.5\na=range:npt=1.5-9\nm=audio 5002 RTP/AVP 0\n"

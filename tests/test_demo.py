@@ -19,7 +19,7 @@ def test_demo_plays_headless_and_stops_its_server():
     assert r.returncode == 0, out[-2000:]
     assert "no display: playing headless" in out
     assert "stopped: --duration 2 s reached" in out
-    frames = [int(n) for n in re.findall(r"\] (\d+)/500 frames", out)]
+    frames = [int(n) for n in re.findall(r"\] frame (\d+)/500 ", out)]        # the frame shown, from 0
     assert frames and frames[-1] >= 20, out[-1000:]          # 2 s at 20 fps
     port = int(re.search(r"server: rtsp://127\.0\.0\.1:(\d+)/movie\.Mjpeg", out).group(1))
     try:

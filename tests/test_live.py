@@ -33,6 +33,7 @@ from RtpJpeg import JpegDepacketizer, find_jpeg_end
 from RtpPacket import RtpPacket
 from rtsp_tools import RtpReceiver, RtspConn
 from Server import RtspServer
+import RtspServerProtocol
 import ServerWorker
 from ServerWorker import ServerConfig
 from VideoStream import VideoStream
@@ -370,7 +371,7 @@ def test_viewer_that_stops_reading_does_not_slow_the_others(live, tmp_path, monk
 
 
 def test_garbage_command_is_refused_with_a_reason(live, monkeypatch):
-    monkeypatch.setattr(ServerWorker, "LIVE_DESCRIBE_WAIT", 1.0)
+    monkeypatch.setattr(RtspServerProtocol, "LIVE_DESCRIBE_WAIT", 1.0)
     srv = live(f"junk={feeder_cmd('--garbage')}")
     conn = RtspConn(srv.port)
     reply = conn.request("DESCRIBE", srv.url("junk"))
@@ -382,7 +383,7 @@ def test_garbage_command_is_refused_with_a_reason(live, monkeypatch):
 
 
 def test_bad_multipart_boundary_is_refused_with_a_reason(live, camera, monkeypatch):
-    monkeypatch.setattr(ServerWorker, "LIVE_DESCRIBE_WAIT", 1.0)
+    monkeypatch.setattr(RtspServerProtocol, "LIVE_DESCRIBE_WAIT", 1.0)
     srv = live(f"cam={camera.url('/badboundary')}", max_frame=200_000)
     deadline = time.monotonic() + 10
     while "wrong boundary" not in srv.feeds["cam"].last_error and time.monotonic() < deadline:

@@ -183,9 +183,6 @@ def test_dump_option_prints_every_packet(start_server):
 # --------------------------------------------------------------------------- the window
 
 
-tk = pytest.importorskip("tkinter")
-
-
 def pump(root, cond, timeout=10.0, what="condition"):
     deadline = time.monotonic() + timeout
     while not cond():
@@ -195,6 +192,7 @@ def pump(root, cond, timeout=10.0, what="condition"):
 
 
 def test_inspector_window_while_playing(display, start_server, tmp_path):
+    tk = pytest.importorskip("tkinter")
     from Client import Client
     from ReceiveEngine import ReceiveEngine
     from RtspClient import ClientState

@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 
 from RtspHeaders import NptRange, join_url
-from Sdp import SdpError, SessionDescription, movie_sdp, parse_sdp
+from Sdp import SdpError, SessionDescription, lab_sdp, movie_sdp, parse_sdp
 
 WIRE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wire")
 
@@ -263,3 +263,25 @@ def test_ffmpeg_reads_movie_sdp_as_input_description(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert "mjpeg" in out.stdout, (out.stdout, out.stderr)
     assert isinstance(sdp, SessionDescription)
+
+
+@pytest.mark.parametrize("name,addr,budget", [
+    ("movie.Mjpeg", "127.0.0.1", 180),
+    ("movie.Mjpeg", "fe80::1234:5678:9abc:def0", 140),   # IPv6 origin: optional lines dropped first
+    ("x" * 255, "127.0.0.1", 150),                       # the longest servable name: s= shortened
+])
+def test_lab_sdp_fits_its_budget_and_keeps_the_required_lines(name, addr, budget):
+    text = lab_sdp(name, 25.0, 20.0, addr, 1733100000, budget)
+    assert len(text.encode()) <= budget and "\r" not in text
+    sdp = parse_sdp(text)
+    assert [line[:2] for line in text.splitlines()[:5]] == ["v=", "o=", "s=", "t=", "m="]
+    assert sdp.media[0].formats == ["26"] and sdp.origin.endswith(addr)
+    if budget >= 180:
+        assert "a=rtpmap:26 JPEG/90000\na=range:npt=0-25.000\na=framerate:20\n" in text
+    if len(name) > 100:
+        assert text.splitlines()[2].endswith("...")
+
+
+def test_lab_sdp_too_small_a_budget_is_an_error():
+    with pytest.raises(SdpError):
+        lab_sdp("movie.Mjpeg", 25.0, 20.0, "127.0.0.1", 1, 40)

@@ -506,6 +506,13 @@ def test_cli_port_in_use_is_one_line_exit_2():
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("value", ["500", "70000", "-1"])
+def test_cli_lab_max_frame_out_of_range_is_one_line_exit_2(value):
+    result = run_server_cli("0", "--lab-max-frame", value)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "--lab-max-frame" in result.stderr
+
+
 def test_cli_missing_media_folder_is_one_line_exit_2(tmp_path):
     result = run_server_cli("0", "--media-dir", str(tmp_path / "nope"))
     assert result.returncode == 2

@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 from pathlib import Path
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -517,10 +518,39 @@ def port_bound(port: int) -> bool:
     return False
 
 
+def udp_queue(port: int) -> tuple[int, int] | None:
+    """(bytes waiting, datagrams dropped) of the UDP sockets bound to `port`, from Linux's
+    /proc/net/udp{,6}; None where that does not exist (other systems)."""
+    found = None
+    for name in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(name) as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            if len(cols) < 13 or int(cols[1].rsplit(":", 1)[1], 16) != port:
+                continue
+            queued = int(cols[4].split(":")[1], 16)
+            drops = int(cols[12])
+            found = (queued + (found[0] if found else 0), drops + (found[1] if found else 0))
+    return found
+
+
+def probe_port(now: float, state: str, port: int, local: bool) -> LabCheck.PortProbe:
+    if not local:
+        return LabCheck.PortProbe(now, state, None)
+    bound = port_bound(port)
+    queue = udp_queue(port) if bound else None
+    return LabCheck.PortProbe(now, state, bound, *(queue or (None, None)))
+
+
 def grade_client(port: int, file: str = "movie.Mjpeg", media_dir: str | None = None, fps: float = 20.0,
                  host: str = "", timeout: float = 120.0, keys: list[str] | None = None,
                  ready: threading.Event | None = None, after_teardown: float = 2.0,
-                 port_box: list | None = None) -> list[LabCheck.Result]:
+                 port_box: list | None = None,
+                 announce: Callable[[int], None] | None = None) -> list[LabCheck.Result]:
     """Serve with our own server, grade the first client; returns when it has gone."""
     from MediaLibrary import MediaLibrary
     from Server import RtspServer
@@ -545,6 +575,8 @@ def grade_client(port: int, file: str = "movie.Mjpeg", media_dir: str | None = N
         port_box.append(server.port)
     log.info("reference server on port %d serving %s; waiting for a client (%g s)", server.port,
              os.path.basename(file), timeout)
+    if announce is not None:
+        announce(server.port)
     if ready is not None:
         ready.set()
     deadline = time.monotonic() + timeout
@@ -558,11 +590,11 @@ def grade_client(port: int, file: str = "movie.Mjpeg", media_dir: str | None = N
             now = time.monotonic()
             local = _is_local(*listener.peer)
             if rtp_port and state == "PLAYING" and now - changed > PROBE_DELAY:
-                rec.port_probes.append((now, "PLAYING", port_bound(rtp_port) if local else None))
+                rec.port_probes.append(probe_port(now, "PLAYING", rtp_port, local))
             elif rtp_port and state == "AFTER_TEARDOWN":
-                probes = [b for _, s, b in rec.port_probes if s == "AFTER_TEARDOWN"]
+                probes = [p.bound for p in rec.port_probes if p.state == "AFTER_TEARDOWN"]
                 if not probes or (probes[-1] and now - changed < after_teardown):
-                    rec.port_probes.append((now, "AFTER_TEARDOWN", port_bound(rtp_port) if local else None))
+                    rec.port_probes.append(probe_port(now, "AFTER_TEARDOWN", rtp_port, local))
                     continue
                 if rec.closed_at is not None or now - changed >= after_teardown:
                     break
@@ -635,11 +667,13 @@ def main(argv: list[str] | None = None) -> int:
             if not 0 <= args.port <= 65535:
                 raise UsageError(f"port {args.port} is outside 0-65535")
             target = f"client on port {args.port} {args.file}"
-            if not args.json:
-                print(f"labcheck: serving {args.file} on RTSP port {args.port}; start the client now "
-                      f"(e.g. python3 ClientLauncher.py 127.0.0.1 {args.port} 25000 {os.path.basename(args.file)})",
-                      flush=True)
-            results = grade_client(args.port, args.file, args.media_dir, args.fps, args.host, args.timeout, keys)
+
+            def announce(port: int) -> None:
+                print(f"labcheck: serving {os.path.basename(args.file)} on RTSP port {port}; start the client now "
+                      f"(e.g. python3 ClientLauncher.py 127.0.0.1 {port} 25000 {os.path.basename(args.file)})",
+                      file=sys.stderr if args.json else sys.stdout, flush=True)
+            results = grade_client(args.port, args.file, args.media_dir, args.fps, args.host, args.timeout, keys,
+                                   announce=announce)
     except (UsageError, ValueError) as exc:
         print(f"labcheck: error: {exc}", file=sys.stderr)
         return 2

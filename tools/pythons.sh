@@ -4,10 +4,12 @@
 #   bash tools/pythons.sh --subset    # the end-to-end subset (tools/test.sh runs this)
 #   bash tools/pythons.sh --full      # the whole suite under each (tools/test-matrix.sh)
 # The interpreter that runs tools/test.sh's full suite (python3) is left out of --subset.
+#   bash tools/pythons.sh --subset --one-at-a-time   # not side by side
 # Prints one line per interpreter: version, passed/failed/skipped; exit status 1 if any failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:---subset}
+serial=${2:-}   # --one-at-a-time: one interpreter after the other (tools/test.sh, beside its suite)
 # The end-to-end subset: server + headless player (UDP, TCP, pause/seek, lab arguments, errors),
 # simulated Windows / no Tk / non-ASCII paths, ffmpeg and ffprobe interop, the GUI smoke test.
 SUBSET=(
@@ -58,6 +60,7 @@ for minor in $(seq "$min_minor" 13); do
       "$py" -m pytest -q -rs -p no:cacheprovider "${args[@]}"
       echo "rc=$?"; } > "$logs/$version.log" 2>&1 &
     pids+=($!)
+    [ "$serial" = --one-at-a-time ] && { wait "$!" || true; }
     names+=("$version")
 done
 for i in "${!pids[@]}"; do

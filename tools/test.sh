@@ -25,13 +25,22 @@ fi
 python3 -c "import tkinter" 2>/dev/null || echo "warning: this python3 has no tkinter; GUI tests will skip"
 python3 -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "running pip as the 'root' user" || true
 [ "${1:-}" = --install-only ] && exit 0
-# The whole suite under python3 (mypy for linux/win32/darwin included: tests/test_typecheck.py) ...
+# The whole suite under python3 (mypy for linux/win32/darwin included: tests/test_typecheck.py);
+# beside it, when run without arguments, the end-to-end subset under every other supported CPython
+# installed, one at a time (tools/pythons.sh, ~1 min each, mostly waiting on paced streams; the
+# whole suite under each: tools/test-matrix.sh). Its report follows the suite's.
 rc=0
+others=""
+if [ $# -eq 0 ]; then
+    others=$(mktemp)
+    bash tools/pythons.sh --subset --one-at-a-time > "$others" 2>&1 &
+    others_pid=$!
+fi
 python3 -c 'import platform; print("== Python", platform.python_version(), "(python3): whole suite")'
 python3 -m pytest -q -rs -p no:cacheprovider tests "$@" || rc=$?
-# ... then, when run without arguments, the end-to-end subset under every other supported CPython
-# installed (tools/pythons.sh; the whole suite under each: tools/test-matrix.sh).
-if [ $# -eq 0 ]; then
-    bash tools/pythons.sh --subset || rc=1
+if [ -n "$others" ]; then
+    wait "$others_pid" || rc=1
+    cat "$others"
+    rm -f "$others"
 fi
 exit $rc
