@@ -1247,9 +1247,11 @@ class Client:
         put("fps", f"{s.fps_inst:5.1f} / {s.fps_avg:5.1f}")
         put("bytes", f"{s.bytes_received:,}")
         put("rate", f"{s.kbps_inst:6.0f} / {s.kbps_avg:6.0f}")
-        arrived = self.engine.diag.arrived
-        put("packets", f"{s.packets_received:,}" if arrived <= s.packets_received
-            else f"{s.packets_received:,} used of {arrived:,}")
+        # packets that arrived but could not be used (bad header, payload type, SSRC...): not the
+        # ones the impairment panel dropped, which never reached the player
+        unusable = self.engine.diag.dropped
+        put("packets", f"{s.packets_received:,}" if not unusable
+            else f"{s.packets_received:,} (+{unusable:,} unusable)")
         put("lost", f"{s.packets_lost:,}")
         put("loss", f"{s.loss_percent:.2f} %")
         put("dups", f"{s.duplicates}")

@@ -13,8 +13,8 @@ Runs the Tk player (Client.Client) under the current $DISPLAY, or under an Xvfb 
   end-to-end: our server (bench/_server_proc.py --log-sends, another process) streams the
       640x480 ~20 KB movie to a ReceiveEngine + Client in this process; the server notes
       time.time() as each frame's first packet goes out, the client when show_frame +
-      update_idletasks of that frame returned (same host, same clock).  This includes the
-      player's 15 ms queue-drain tick.
+      update_idletasks of that frame returned (same host, same clock).  The engine wakes Tk
+      when a frame completes (no drain tick since issue 15).
 
     python3 bench/client_display.py            # ~25 s
     python3 bench/client_display.py --quick    # ~5 s
