@@ -100,7 +100,7 @@ def load(url: str, transport: str, sessions: int, hold: float) -> dict:
             if (group, rtp_port) not in groups:
                 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_REUSEPORT", 15), 1)  # Linux only
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
                 try:
                     sock.bind((group, rtp_port))
@@ -122,7 +122,7 @@ def load(url: str, transport: str, sessions: int, hold: float) -> dict:
     packets = 0
     start = time.monotonic()
     end = start + hold
-    stdin = sys.stdin.buffer
+    stdin = sys.stdin
     while time.monotonic() < end:
         ready, _, _ = select.select(socks + [stdin], [], [], 0.2)
         if stdin in ready and not os.read(stdin.fileno(), 1):
@@ -151,7 +151,7 @@ def load(url: str, transport: str, sessions: int, hold: float) -> dict:
 def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / getattr(os, "sysconf")("SC_CLK_TCK")  # Linux (/proc)
 
 
 def udp_sends(ns: str) -> int:
@@ -248,7 +248,7 @@ def main() -> int:
     if args.load:
         print(json.dumps(load(args.load, args.transport, args.sessions, args.hold)), flush=True)
         return 0
-    if os.geteuid() != 0 or shutil.which("ip") is None:
+    if getattr(os, "geteuid", lambda: -1)() != 0 or shutil.which("ip") is None:
         import _common
         print("# Figure 9: server CPU per second, one live stream, unicast vs multicast")
         print(f"# machine: {_common.machine()}")

@@ -165,6 +165,17 @@ def live_server(camera, tmp_path_factory):
                 port = int(line.split("on RTSP port ")[1].split()[0])
         time.sleep(0.05)
     assert port, (folder / "server.log").read_text()
+    # every source has its first picture before the clients start (a loaded machine may take
+    # longer than a DESCRIBE's 5 s wait to start the feeder processes)
+    for name in ("cmd", "pipe", "cam"):
+        while True:
+            conn = RtspConn(port, timeout=10)
+            status = conn.request("DESCRIBE", f"rtsp://127.0.0.1:{port}/{name}").status
+            conn.close()
+            if status == 200:
+                break
+            assert time.monotonic() < deadline + 30, f"{name}: DESCRIBE {status}: " + \
+                (folder / "server.log").read_text()[-2000:]
     yield port, folder
     server.terminate()
     server.wait(timeout=10)
