@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from RtspMessage import Headers, Request, Response, RtspParser  # noqa: E402
+from RtspMessage import Headers, Request, Response  # noqa: E402
+from RtspParser import RtspParser
 
 WIRE = ROOT / "tests" / "wire"
 SENTINEL_CSEQ = 987654

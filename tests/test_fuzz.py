@@ -24,9 +24,8 @@ from RtpPacket import RtpPacket
 from RtspAuth import AuthError, Authenticator, UserDatabase, answer_challenge, parse_challenges
 from RtspClient import RtspClientProtocol
 from RtspHeaders import Transport, parse_range, parse_rtp_info, parse_session, split_url
-from RtspMessage import (
-    InterleavedFrame, MessageError, Request, Response, RtspError, RtspParser, parse_message,
-)
+from RtspMessage import InterleavedFrame, MessageError, Request, Response, RtspError
+from RtspParser import RtspParser, parse_message
 from Sdp import SdpError, movie_sdp, parse_sdp
 
 TESTS = Path(__file__).resolve().parent
