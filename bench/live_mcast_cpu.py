@@ -239,7 +239,7 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--viewers", default="1,10,100")
     p.add_argument("--window", type=float, default=5.0)
-    p.add_argument("--quick", action="store_true", help="1 and 10 viewers, 2 s windows, ours only")
+    p.add_argument("--quick", action="store_true", help="1 and 10 viewers, 1 s windows, ours only")
     p.add_argument("--load")
     p.add_argument("--transport", default="udp")
     p.add_argument("--sessions", type=int, default=1)
@@ -256,7 +256,7 @@ def main() -> int:
         print("# not measured: needs root and ip(8) for a network namespace (multicast stays off the host)")
         return 0
     viewers = [1, 10] if args.quick else [int(v) for v in args.viewers.split(",")]
-    window = 2.0 if args.quick else args.window
+    window = 1.0 if args.quick else args.window
     kinds = ["ours"] if args.quick or not os.path.exists(GST_PYTHON) else ["ours", "gst"]
     folder = tempfile.mkdtemp(prefix="livebench")
     subprocess.run([sys.executable, os.path.join(ROOT, "tools", "make_movie.py"), "--size", "640x480",
