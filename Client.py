@@ -49,7 +49,7 @@ RESIZE_FILTER = Image.Resampling.BOX  # area average: antialiased for the < 2x r
 MAX_FRAME_PIXELS = 40_000_000   # a frame claiming more (e.g. a SOF of 60000x60000) is refused undecoded
 SEEK_STEP = 5.0           # seconds per Left/Right key
 QUIT_WAIT = 1.0           # longest wait for the TEARDOWN reply when quitting (the window closes anyway)
-CLOSE_PAUSE_WAIT = 1.0    # longest wait for the PAUSE reply when the close box is clicked
+CLOSE_PAUSE_WAIT = 0.5    # longest wait for the PAUSE reply when the close box is clicked
 SIDE_WIDTH = 370          # px of the statistics side panel
 
 SHORTCUTS = [
@@ -389,6 +389,7 @@ class Client:
         self.closing = False                     # quitting: TEARDOWN on its way
         self.closed = False
         self.dragging = False
+        self.seek_target: float | None = None    # where the last seek went (shown until its first frame)
         self.fullscreen = False
         self.ask_quit: Callable[[], bool] = lambda: messagebox.askyesno(
             "Quit the player?", "The stream is paused.\n\nQuit the player? (TEARDOWN)\n"
@@ -566,7 +567,7 @@ class Client:
 
     def _slider_value(self, x: int, y: int) -> float:
         """The slider's value at pixel (x, y) (ttk::scale get x y)."""
-        v = float(self.slider.tk.call(self.slider._w, "get", x, y))
+        v = float(self.slider.tk.call(str(self.slider), "get", x, y))
         return min(max(v, 0.0), float(self.slider.cget("to")))
 
     def _slider_press(self, e: Any) -> str:
@@ -682,7 +683,7 @@ class Client:
         self.impair_entry = ttk.Entry(box, textvariable=self.impair_var, width=24, font="TkFixedFont")
         self.impair_entry.grid(row=0, column=0, sticky="ew")
         self.impair_entry.bind("<Return>", lambda e: self.apply_impairment())
-        self.impair_entry.bind("<Escape>", lambda e: (self.view.focus_set(), "break")[1])
+        self.impair_entry.bind("<Escape>", self._leave_entry)
         self.impair_apply = ttk.Button(box, text="Apply", width=6, command=self.apply_impairment, takefocus=0)
         self.impair_apply.grid(row=0, column=1, padx=(4, 0))
         ttk.Button(box, text="Off", width=4, command=lambda: self.apply_impairment("off"), takefocus=0).grid(
@@ -693,6 +694,11 @@ class Client:
                   wraplength=SIDE_WIDTH - 40, justify="left").grid(row=1, column=0, columnspan=3, sticky="w")
         self.tooltips["impair"] = Tooltip(self.impair_entry, "loss=5%,burst=3,reorder=2%,dup=1%,delay=20ms,"
                                                              "jitter=10ms,seed=1 (as --impair); Return applies")
+
+    def _leave_entry(self, event: object = None) -> str:
+        """Escape in a text box: the keys go back to the view (the player's shortcuts)."""
+        self.view.focus_set()
+        return "break"
 
     def apply_impairment(self, text: str | None = None) -> None:
         """Apply (or switch off) the impairment typed in the panel; a bad spec shows its error."""
@@ -874,7 +880,7 @@ class Client:
             self.close()
             return
         self._refresh_buttons()
-        deadline = time.monotonic() + QUIT_WAIT + 0.5
+        deadline = time.monotonic() + QUIT_WAIT + 0.3
 
         def work() -> None:
             eng.quit(grace=QUIT_WAIT)
@@ -1170,13 +1176,15 @@ class Client:
         shown = self.shown_frame
         if shown is not None and shown.generation == eng.generation:
             return shown.position
-        target = getattr(self, "seek_target", None)
+        target = self.seek_target
         if shown is not None and shown.generation != eng.generation and target is not None:
             return target
         return eng.last_frame.position if eng.last_frame is not None else (self.start_pos or 0.0)
 
     def _show_time(self) -> None:
-        live = self.engine.duration is None and self.engine.proto is not None
+        # live: described (not before DESCRIBE) and without a duration
+        live = self.engine.duration is None and self.engine.proto is not None \
+            and self.engine.current_sdp is not None
         if live:
             # live (a=range:npt=now-): no duration, no seeking; the position is the time since PLAY
             text = f"LIVE {_fmt_time(self._position())}"
@@ -1239,9 +1247,11 @@ class Client:
         put("fps", f"{s.fps_inst:5.1f} / {s.fps_avg:5.1f}")
         put("bytes", f"{s.bytes_received:,}")
         put("rate", f"{s.kbps_inst:6.0f} / {s.kbps_avg:6.0f}")
-        arrived = self.engine.diag.arrived
-        put("packets", f"{s.packets_received:,}" if arrived <= s.packets_received
-            else f"{s.packets_received:,} used of {arrived:,}")
+        # packets that arrived but could not be used (bad header, payload type, SSRC...): not the
+        # ones the impairment panel dropped, which never reached the player
+        unusable = self.engine.diag.dropped
+        put("packets", f"{s.packets_received:,}" if not unusable
+            else f"{s.packets_received:,} (+{unusable:,} unusable)")
         put("lost", f"{s.packets_lost:,}")
         put("loss", f"{s.loss_percent:.2f} %")
         put("dups", f"{s.duplicates}")

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Callable, List, Optional
+from typing import Callable
 from urllib.parse import urlsplit
 
 from LiveSource import (
@@ -38,7 +38,7 @@ READ_SIZE = 65536
 HTTP_TIMEOUT = 10.0
 
 
-def _find_converter() -> Optional[Callable[[bytes], bytes]]:
+def _find_converter() -> Callable[[bytes], bytes] | None:
     """The converter for frames RFC 2435 cannot carry (issue 16, lab-server), when present.
 
     Hook: ``JpegConvert.to_rfc2435(jpeg) -> jpeg`` (baseline, 8-bit, 4:2:0, standard
@@ -58,7 +58,7 @@ class LiveFrame:
     def __init__(self, jpeg: bytes, train: PacketTrain, arrival: float, index: int) -> None:
         self.jpeg = jpeg
         self.train = train
-        self._lab_train: Optional[PacketTrain] = None
+        self._lab_train: PacketTrain | None = None
         self.arrival = arrival
         self.index = index
 
@@ -80,7 +80,7 @@ class LiveFeed:
 
     def __init__(self, spec: LiveSpec, *, payload_size: int = 1400, fps_hint: float = 20.0,
                  max_frame: int = DEFAULT_MAX_FRAME, stdin=None,
-                 converter: Optional[Callable[[bytes], bytes]] = None) -> None:
+                 converter: Callable[[bytes], bytes] | None = None) -> None:
         self.spec = spec
         self.name = spec.name
         self.payload_size = payload_size
@@ -88,12 +88,12 @@ class LiveFeed:
         self.fps_hint = fps_hint
         self._stdin = stdin
         self.converter = converter if converter is not None else _find_converter()
-        self.problems: List = []  # per-frame problems are handled frame by frame
+        self.problems: list = []  # per-frame problems are handled frame by frame
         self.mtime = time.time()
         self.t0 = time.monotonic()  # the arrival clock's origin (RTP timestamps count from it)
-        self.listeners: List[Callable[["LiveFeed", LiveFrame], None]] = []
-        self.latest: Optional[LiveFrame] = None
-        self.info: Optional[JpegInfo] = None
+        self.listeners: list[Callable[["LiveFeed", LiveFrame], None]] = []
+        self.latest: LiveFrame | None = None
+        self.info: JpegInfo | None = None
         self.frames = 0
         self.rejected = 0  # frames RFC 2435 cannot carry and nothing converted
         self.converted = 0
@@ -103,13 +103,13 @@ class LiveFeed:
         self._bytes = 0.0  # smoothed frame size
         self._first = threading.Event()
         self._stop = threading.Event()
-        self._proc: Optional[subprocess.Popen] = None
-        self._thread: Optional[threading.Thread] = None
+        self._proc: subprocess.Popen | None = None
+        self._thread: threading.Thread | None = None
         self._reject_logged: set = set()
         self.last_reject = ""
         self.last_error = ""  # why the source last ended or was refused
-        self.splitter: Optional[JpegSplitter] = None
-        self.multipart: Optional[MultipartParser] = None
+        self.splitter: JpegSplitter | None = None
+        self.multipart: MultipartParser | None = None
         self.garbage_bytes = 0
         self.oversized = 0
 
@@ -123,11 +123,11 @@ class LiveFeed:
         return self._bytes * self.fps
 
     @property
-    def width(self) -> Optional[int]:
+    def width(self) -> int | None:
         return self.info.width if self.info else None
 
     @property
-    def height(self) -> Optional[int]:
+    def height(self) -> int | None:
         return self.info.height if self.info else None
 
     def wait_first_frame(self, timeout: float) -> bool:
@@ -175,7 +175,7 @@ class LiveFeed:
             self.status = "reader failed"
 
     # -- frames ------------------------------------------------------------------
-    def take_jpeg(self, jpeg: bytes, arrival: Optional[float] = None) -> Optional[LiveFrame]:
+    def take_jpeg(self, jpeg: bytes, arrival: float | None = None) -> LiveFrame | None:
         """Check, convert if needed, packetize and publish one frame (the reader's thread)."""
         if arrival is None:
             arrival = time.monotonic()

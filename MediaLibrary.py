@@ -24,7 +24,7 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Hashable
+from typing import Any, Hashable
 from urllib.parse import unquote
 
 from JpegConvert import ConvertError, fit_size_quality, to_rfc2435
@@ -405,9 +405,9 @@ class MediaLibrary:
         self._lock = threading.Lock()
         self._listing: list[str] | None = None
         self._listed_at = 0.0
-        self.live: dict[str, object] = {}  # name -> LiveReader.LiveFeed (--live NAME=...)
+        self.live: dict[str, Any] = {}  # name -> LiveReader.LiveFeed (--live NAME=...)
 
-    def add_live(self, feed) -> None:
+    def add_live(self, feed: Any) -> None:
         """Serve a live source under its name (it hides a file of the same name)."""
         self.live[feed.name] = feed
 

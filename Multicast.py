@@ -20,7 +20,7 @@ import logging
 import random
 import threading
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Any
 
 from RtspMessage import RtspError, Status
 from RtspSession import State
@@ -34,7 +34,7 @@ DEFAULT_TTL = 1
 @dataclass(frozen=True)
 class GroupAddress:
     group: str
-    port: Tuple[int, int]
+    port: tuple[int, int]
     ttl: int
 
 
@@ -48,7 +48,7 @@ class MulticastPool:
             raise ValueError(f"--multicast {network!r} is not an address range: {exc}") from None
         if not net.is_multicast:
             raise ValueError(f"--multicast {network} is not a multicast range (224.0.0.0/4 or ff00::/8)")
-        if net.version == 4 and net.subnet_of(ipaddress.ip_network("224.0.0.0/24")):
+        if isinstance(net, ipaddress.IPv4Network) and net.subnet_of(ipaddress.IPv4Network("224.0.0.0/24")):
             raise ValueError(f"--multicast {network} is the link-local control block 224.0.0.0/24")
         if not 0 <= ttl <= 255:
             raise ValueError(f"--multicast-ttl {ttl} is outside 0-255")
@@ -57,7 +57,7 @@ class MulticastPool:
         self.network = net
         self.ttl = ttl
         self.port_base = port_base
-        self._assigned: Dict[str, GroupAddress] = {}
+        self._assigned: dict[str, GroupAddress] = {}
         self._lock = threading.Lock()
 
     @property
@@ -85,7 +85,7 @@ class MulticastPool:
             self._assigned[name] = found
             return found
 
-    def refuse_destination(self, destination: Optional[str]) -> Optional[str]:
+    def refuse_destination(self, destination: str | None) -> str | None:
         """Why a client's destination= cannot be used (None: acceptable or not given)."""
         if destination is None:
             return None
@@ -104,15 +104,15 @@ class MulticastGroups:
     """Per stream, the group session that sends and the RTSP sessions that watch it."""
 
     def __init__(self, pool: MulticastPool, streamer, rtp_sock, rtcp_sock,
-                 rng: Optional[random.Random] = None) -> None:
+                 rng: random.Random | None = None) -> None:
         self.pool = pool
         self.streamer = streamer
         self.rtp_sock = rtp_sock
         self.rtcp_sock = rtcp_sock
         self.rng = rng if rng is not None else random.SystemRandom()
-        self._groups: Dict[str, object] = {}
-        self._playing: Dict[str, set] = {}
-        self._sending: Dict[str, bool] = {}
+        self._groups: dict[str, object] = {}
+        self._playing: dict[str, set] = {}
+        self._sending: dict[str, bool] = {}
         self._lock = threading.Lock()
 
     def _group(self, movie):
@@ -126,13 +126,13 @@ class MulticastGroups:
             group.udp_dest = (address.group, address.port[0])
             group.rtcp_dest = (address.group, address.port[1])
             group.rtp_sock, group.rtcp_sock = self.rtp_sock, self.rtcp_sock
-            group.address = address  # type: ignore[attr-defined]
+            group.address = address
             self._groups[movie.name] = group
             self._playing[movie.name] = set()
             self._sending[movie.name] = False
         return group
 
-    def join(self, member) -> object:
+    def join(self, member) -> Any:
         """SETUP: `member` (an RTSP session) watches the group of its stream."""
         with self._lock:
             group = self._group(member.movie)
@@ -140,7 +140,7 @@ class MulticastGroups:
             member.group = group
             return group
 
-    def play(self, member) -> Tuple[int, int, float]:
+    def play(self, member) -> tuple[int, int, float]:
         """PLAY: the group sends from now on (starting it if it is idle).  Returns the group's
         next sequence number, the RTP time of now and the broadcast position in seconds, for
         the reply's RTP-Info and Range."""

@@ -1115,7 +1115,7 @@ class ReceiveEngine:
         if self.lab:
             # The hand-out stamps packets with int(time()) (seconds, not a 90 kHz clock): jitter
             # and delay are measured against the frame's place in the 50 ms schedule instead.
-            ts = round(pkt.sequence_number * 90000 / self.fps) & 0xFFFFFFFF
+            ts = round(pkt.sequence_number * JPEG_CLOCK_RATE / self.fps) & 0xFFFFFFFF
         self._deliver(self.rx.push(pkt.sequence_number, ts, now, pkt, len(pkt.payload)), now)
 
     def _deliver(self, released: list, now: float) -> None:
@@ -1182,31 +1182,6 @@ class ReceiveEngine:
             # little later (in _tick), once it has been read.
             self._bye = (f"the server said BYE ({got.bye})", now)
         self.events.put(Event(EventKind.STATS))
-
-    # what the sender's reports said (RtcpReceiver keeps it)
-    @property
-    def rtt_ms(self) -> float | None:
-        return self.rtcp.rtt_ms
-
-    @property
-    def sender_packets(self) -> int | None:
-        return self.rtcp.sender_packets
-
-    @property
-    def sender_octets(self) -> int | None:
-        return self.rtcp.sender_octets
-
-    @property
-    def sr_received(self) -> int:
-        return self.rtcp.sr_received
-
-    @property
-    def rtcp_errors(self) -> int:
-        return self.rtcp.errors
-
-    @property
-    def rtcp_members(self) -> set[int]:
-        return self.rtcp.members
 
     def _finish(self, reason: str, now: float, failed: bool = False) -> None:
         """The stream ended (``failed``: abnormally -- the server vanished); one END event."""
@@ -1374,11 +1349,11 @@ class ReceiveEngine:
             tr = self.rx.tracker
             s = self.pstats.snapshot(now, tr if tr.validated else None,
                                      late=self.rx.reorder.late,
-                                     frame_dropped_total=self.depack.frames_dropped, rtt_ms=self.rtt_ms)
+                                     frame_dropped_total=self.depack.frames_dropped, rtt_ms=self.rtcp.rtt_ms)
             s.payload_octets = tr.received_octets
-            s.sender_packets, s.sender_octets = self.sender_packets, self.sender_octets
+            s.sender_packets, s.sender_octets = self.rtcp.sender_packets, self.rtcp.sender_octets
             s.sender_clock = self.sender_clock
-            s.sr_received, s.rr_sent, s.rtcp_errors = self.sr_received, self.rr_sent, self.rtcp_errors
+            s.sr_received, s.rr_sent, s.rtcp_errors = self.rtcp.sr_received, self.rr_sent, self.rtcp.errors
             if self.impairer is not None:
                 s.impairment = {"spec": str(self.impairer.spec), **self.impairer.counters()}
             s.frame_total = self.frame_total

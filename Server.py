@@ -65,7 +65,7 @@ def multicast_sockets(pool: MulticastPool, interface: str | None) -> tuple[socke
     outgoing interface when one is given (an address, or a name / index), loopback on so
     receivers on this host hear it too."""
     family = socket.AF_INET6 if pool.family_v6 else socket.AF_INET
-    pair = []
+    pair: list[socket.socket] = []
     for _ in range(2):
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
@@ -125,8 +125,9 @@ class RtspServer:
         self.groups: MulticastGroups | None = None
         self._mcast_socks: tuple[socket.socket, ...] = ()
         if config.multicast is not None:
-            self._mcast_socks = multicast_sockets(config.multicast, config.multicast_interface)
-            self.groups = MulticastGroups(config.multicast, self.streamer, *self._mcast_socks, rng=config.rng)
+            mcast_rtp, mcast_rtcp = multicast_sockets(config.multicast, config.multicast_interface)
+            self._mcast_socks = (mcast_rtp, mcast_rtcp)
+            self.groups = MulticastGroups(config.multicast, self.streamer, mcast_rtp, mcast_rtcp, rng=config.rng)
         for feed in config.media.live.values():
             feed.listeners.append(self.streamer.live_frame)
         self.registry = SessionRegistry()

@@ -32,7 +32,7 @@ import struct
 import sys
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from MediaLibrary import FrameUnavailable, Movie
 from PacketTrain import PacketTrain
@@ -89,6 +89,7 @@ class StreamSession:
         self.live = getattr(movie, "live", False)  # a LiveFeed: frames come when they arrive
         self.group: StreamSession | None = None  # a multicast member: the group that sends
         self.members: set | None = None  # a multicast group: its member sessions
+        self.address: Any = None  # a multicast group: its Multicast.GroupAddress
         self.rtp_sock: socket.socket | None = None  # None: the Streamer's unicast sockets
         self.rtcp_sock: socket.socket | None = None
         self.transport: Transport | None = None
@@ -145,7 +146,7 @@ class StreamSession:
 
     def live_rtptime(self, arrival: float) -> int:
         """90 kHz timestamp of a live frame that arrived at monotonic `arrival` (the source's clock)."""
-        return (self.ts0 + round((arrival - self.movie.t0) * JPEG_CLOCK_RATE)) & 0xFFFFFFFF
+        return (self.ts0 + round((arrival - getattr(self.movie, "t0", 0.0)) * JPEG_CLOCK_RATE)) & 0xFFFFFFFF
 
     def rtptime_now(self, now: float) -> int:
         """The RTP time that corresponds to monotonic `now` (an SR's RTP timestamp)."""
@@ -180,27 +181,6 @@ class StreamSession:
     def receive_rtcp(self, data: bytes) -> None:
         """The receiver's RTCP: loss, jitter, RTT, RRTR (RFC 3550 6.4, RFC 3611)."""
         self.rtcp.receive(data, time.time(), time.monotonic())
-
-    # what the receiver's last RR said (RtcpSender keeps it)
-    @property
-    def rr_count(self) -> int:
-        return self.rtcp.rr_count
-
-    @property
-    def rr_fraction_lost(self) -> float:
-        return self.rtcp.rr_fraction_lost
-
-    @property
-    def rr_cumulative_lost(self) -> int:
-        return self.rtcp.rr_cumulative_lost
-
-    @property
-    def rr_jitter_ms(self) -> float:
-        return self.rtcp.rr_jitter_ms
-
-    @property
-    def rtt_ms(self) -> float | None:
-        return self.rtcp.rtt_ms
 
 
 class Streamer(threading.Thread):

@@ -227,7 +227,7 @@ def test_close_box_with_frozen_server_never_blocks_tk(display):
         worst = pump(root, lambda: app.closed, 5, "the window closing")
         took = time.monotonic() - t0
         assert asked, "the quit question was not asked"
-        assert took < 2.5, f"closing took {took:.2f} s"
+        assert took < 2.0, f"closing took {took:.2f} s"
         assert worst < 0.3, f"the Tk loop was blocked for {worst:.2f} s"
     finally:
         os.kill(srv.proc.pid, signal.SIGCONT)
@@ -555,6 +555,8 @@ def test_readonly_panes_and_long_errors_keep_the_layout(display, start_server):
     try:
         app.describe()
         pump(root, lambda: not app.busy and eng.duration, what="DESCRIBE")
+        # impairment off: the box is empty and says how to use it (not a spec that looks applied)
+        assert app.impair_var.get() == "" and app.impair_status.get().startswith("off")
         for pane in (app.log_pane, app.sdp_pane):
             assert str(pane.text.cget("state")) == "disabled" and pane.text.cget("yscrollcommand")
         assert "m=video" in app.sdp_pane.get()

@@ -342,3 +342,33 @@ def test_diagnosis_waits_two_seconds_unless_settled():
     assert d.line(0, 100.0 + DIAGNOSE_AFTER - 0.1) is None
     assert d.line(0, 100.0 + DIAGNOSE_AFTER) is not None
     assert d.line(0, 100.5, settled=True) is not None
+
+
+def test_new_timeline_restarts_the_jitter_baseline_not_the_value():
+    """A PLAY with Range (RTP-Info seq) or a resume after PAUSE: the transit baseline restarts at the
+    timeline's first packet, so neither the timestamp jump nor the pause shows as jitter; packets of
+    the old timeline still in flight, and those arriving while the PLAY is outstanding, are counted
+    but left out of the estimate (RFC 3550 A.8, issue 17)."""
+    def run(reset: bool) -> SequenceTracker:
+        t = SequenceTracker(90000)
+        seq, ts, now = 1000, 5000, 100.0
+        for _ in range(50):                       # 20 fps, 1 ms of alternating transit noise
+            t.update(seq, ts, now + (0.001 if seq % 2 else 0.0))
+            seq, ts, now = seq + 1, ts + 4500, now + 0.05
+        base = t.jitter
+        if reset:
+            t.hold_jitter()
+        t.update(seq, ts, now + 0.2)              # a straggler of the old timeline, late
+        if reset:
+            t.update(seq + 1, 900_000, now + 1.0)  # new timeline, before the PLAY reply was read
+            t.new_timeline(seq + 1)
+            t.update(seq, ts, now + 1.01)          # old straggler after the reply: left out too
+        for k in range(1, 30):                    # seek: timestamps jump, arrivals after a pause
+            t.update(seq + 1 + k, 900_000 + k * 4500, now + 1.0 + k * 0.05 + (0.001 if k % 2 else 0.0))
+        t.base_jitter = base                      # type: ignore[attr-defined]
+        return t
+    plain, reset = run(False), run(True)
+    assert plain.jitter_seconds > 0.05            # without the restart: tens of ms of "jitter"
+    assert reset.jitter_seconds < 0.002 and abs(reset.jitter - reset.base_jitter) < 90   # ~1 ms as before
+    assert reset.received == plain.received + 1   # everything counted (one more packet sent here)
+    assert reset.duplicates == 1                  # the straggler repeated after the reply

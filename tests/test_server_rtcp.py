@@ -82,10 +82,10 @@ def test_receiver_reports_are_read_and_xr_rrtr_answered(server):
     ssrc, lrr, dlrr = block.dlrr_items[0]
     assert ssrc == 0x5EED and lrr == ntp_middle32(rrtr_time) and dlrr > 0
     session = the_session(server)
-    assert session.rr_count == 1
-    assert session.rr_fraction_lost == 0.25
-    assert session.rr_cumulative_lost == 10
-    assert abs(session.rr_jitter_ms - 10.0) < 1e-9  # 900 / 90 kHz
+    assert session.rtcp.rr_count == 1
+    assert session.rtcp.rr_fraction_lost == 0.25
+    assert session.rtcp.rr_cumulative_lost == 10
+    assert abs(session.rtcp.rr_jitter_ms - 10.0) < 1e-9  # 900 / 90 kHz
     conn.close()
     receiver.close()
 

@@ -168,13 +168,13 @@ def test_statistics_equal_ground_truth(start_server, caplog, spec_text, transpor
         while True:
             with engine._lock:
                 reports = [r for r in engine.reports_sent if r.block is not None]
-            if session.rr_count == len(reports):
-                server_rr = (session.rr_fraction_lost, session.rr_cumulative_lost, session.rr_jitter_ms,
-                             session.rtt_ms)
+            if session.rtcp.rr_count == len(reports):
+                server_rr = (session.rtcp.rr_fraction_lost, session.rtcp.rr_cumulative_lost, session.rtcp.rr_jitter_ms,
+                             session.rtcp.rtt_ms)
                 with engine._lock:
                     if len([r for r in engine.reports_sent if r.block is not None]) == len(reports):
                         break
-            assert time.monotonic() < deadline, (session.rr_count, len(reports))
+            assert time.monotonic() < deadline, (session.rtcp.rr_count, len(reports))
             time.sleep(0.02)
         with engine._lock:
             tr = engine.rx.tracker
