@@ -1182,7 +1182,9 @@ class Client:
         return eng.last_frame.position if eng.last_frame is not None else (self.start_pos or 0.0)
 
     def _show_time(self) -> None:
-        live = self.engine.duration is None and self.engine.proto is not None
+        # live: described (not before DESCRIBE) and without a duration
+        live = self.engine.duration is None and self.engine.proto is not None \
+            and self.engine.current_sdp is not None
         if live:
             # live (a=range:npt=now-): no duration, no seeking; the position is the time since PLAY
             text = f"LIVE {_fmt_time(self._position())}"

@@ -27,7 +27,8 @@ from typing import Callable, Iterable
 from RtpJpeg import JpegDepacketizer, JpegError, parse_payload
 from RtpPacket import PT_JPEG, RTP_VERSION, JPEG_CLOCK_RATE, RtpPacket, seq_diff, ts_diff
 from RtspHeaders import Transport, parse_session
-from RtspMessage import InterleavedFrame, MessageError, Method, Request, Response, RtspError, RtspParser
+from RtspMessage import InterleavedFrame, MessageError, Method, Request, Response, RtspError
+from RtspParser import RtspParser
 from RtspSession import SESSIONLESS, State, next_state
 
 log = logging.getLogger(__name__)

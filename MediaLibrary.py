@@ -407,7 +407,7 @@ class MediaLibrary:
         self._listed_at = 0.0
         self.live: dict[str, Any] = {}  # name -> LiveReader.LiveFeed (--live NAME=...)
 
-    def add_live(self, feed) -> None:
+    def add_live(self, feed: Any) -> None:
         """Serve a live source under its name (it hides a file of the same name)."""
         self.live[feed.name] = feed
 

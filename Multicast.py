@@ -126,7 +126,7 @@ class MulticastGroups:
             group.udp_dest = (address.group, address.port[0])
             group.rtcp_dest = (address.group, address.port[1])
             group.rtp_sock, group.rtcp_sock = self.rtp_sock, self.rtcp_sock
-            group.address = address  # type: ignore[attr-defined]
+            group.address = address
             self._groups[movie.name] = group
             self._playing[movie.name] = set()
             self._sending[movie.name] = False

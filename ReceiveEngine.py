@@ -1115,7 +1115,7 @@ class ReceiveEngine:
         if self.lab:
             # The hand-out stamps packets with int(time()) (seconds, not a 90 kHz clock): jitter
             # and delay are measured against the frame's place in the 50 ms schedule instead.
-            ts = round(pkt.sequence_number * 90000 / self.fps) & 0xFFFFFFFF
+            ts = round(pkt.sequence_number * JPEG_CLOCK_RATE / self.fps) & 0xFFFFFFFF
         self._deliver(self.rx.push(pkt.sequence_number, ts, now, pkt, len(pkt.payload)), now)
 
     def _deliver(self, released: list, now: float) -> None:

@@ -25,8 +25,10 @@ from urllib.parse import quote
 
 from RtspHeaders import (NptRange, RtpInfo, Transport, format_range, join_url, parse_public, parse_range,
                          parse_rtp_info, parse_session, split_url)
-from RtspMessage import (Headers, InterleavedFrame, MessageError, Method, Request, Response,
-                         RtspError, RtspParser, Status, reason_phrase)
+from RtspMessage import (
+    Headers, InterleavedFrame, MessageError, Method, Request, Response, RtspError, Status, reason_phrase,
+)
+from RtspParser import RtspParser
 from RtspAuth import AuthError, answer_challenge, parse_challenges, split_credentials
 from RtpPacket import JPEG_CLOCK_RATE, PT_JPEG
 from RtspSession import State, client_allowed, client_next_state

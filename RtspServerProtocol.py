@@ -32,8 +32,10 @@ from Multicast import MulticastGroups, MulticastPool
 from RtspAuth import Authenticator
 from RtspHeaders import (NptRange, RtpInfo, Transport, format_public, format_range, format_rtp_info,
                          format_session, parse_range, parse_session)
-from RtspMessage import (Headers, InterleavedFrame, Message, MessageError, Method, Request, Response,
-                         RtspError, RtspParser, Status)
+from RtspMessage import (
+    Headers, InterleavedFrame, Message, MessageError, Method, Request, Response, RtspError, Status,
+)
+from RtspParser import RtspParser
 from RtspSession import SESSIONLESS, SUPPORTED, State, new_session_id, next_state
 from Sdp import lab_sdp, movie_sdp
 from Streamer import SERVER_NAME, StreamSession, Streamer, unmapped

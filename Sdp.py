@@ -379,7 +379,7 @@ def lab_sdp(name: str, duration: float | None, fps: float, server_addr: str, ses
     title = name if len(name.encode()) <= room else name.encode()[:max(room - 3, 1)].decode("utf-8", "ignore") + "..."
     required[2] = "s=" + title
     text = "".join(line + "\n" for line in required)
-    optional = ["a=rtpmap:26 JPEG/90000", f"a=framerate:{_fps_text(fps)}"]
+    optional = [f"a=rtpmap:{PT_JPEG} JPEG/{JPEG_CLOCK_RATE}", f"a=framerate:{_fps_text(fps)}"]
     if duration is not None:
         optional.insert(1, "a=range:" + format_range(NptRange(0.0, duration)).replace("npt=0.000-", "npt=0-"))
     for line in optional:

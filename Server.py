@@ -125,8 +125,9 @@ class RtspServer:
         self.groups: MulticastGroups | None = None
         self._mcast_socks: tuple[socket.socket, ...] = ()
         if config.multicast is not None:
-            self._mcast_socks = multicast_sockets(config.multicast, config.multicast_interface)
-            self.groups = MulticastGroups(config.multicast, self.streamer, *self._mcast_socks, rng=config.rng)
+            mcast_rtp, mcast_rtcp = multicast_sockets(config.multicast, config.multicast_interface)
+            self._mcast_socks = (mcast_rtp, mcast_rtcp)
+            self.groups = MulticastGroups(config.multicast, self.streamer, mcast_rtp, mcast_rtcp, rng=config.rng)
         for feed in config.media.live.values():
             feed.listeners.append(self.streamer.live_frame)
         self.registry = SessionRegistry()

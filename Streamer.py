@@ -32,7 +32,7 @@ import struct
 import sys
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from MediaLibrary import FrameUnavailable, Movie
 from PacketTrain import PacketTrain
@@ -89,6 +89,7 @@ class StreamSession:
         self.live = getattr(movie, "live", False)  # a LiveFeed: frames come when they arrive
         self.group: StreamSession | None = None  # a multicast member: the group that sends
         self.members: set | None = None  # a multicast group: its member sessions
+        self.address: Any = None  # a multicast group: its Multicast.GroupAddress
         self.rtp_sock: socket.socket | None = None  # None: the Streamer's unicast sockets
         self.rtcp_sock: socket.socket | None = None
         self.transport: Transport | None = None

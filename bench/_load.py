@@ -227,7 +227,7 @@ def receive(sel, sessions, args) -> dict:
                    cpu_kernel_fraction=round((sys1 - sys0) / (cpu1 - cpu0), 3) if cpu1 > cpu0 else None)
     settle = start + SETTLE
     lost = []
-    lateness = []
+    lateness: list[float] = []
     drifts = []
     incomplete = 0
     gaps = 0

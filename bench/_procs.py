@@ -16,6 +16,7 @@ GST_PYTHON = "/usr/bin/python3"
 
 def _readline(proc: subprocess.Popen, timeout: float) -> str | None:
     """One stdout line of proc within timeout seconds (None on timeout or EOF)."""
+    assert proc.stdout is not None, "started with stdout=PIPE"
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
     try:
@@ -29,15 +30,16 @@ def _readline(proc: subprocess.Popen, timeout: float) -> str | None:
 
 def wait_for(proc: subprocess.Popen, prefix: str, timeout: float) -> str:
     """Read stdout lines until one starts with prefix; raise after timeout."""
+    name = list(proc.args)[:3] if isinstance(proc.args, (list, tuple)) else proc.args
     deadline = time.monotonic() + timeout
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise TimeoutError(f"no {prefix!r} line from {proc.args[:3]} in {timeout} s")
+            raise TimeoutError(f"no {prefix!r} line from {name!r} in {timeout} s")
         line = _readline(proc, left)
         if line is None:
             if proc.poll() is not None:
-                raise RuntimeError(f"{proc.args[:3]} exited with {proc.returncode} before {prefix!r}")
+                raise RuntimeError(f"{name!r} exited with {proc.returncode} before {prefix!r}")
             continue
         if line.startswith(prefix):
             return line.strip()
@@ -69,17 +71,21 @@ class Server:
         self.pid = self.proc.pid
         self.url = f"rtsp://127.0.0.1:{self.port}/{self.path}"
 
+    def _command(self, word: str) -> None:
+        """One line to our server's stdin (bench/_server_proc.py reads commands there)."""
+        assert self.proc.stdin is not None, "started with stdin=PIPE"
+        self.proc.stdin.write(word + "\n")
+        self.proc.stdin.flush()
+
     def stats(self) -> dict | None:
         if self.kind != "ours":
             return None
-        self.proc.stdin.write("stats\n")
-        self.proc.stdin.flush()
+        self._command("stats")
         return json.loads(wait_for(self.proc, "{", 10))
 
     def sends(self) -> list:
         """[(ssrc, rtp timestamp, send wall time)] since the last call (needs log_sends)."""
-        self.proc.stdin.write("sends\n")
-        self.proc.stdin.flush()
+        self._command("sends")
         return json.loads(wait_for(self.proc, "[", 10))
 
     def stop(self) -> list[str]:
@@ -87,8 +93,7 @@ class Server:
         lines: list[str] = []
         try:
             if self.kind == "ours":
-                self.proc.stdin.write("quit\n")
-                self.proc.stdin.flush()
+                self._command("quit")
                 deadline = time.monotonic() + 15
                 inside = False
                 while time.monotonic() < deadline:

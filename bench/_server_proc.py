@@ -54,17 +54,17 @@ def main() -> int:
         profile = cProfile.Profile()
         streamer = server.streamer
         original = streamer.run
-        streamer.run = lambda: profile.runcall(original)
-    seen = []  # every session the Streamer was given (their counters outlive TEARDOWN)
+        setattr(streamer, "run", lambda: profile.runcall(original))
+    seen: list = []  # every session the Streamer was given (their counters outlive TEARDOWN)
     add = server.streamer.add
 
     def recording_add(session):
         if session not in seen:
             seen.append(session)
         add(session)
-    server.streamer.add = recording_add
-    sends = []  # (ssrc, rtp timestamp, time.time() when the frame's first packet went out)
-    lateness_log = []  # (monotonic time, lateness the Streamer passed to _send_frame)
+    setattr(server.streamer, "add", recording_add)
+    sends: list[tuple[int, int, float]] = []  # (ssrc, rtp timestamp, time.time() when the frame's first packet went out)
+    lateness_log: list[tuple[float, float]] = []  # (monotonic time, lateness the Streamer passed to _send_frame)
     last_play = [0.0]
     send_frame = server.streamer._send_frame
     play = server.streamer.play
@@ -83,8 +83,8 @@ def main() -> int:
     def logging_play(session):
         last_play[0] = time.monotonic()
         play(session)
-    server.streamer._send_frame = logging_send_frame
-    server.streamer.play = logging_play
+    setattr(server.streamer, "_send_frame", logging_send_frame)
+    setattr(server.streamer, "play", logging_play)
     thread = threading.Thread(target=server.serve_forever, name="server", daemon=True)
     thread.start()
     print(f"PORT {server.port} PID {os.getpid()}", flush=True)

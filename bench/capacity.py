@@ -86,7 +86,8 @@ def py_spy_profile(media: str, n: int, seconds: float, top: int = 20) -> list:
                             "-f", "raw", "-o", out, "--nonblocking"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=seconds + 30)
         finally:
-            load.stdin.close()
+            if load.stdin is not None:
+                load.stdin.close()
             try:
                 load.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -99,8 +100,8 @@ def py_spy_profile(media: str, n: int, seconds: float, top: int = 20) -> list:
 
 def summarize_raw(path: str, top: int) -> list:
     """Top functions by self samples (leaf frame) and by inclusive samples, from py-spy's raw output."""
-    self_count = collections.Counter()
-    incl = collections.Counter()
+    self_count: collections.Counter[str] = collections.Counter()
+    incl: collections.Counter[str] = collections.Counter()
     total = 0
     idle = 0
     try:

@@ -8,7 +8,8 @@ import os
 import socket, subprocess, sys, threading
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from RtspAuth import Authenticator, UserDatabase
-from RtspMessage import Headers, Request, Response, RtspParser
+from RtspMessage import Headers, Request, Response
+from RtspParser import RtspParser
 
 def serve(sock, auth, out):
     conn, _ = sock.accept()

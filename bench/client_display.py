@@ -113,7 +113,7 @@ def end_to_end(seconds: float) -> dict:
     from ReceiveEngine import ReceiveEngine
     media = _common.movie_dir(640, 480, 200, 75, jpeg_dir=False)
     server = _procs.Server("ours", media, log_sends=True)
-    shown = {}
+    shown: dict[int, float] = {}
     try:
         root = tk.Tk()
         engine = ReceiveEngine(server.url)
@@ -125,7 +125,7 @@ def end_to_end(seconds: float) -> dict:
             original(frame)
             root.update_idletasks()
             shown.setdefault(frame.rtp_timestamp, time.time())
-        app.show_frame = timed_show
+        setattr(app, "show_frame", timed_show)
         engine.describe()
         engine.setup()
         engine.play()
@@ -175,7 +175,7 @@ def main() -> None:
                  ["frame", "window", "view", "shown_as", "frames", "frame_bytes", "pillow_decode_only_ms_p50",
                   "decode_paste_ms_p50",
                   "with_redraw_ms_p50", "with_redraw_ms_p99"], args.json,
-                 {"display": os.environ.get("DISPLAY") + (" (Xvfb started by the bench)" if xvfb else ""),
+                 {"display": os.environ.get("DISPLAY", "") + (" (Xvfb started by the bench)" if xvfb else ""),
                   "target": "<= 3 ms at 640x480, <= 7 ms at 1280x720"})
     _common.emit("Figure 5b: end-to-end latency, server send -> shown by the Tk client, loopback", [e2e],
                  ["frames_sent", "frames_shown", "matched", "e2e_p50_ms", "e2e_p99_ms", "e2e_max_ms"], args.json,

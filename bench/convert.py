@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import random
 import socket
+from pathlib import Path
 import statistics
 import subprocess
 import sys
@@ -130,8 +131,9 @@ def pacing_rows(sessions: int, seconds: float) -> list:
     from Streamer import StreamSession, Streamer
     rows = []
     for kind in ("420", "444"):
-        media = MediaLibrary(media_folder(kind), fps=20.0)
+        media = MediaLibrary(Path(media_folder(kind)), fps=20.0)
         movie = media.lookup("bench.Mjpeg")
+        assert movie is not None, "media_folder() wrote bench.Mjpeg"
         sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sink.bind(("127.0.0.1", 0))
         sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)

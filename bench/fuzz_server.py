@@ -31,12 +31,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from RtspMessage import Headers, Request, Response, RtspParser  # noqa: E402
+from RtspMessage import Headers, Request, Response  # noqa: E402
+from RtspParser import RtspParser
 
 WIRE = ROOT / "tests" / "wire"
 SENTINEL_CSEQ = 987654
@@ -205,7 +207,7 @@ def fuzz_connection(port: int, rng: random.Random, seeds: list[bytes], timeout: 
         kind, message = fuzz_message(rng, seeds)
         kinds.append(kind)
         blob += message
-    result = {"kinds": kinds, "messages": len(kinds), "statuses": [], "sentinel": False, "outcome": ""}
+    result: dict[str, Any] = {"kinds": kinds, "messages": len(kinds), "statuses": [], "sentinel": False, "outcome": ""}
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
@@ -248,7 +250,7 @@ def fuzz_worker(port: int, count: int, seed: int) -> dict:
     """Fuzz `count` messages' worth of connections; a summary dict."""
     rng = random.Random(seed)
     seeds = seed_messages()
-    summary = {"requests": 0, "connections": 0, "statuses": {}, "sentinel_answered": 0, "hangs": 0,
+    summary: dict[str, Any] = {"requests": 0, "connections": 0, "statuses": {}, "sentinel_answered": 0, "hangs": 0,
                "server_errors": 0, "by_kind": {}, "examples_500": [], "examples_hang": []}
     while summary["requests"] < count:
         state = rng.getstate()
@@ -280,7 +282,7 @@ def _replay(state, seeds) -> str:
 
 
 def merge(summaries: list[dict]) -> dict:
-    total = {"requests": 0, "connections": 0, "statuses": {}, "sentinel_answered": 0, "hangs": 0,
+    total: dict[str, Any] = {"requests": 0, "connections": 0, "statuses": {}, "sentinel_answered": 0, "hangs": 0,
              "server_errors": 0, "by_kind": {}, "examples_500": [], "examples_hang": []}
     for s in summaries:
         for key in ("requests", "connections", "sentinel_answered", "hangs", "server_errors"):
@@ -308,7 +310,7 @@ class GoodClient:
         self.statuses: list[int] = []
         self.seqs: list[int] = []
         self.marker_frames = 0
-        self.session = None
+        self.session: str | None = None
 
     def _timed(self, method: str, uri: str, headers=None) -> Response:
         start = time.perf_counter()

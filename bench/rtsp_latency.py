@@ -69,12 +69,14 @@ def measure(kind: str, media: str, sessions: int, probes: int) -> list:
             _procs.wait_for(load, "READY", 60 + sessions * 0.2)
             time.sleep(1.0)  # every session past its first frames (fixed, bounded)
             busy = probe(server.url, probes, 90)
-            load.stdin.close()
+            if load.stdin is not None:
+                load.stdin.close()
             result = _procs.wait_for(load, "{", 30)
         finally:
             if load.poll() is None:
                 try:
-                    load.stdin.close()
+                    if load.stdin is not None:
+                        load.stdin.close()
                 except OSError:
                     pass
                 try:

@@ -60,12 +60,14 @@ def profiled(streamer: Streamer, top: int, out: list) -> None:
         text = io.StringIO()
         pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(top)
         out.append(text.getvalue())
-    streamer.run = run_profiled
+    setattr(streamer, "run", run_profiled)
 
 
-def measure(media: MediaLibrary, sessions: int, seconds: float, profile: list = None, together: bool = False) -> dict:
+def measure(media: MediaLibrary, sessions: int, seconds: float, profile: list | None = None,
+            together: bool = False) -> dict:
     drain = subprocess.Popen([sys.executable, "-c", DRAIN], stdout=subprocess.PIPE, text=True)
     try:
+        assert drain.stdout is not None
         port = int(drain.stdout.readline())
         rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -77,6 +79,7 @@ def measure(media: MediaLibrary, sessions: int, seconds: float, profile: list = 
             profiled(streamer, 14, profile)
         streamer.start()
         movie = media.lookup("bench.Mjpeg")
+        assert movie is not None, "_common.movie_dir() wrote bench.Mjpeg"
         rng = random.Random(2)
         interval = 1.0 / movie.fps
         all_sessions = []
@@ -128,7 +131,7 @@ def main() -> None:
     counts = args.sessions or ([20] if args.quick else [100, 400])
     seconds = 1.0 if args.quick else args.seconds
     media = MediaLibrary(_common.movie_dir(640, 480, 200, 75), fps=20.0)
-    profiles = [] if args.profile else None
+    profiles: list | None = [] if args.profile else None
     rows = [measure(media, n, seconds, profiles, args.together) for n in counts]
     _common.emit("Figure 3c: Streamer CPU per frame (in-process, UDP, 640x480 ~20 KB frames, 20 fps)", rows,
                  ["sessions", "frames", "skipped", "us_per_frame", "core_share", "max_lateness_ms_median",

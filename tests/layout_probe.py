@@ -68,7 +68,7 @@ def main() -> None:
     pump(root, lambda: root.winfo_viewable())
     app.play()
     pump(root, lambda: app.frames_shown >= 10)
-    result = {"screen": [root.winfo_screenwidth(), root.winfo_screenheight()]}
+    result: dict[str, object] = {"screen": [root.winfo_screenwidth(), root.winfo_screenheight()]}
     for label, geometry in (("default", None), ("full", f"{root.winfo_screenwidth()}x{root.winfo_screenheight()}+0+0")):
         if geometry:
             root.geometry(geometry)

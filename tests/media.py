@@ -73,7 +73,7 @@ def write_movie(path, frames: list[bytes]) -> str:
 
 # Movies RFC 2435 cannot carry as they are (the server re-encodes their frames): Pillow
 # options per kind, applied to the sample scene (mode "L" first for grayscale).
-UNCARRIABLE = {
+UNCARRIABLE: dict[str, dict[str, object]] = {
     "444": {"quality": 80, "subsampling": 0},                    # the course hand-out's movie.Mjpeg
     "422-optimized": {"quality": 80, "subsampling": 1, "optimize": True},
     "optimized": {"quality": 85, "optimize": True},               # what ffmpeg/OpenCV usually write

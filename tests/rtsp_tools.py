@@ -5,7 +5,8 @@ import socket
 import time
 
 from RtpPacket import RtpPacket
-from RtspMessage import Headers, InterleavedFrame, Request, Response, RtspParser
+from RtspMessage import Headers, InterleavedFrame, Request, Response
+from RtspParser import RtspParser
 
 
 def wait_for(cond, timeout: float, what: str, step=None) -> None:

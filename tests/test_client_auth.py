@@ -21,7 +21,8 @@ from media import pixels
 from ReceiveEngine import ClientError, EventKind, ReceiveEngine
 from RtspAuth import Authenticator, UserDatabase, digest_response, ha1, parse_authorization
 from RtspClient import RtspClientProtocol, describe_failure
-from RtspMessage import Request, RtspParser
+from RtspMessage import Request
+from RtspParser import RtspParser
 from VideoStream import VideoStream
 from test_client_peers import gst_server  # noqa: F401  (fixture)
 

@@ -56,7 +56,7 @@ def test_headless_whole_movie_pixel_equal(start_server, source, tmp_path, transp
 
 def collect(engine: ReceiveEngine, until, timeout: float = 10.0):
     """Frames from the engine's queue until ``until(frames)`` is true (bounded)."""
-    frames = []
+    frames: list = []
     deadline = time.monotonic() + timeout
     while not until(frames):
         left = deadline - time.monotonic()

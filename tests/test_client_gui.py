@@ -43,8 +43,9 @@ def enabled(app: Client) -> set[str]:
     return {n for n, b in app.buttons.items() if not b.instate(["disabled"])}
 
 
-def view_pixels(app: Client, points) -> list[tuple[int, int, int]]:
-    photo = app.photo._PhotoImage__photo          # the Tk image behind ImageTk.PhotoImage
+def view_pixels(app: Client, points) -> list[tuple[int, ...]]:
+    assert app.photo is not None, "a frame is shown"
+    photo = getattr(app.photo, "_PhotoImage__photo")   # the Tk image behind ImageTk.PhotoImage
     return [tuple(int(c) for c in photo.get(x, y)) for x, y in points]
 
 

@@ -48,6 +48,7 @@ class GstServer:
     def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen([SYSTEM_PYTHON, str(ROOT / "tests" / "gst_rtsp_server.py"), *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None and self.proc.stderr is not None
         line = self.proc.stdout.readline()      # bounded: the script prints PORT or exits
         if not line.startswith("PORT "):
             self.stop()

@@ -24,9 +24,8 @@ from RtpPacket import RtpPacket
 from RtspAuth import AuthError, Authenticator, UserDatabase, answer_challenge, parse_challenges
 from RtspClient import RtspClientProtocol
 from RtspHeaders import Transport, parse_range, parse_rtp_info, parse_session, split_url
-from RtspMessage import (
-    InterleavedFrame, MessageError, Request, Response, RtspError, RtspParser, parse_message,
-)
+from RtspMessage import InterleavedFrame, MessageError, Request, Response, RtspError
+from RtspParser import RtspParser, parse_message
 from Sdp import SdpError, movie_sdp, parse_sdp
 
 TESTS = Path(__file__).resolve().parent
@@ -87,7 +86,7 @@ SDP = [f.read_bytes() for f in sorted((TESTS / "wire").glob("*.sdp"))]
 SDP += [m.split(b"\r\n\r\n", 1)[1] for m in RTSP if b"application/sdp" in m and b"\r\n\r\nv=0" in m]
 SDP.append(movie_sdp(name="movie.Mjpeg", duration=25.0, fps=20.0, server_addr="127.0.0.1", session_id=1,
                      version=1, track_control="trackID=0", width=384, height=288).encode())
-HEADER_VALUES = {name.lower(): [] for name in ("Transport", "Range", "Session", "RTP-Info", "WWW-Authenticate",
+HEADER_VALUES: dict[str, list[str]] = {name.lower(): [] for name in ("Transport", "Range", "Session", "RTP-Info", "WWW-Authenticate",
                                                "Authorization")}
 for _message in RTSP + LAB:
     for _line in _message.replace(b"\r", b"").split(b"\n")[1:]:

@@ -165,6 +165,17 @@ def live_server(camera, tmp_path_factory):
                 port = int(line.split("on RTSP port ")[1].split()[0])
         time.sleep(0.05)
     assert port, (folder / "server.log").read_text()
+    # every source has its first picture before the clients start (a loaded machine may take
+    # longer than a DESCRIBE's 5 s wait to start the feeder processes)
+    for name in ("cmd", "pipe", "cam"):
+        while True:
+            conn = RtspConn(port, timeout=10)
+            status = conn.request("DESCRIBE", f"rtsp://127.0.0.1:{port}/{name}").status
+            conn.close()
+            if status == 200:
+                break
+            assert time.monotonic() < deadline + 30, f"{name}: DESCRIBE {status}: " + \
+                (folder / "server.log").read_text()[-2000:]
     yield port, folder
     server.terminate()
     server.wait(timeout=10)
@@ -419,3 +430,23 @@ def test_frames_rfc2435_cannot_carry_are_converted(live):
     assert len(got) >= 10 and feed.rejected == 0 and feed.converted >= len(got), feed.describe_status()
     assert Image.open(io.BytesIO(got[-1])).size == (320, 240)
     conn.close()
+
+
+def test_pause_stops_that_viewer_only(live):
+    srv = live(f"cmd={feeder_cmd()}")
+    paused, paused_id = interleaved_viewer(srv, "cmd")
+    other, _ = interleaved_viewer(srv, "cmd")
+    reply = paused.request("PAUSE", srv.url("cmd"), {"Session": paused_id})
+    assert reply.status == 200
+    paused.read_interleaved(10 ** 6, timeout=0.3)  # what was on its way before the PAUSE
+    before_other, before_paused = len(other.read_interleaved(0, timeout=0)), len(paused.frames)
+    other.read_interleaved(before_other + 100, timeout=3)
+    paused.read_interleaved(before_paused + 1, timeout=0.5)
+    assert len(frames_of(other.frames[before_other:])) >= 8  # the other viewer goes on
+    assert len(paused.frames) == before_paused  # the paused one gets nothing more
+    reply = paused.request("PLAY", srv.url("cmd"), {"Session": paused_id})
+    assert reply.status == 200 and reply.headers["Range"] == "npt=now-"
+    paused.read_interleaved(before_paused + 20, timeout=3)
+    assert len(frames_of(paused.frames[before_paused:])) >= 2  # and resumes at the next frames
+    paused.close()
+    other.close()

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,12 @@ CTRL_BREAK = 21  # tests/platform_sim.py's stand-in number for Windows' SIGBREAK
 ENV = {**os.environ, "PYTHONUTF8": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
+def _sigint_default() -> None:
+    """In the child before exec: Ctrl-C back to its default, so that Python makes it KeyboardInterrupt
+    (a background job of a script, e.g. tools/test.sh's other-Pythons run, starts with SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def pixels(jpeg: bytes) -> bytes:
     return Image.open(io.BytesIO(jpeg)).convert("RGB").tobytes()
 
@@ -48,7 +55,8 @@ class ServerProcess:
         cmd = [sys.executable] + ([SIM, *sim] if sim else []) + [str(ROOT / "Server.py"), "0",
                                                                   "--host", "127.0.0.1", *args]
         self.err = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=subprocess.DEVNULL, stderr=self.err)
+        self.proc = subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=subprocess.DEVNULL, stderr=self.err,
+                                     preexec_fn=_sigint_default if os.name == "posix" else None)
         self.wait_for(r"on RTSP port (\d+)", "the server to listen")
         m = re.search(r"on RTSP port (\d+)", self.text())
         assert m
@@ -159,7 +167,8 @@ def test_simulated_windows_ctrl_c_sends_bye(tmp_path):
     srv = ServerProcess("--fps", "20", sim=sim)
     cmd = [sys.executable, SIM, *sim, str(ROOT / "ClientLauncher.py"),
            f"rtsp://127.0.0.1:{srv.port}/movie.Mjpeg", "--headless"]
-    player = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    player = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              preexec_fn=_sigint_default)
     try:
         srv.wait_for(" PLAY ", "the player's PLAY")
         srv.wait_for("RR fraction lost", "the player's first receiver report (so RTP flows)")

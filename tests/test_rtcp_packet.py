@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import struct
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -18,12 +19,20 @@ from RtcpPacket import (
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"
+T = TypeVar("T")
 CAPTURES = sorted(FIXTURES.glob("rtcp_*.bin"))
 FFMPEG_SSRC = 305419896  # the -ssrc given to ffmpeg in tools/capture_rtcp.py
 
 
 def fixture(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
+
+
+def first_of(path: Path, kind: type[T]) -> T:
+    """The first packet of a captured compound packet, which must be a ``kind``."""
+    packet = parse_compound(path.read_bytes())[0]
+    assert isinstance(packet, kind), (path.name, packet)
+    return packet
 
 
 def boundaries(data: bytes) -> set[int]:
@@ -105,11 +114,10 @@ def test_gstreamer_sender_report_fields():
 @pytest.mark.parametrize("receiver,sender", [("ffmpeg", "ffmpeg"), ("gst", "ffmpeg"),
                                              ("ffmpeg", "gst"), ("gst", "gst")])
 def test_receiver_reports_refer_to_sender(receiver: str, sender: str):
-    srs = [parse_compound(p.read_bytes())[0] for p in FIXTURES.glob(f"rtcp_{sender}_sr_*.bin")]
+    srs = [first_of(p, SenderReport) for p in FIXTURES.glob(f"rtcp_{sender}_sr_*.bin")]
     sender_ssrc = srs[0].ssrc
     sr_lsrs = {sr.lsr for sr in srs}
-    rrs = [parse_compound(p.read_bytes())[0]
-           for p in FIXTURES.glob(f"rtcp_{receiver}_rr_from_{sender}_*.bin")]
+    rrs = [first_of(p, ReceiverReport) for p in FIXTURES.glob(f"rtcp_{receiver}_rr_from_{sender}_*.bin")]
     blocks = [b for rr in rrs for b in rr.reports]
     assert blocks, "captured RRs carry report blocks"
     for block in blocks:

@@ -17,7 +17,8 @@ from RtspAuth import (
     AuthError, Authenticator, NonceState, UserDatabase, answer_challenge, digest_response, ha1,
     parse_authorization, parse_challenges, parse_params, split_credentials,
 )
-from RtspMessage import Headers, RtspError, RtspParser, Status
+from RtspMessage import Headers, RtspError, Status
+from RtspParser import RtspParser
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,9 +12,9 @@ from hypothesis import given, settings, strategies as st
 
 from test_sdp import GST_SDP as GSTREAMER_SDP
 from RtspMessage import (
-    BadRequest, Headers, InterleavedFrame, MessageError, Method, Request, Response, RtspError,
-    RtspParser, Status, UnsupportedTransport, parse_message,
+    BadRequest, Headers, InterleavedFrame, MessageError, Method, Request, Response, RtspError, Status, UnsupportedTransport,
 )
+from RtspParser import RtspParser, parse_message
 
 
 def crlf(text: str) -> bytes:

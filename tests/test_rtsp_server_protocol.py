@@ -12,7 +12,8 @@ import pytest
 
 from conftest import MOVIE
 from MediaLibrary import MediaLibrary
-from RtspMessage import Request, RtspParser
+from RtspMessage import Request
+from RtspParser import RtspParser
 from RtspServerProtocol import EndSession, RtspServerProtocol, ServerConfig, SessionRegistry, StartSending
 from RtspSession import State
 
@@ -85,7 +86,7 @@ ERRORS = [
     (f"FLY {URL} RTSP/1.0\nCSeq: 1\n\n", 501, "Public"),
     (f"PLAY {URL} RTSP/1.0\nCSeq: 1\nSession: 123456789012345678\n\n", 454, None),
     (f"PLAY {URL} RTSP/1.0\nCSeq: 1\n\n", 455, "Allow"),
-    (f"DESCRIBE rtsp://127.0.0.1:2048/nothing.Mjpeg RTSP/1.0\nCSeq: 1\n\n", 404, None),
+    ("DESCRIBE rtsp://127.0.0.1:2048/nothing.Mjpeg RTSP/1.0\nCSeq: 1\n\n", 404, None),
     (f"SETUP {URL} RTSP/1.0\nCSeq: 1\nTransport: RTP/SAVP;unicast;client_port=1-2\n\n", 461, None),
     (f"PLAY {URL} RTSP/1.0\nCSeq: 9\nRange: npt=junk\n\n", 455, None),   # the state is checked first
 ]

@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import cast
 
 log = logging.getLogger("capture_rtcp")
 
@@ -203,8 +204,8 @@ def run(sender: str, seconds: float) -> dict[str, list[bytes]]:
             if sender_done_at is not None and time.monotonic() - sender_done_at > 2.0:
                 break
             for key, _ in sel.select(timeout=0.2):
-                sock = key.fileobj
-                data, addr = sock.recvfrom(65536)  # type: ignore[union-attr]
+                sock = cast(socket.socket, key.fileobj)   # registered above: sockets only
+                data, addr = sock.recvfrom(65536)
                 if sock is in_rtp:
                     for d in dests:
                         out_rtp.sendto(data, d)

@@ -39,7 +39,8 @@ if REPO not in sys.path:
 import LabCheck  # noqa: E402
 from LabCheck import Arrival, ClientRecording, Exchange, PlaySession, ServerRecording  # noqa: E402
 from RtspHeaders import Transport, parse_session  # noqa: E402
-from RtspMessage import Method, Request, Response, RtspError, RtspParser  # noqa: E402
+from RtspMessage import Method, Request, Response, RtspError  # noqa: E402
+from RtspParser import RtspParser
 
 log = logging.getLogger("labcheck")
 
