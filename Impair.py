@@ -302,6 +302,11 @@ class Impairer:
 
     def pop_due(self, now: float) -> list[bytes]:
         """Packets delivered by time ``now``, in delivery order."""
+        return [data for _, data in self.pop_due_timed(now)]
+
+    def pop_due_timed(self, now: float) -> list[tuple[float, bytes]]:
+        """Packets delivered by time ``now``, in delivery order, each with the time the impaired
+        network delivered it (its arrival at the receiver, at most ``now``)."""
         self._release_expired(now)
         out = []
         while self._heap and self._heap[0].due <= now:
@@ -317,7 +322,7 @@ class Impairer:
             if self.record:
                 self.deliveries.append(Delivery(item.index, item.sent_at, item.due,
                                                 item.duplicate, reordered))
-            out.append(item.data)
+            out.append((min(item.due, now), item.data))
         return out
 
     def flush(self) -> list[bytes]:

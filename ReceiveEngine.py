@@ -1074,8 +1074,10 @@ class ReceiveEngine:
     def _pump(self, now: float) -> None:
         """Packets the impaired network delivers by ``now`` go to the receive path."""
         if self.impairer is not None:
-            for data in self.impairer.pop_due(now):
-                self._on_rtp(data, now)
+            # a packet arrives when the impaired network delivers it, not when this thread got
+            # round to it: a loaded CPU must not show up as network jitter
+            for arrival, data in self.impairer.pop_due_timed(now):
+                self._on_rtp(data, arrival)
 
     def _on_rtp(self, data: bytes, now: float) -> None:
         """One RTP packet: parsed, checked (version, payload type, SSRC), then reordered and
