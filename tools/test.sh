@@ -15,6 +15,10 @@ gst-inspect-1.0 videotestsrc >/dev/null 2>&1 || need+=(gstreamer1.0-plugins-base
 command -v Xvfb >/dev/null 2>&1 || need+=(xvfb)
 command -v xdotool >/dev/null 2>&1 || need+=(xdotool)
 command -v import >/dev/null 2>&1 || need+=(imagemagick)
+command -v openbox >/dev/null 2>&1 || need+=(openbox)     # a real window manager for the close-box test
+command -v wmctrl >/dev/null 2>&1 || need+=(wmctrl)
+gst-inspect-1.0 ximagesink >/dev/null 2>&1 || need+=(gstreamer1.0-x)   # bench/player_cpu.py: GStreamer's X sink
+command -v ip >/dev/null 2>&1 || need+=(iproute2)       # network namespaces for the multicast tests
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing Debian packages: ${need[*]}"
     sudo=""
