@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import ReceiveEngine as engine_module  # noqa: E402
+import RtpReceivePath as receive_module  # noqa: E402
 from ReceiveEngine import TIMER_CAP, ReceiveEngine  # noqa: E402
 from RtspClient import ClientState  # noqa: E402
 
@@ -34,7 +35,8 @@ def count_selects(monkeypatch) -> collections.Counter:
     def counting_select(*args):
         calls[threading.current_thread().name] += 1
         return select.select(*args)
-    monkeypatch.setattr(engine_module, "select", types.SimpleNamespace(select=counting_select))
+    for module in (engine_module, receive_module):   # the RTSP reader's and the RTP reader's
+        monkeypatch.setattr(module, "select", types.SimpleNamespace(select=counting_select))
     return calls
 
 
