@@ -125,9 +125,10 @@ def camera_like(kind: str) -> bytes:
     ramp = Image.linear_gradient("L").resize((384, 288))
     picture = Image.merge("RGB", (detail, ramp, ramp.rotate(90).resize((384, 288))))
     picture = picture.filter(ImageFilter.GaussianBlur(1.5))
-    options = {"444": {"subsampling": 0}, "422-optimized": {"subsampling": 1, "optimize": True},
-               "optimized": {"optimize": True}, "progressive": {"progressive": True},
-               "grayscale": {}}[kind]
+    table: dict[str, dict[str, object]] = {
+        "444": {"subsampling": 0}, "422-optimized": {"subsampling": 1, "optimize": True},
+        "optimized": {"optimize": True}, "progressive": {"progressive": True}, "grayscale": {}}
+    options = table[kind]
     if kind == "grayscale":
         picture = picture.convert("L")
     import io

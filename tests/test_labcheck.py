@@ -1,4 +1,4 @@
-"""tools/labcheck.py and LabCheck.py: the rubric catches each defect, with its reason.
+"""tools/labcheck.py, LabCheck.py and LabEvidence.py: the rubric catches each defect, with its reason.
 
 The lab-style servers below are written the way the hand-out's Server.py/ServerWorker.py
 are (recv(256) per request split on LF, a thread per client that sends one whole JPEG per
@@ -25,11 +25,12 @@ import pytest
 
 import labcheck  # tools/labcheck.py (on the path from conftest.py)
 import LabCheck
+import LabEvidence
 from conftest import MOVIE, ROOT
 from RtpPacket import RtpPacket
 from VideoStream import VideoStream
 from test_lab_client import LabClient
-from LabCheck import Arrival, Exchange, PlaySession, ServerRecording, Verdict
+from LabEvidence import Arrival, Exchange, PlaySession, ServerRecording, Verdict
 
 FPS = 20.0
 FAST = labcheck.Timing(play=1.0, pause_watch=0.5, resume=0.4, teardown_watch=0.4, reply_timeout=1.5,
@@ -164,14 +165,14 @@ class LabServer:
             sock.close()
 
 
-def grade(port: int, **kw) -> dict[str, LabCheck.Result]:
+def grade(port: int, **kw) -> dict[str, LabEvidence.Result]:
     # p95 jitter allowed 45 ms, not 20: a shared CI machine (and four scripts side by side in one process)
     # delays threads; the 10 fps mutant fails on its mean, the jitter rule has its own table test
     results = labcheck.grade_server("127.0.0.1", port, "movie.Mjpeg", FPS, timing=FAST, jitter_limit=0.045, **kw)
     return {r.key: r for r in results}
 
 
-def failing(results: dict[str, LabCheck.Result]) -> dict[str, str]:
+def failing(results: dict[str, LabEvidence.Result]) -> dict[str, str]:
     return {k: r.reason for k, r in results.items() if r.verdict is Verdict.FAIL}
 
 
@@ -190,7 +191,7 @@ SERVER_MUTANTS = {
 }
 
 
-def _grade_lab_server(defect: str | None) -> dict[str, LabCheck.Result]:
+def _grade_lab_server(defect: str | None) -> dict[str, LabEvidence.Result]:
     server = LabServer(defect)
     try:
         return grade(server.port)
@@ -199,7 +200,7 @@ def _grade_lab_server(defect: str | None) -> dict[str, LabCheck.Result]:
 
 
 @pytest.fixture(scope="module")
-def graded_mutants() -> dict[str | None, dict[str, LabCheck.Result]]:
+def graded_mutants() -> dict[str | None, dict[str, LabEvidence.Result]]:
     """Every lab server (the mutants and the correct one) graded once, four at a time: a script is
     ~5 s of mostly waiting, so side by side they take ~15 s instead of ~55 s."""
     from concurrent.futures import ThreadPoolExecutor
@@ -215,7 +216,7 @@ def test_each_mutant_server_fails_its_item_only(defect, graded_mutants):
     assert list(failing(results)) == [item], failing(results)
     assert re.search(reason, results[item].reason), results[item].reason
     assert results[item].evidence or item in ("pacing", "concurrent", "vanish")
-    assert LabCheck.exit_status(list(results.values())) == 1
+    assert LabEvidence.exit_status(list(results.values())) == 1
 
 
 def test_correct_lab_server_passes_every_item(graded_mutants):
@@ -230,9 +231,9 @@ def test_correct_lab_server_passes_every_item(graded_mutants):
 def test_our_server_passes_every_item(start_server):
     srv = start_server(fps=FPS)
     results = grade(srv.port)
-    assert {k: r.verdict for k, r in results.items()} == {i.key: Verdict.PASS for i in LabCheck.SERVER_ITEMS}
+    assert {k: r.verdict for k, r in results.items()} == {i.key: Verdict.PASS for i in LabEvidence.SERVER_ITEMS}
     assert "454 for an unknown session, 455" in results["rtsp.errors"].reason
-    assert LabCheck.exit_status(list(results.values())) == 0
+    assert LabEvidence.exit_status(list(results.values())) == 0
 
 
 def test_server_mode_cli_json_only_and_exit_status(start_server):
@@ -366,19 +367,19 @@ def test_cseq_table(reply2, reason):
 
 
 def test_select_report_and_json():
-    keys = LabCheck.select(LabCheck.SERVER_ITEMS, ["rtp", "pacing"], ["rtp.clock"])
+    keys = LabEvidence.select(LabEvidence.SERVER_ITEMS, ["rtp", "pacing"], ["rtp.clock"])
     assert keys == ["rtp.version", "rtp.flags", "rtp.pt", "rtp.seq", "rtp.timestamp", "rtp.ssrc", "rtp.marker",
                     "pacing"]
     with pytest.raises(ValueError, match="unknown rubric item 'rtpx'"):
-        LabCheck.select(LabCheck.SERVER_ITEMS, ["rtpx"])
-    results = [LabCheck.Result("rtp.pt", Verdict.FAIL, "payload type 96", b"\x80\x60\x00\x01"),
-               LabCheck.Result("rtp.clock", Verdict.FAIL, "1 per frame"),
-               LabCheck.Result("rtsp.errors", Verdict.NA, "lab only")]
-    text = LabCheck.format_text(results, "t")
+        LabEvidence.select(LabEvidence.SERVER_ITEMS, ["rtpx"])
+    results = [LabEvidence.Result("rtp.pt", Verdict.FAIL, "payload type 96", b"\x80\x60\x00\x01"),
+               LabEvidence.Result("rtp.clock", Verdict.FAIL, "1 per frame"),
+               LabEvidence.Result("rtsp.errors", Verdict.NA, "lab only")]
+    text = LabEvidence.format_text(results, "t")
     assert "FAIL rtp.pt" in text and "evidence: 80 60 00 01" in text and "(advisory)" in text
     assert "score: 0/2 (a required item failed)" in text
-    assert LabCheck.exit_status(results) == 1 and LabCheck.exit_status(results[1:]) == 0  # advisory only
-    report = json.loads(LabCheck.format_json(results, "x", "server"))
+    assert LabEvidence.exit_status(results) == 1 and LabEvidence.exit_status(results[1:]) == 0  # advisory only
+    report = json.loads(LabEvidence.format_json(results, "x", "server"))
     assert report["items"][0]["evidence"] == "80600001" and report["applicable"] == 2
 
 
@@ -391,7 +392,7 @@ class ClientRun:
     def __init__(self, timeout: float = 30.0) -> None:
         self.ready = threading.Event()
         self.port_box: list[int] = []
-        self.results: list[LabCheck.Result] | None = None
+        self.results: list[LabEvidence.Result] | None = None
         self.thread = threading.Thread(target=self._run, args=(timeout,), daemon=True)
         self.thread.start()
         assert self.ready.wait(10)
@@ -401,7 +402,7 @@ class ClientRun:
         self.results = labcheck.grade_client(0, str(MOVIE), fps=100, host="127.0.0.1", timeout=timeout,
                                              ready=self.ready, port_box=self.port_box)
 
-    def wait(self) -> dict[str, LabCheck.Result]:
+    def wait(self) -> dict[str, LabEvidence.Result]:
         self.thread.join(timeout=40)
         assert self.results is not None, "client mode did not finish"
         return {r.key: r for r in self.results}
@@ -448,7 +449,7 @@ def test_lab_client_passes_every_item():
     client = LabClient("127.0.0.1", run.port, 0, "movie.Mjpeg")
     _lab_session(client)
     results = run.wait()
-    assert {k: r.verdict for k, r in results.items()} == {i.key: Verdict.PASS for i in LabCheck.CLIENT_ITEMS}
+    assert {k: r.verdict for k, r in results.items()} == {i.key: Verdict.PASS for i in LabEvidence.CLIENT_ITEMS}
     assert results["client.request_line"].reason == "5 requests: SETUP PLAY PAUSE PLAY TEARDOWN"
     assert "(the lab's form)" in results["client.transport"].reason
     assert re.search(r"RTP port released \d+ ms after it", results["client.teardown"].reason)
@@ -535,6 +536,6 @@ def test_our_player_passes_every_item():
                          timeout=60, cwd=ROOT, env={**os.environ, "DISPLAY": ""})
     assert out.returncode == 0, out.stderr
     results = run.wait()
-    assert {k: r.verdict for k, r in results.items()} == {i.key: Verdict.PASS for i in LabCheck.CLIENT_ITEMS}, \
+    assert {k: r.verdict for k, r in results.items()} == {i.key: Verdict.PASS for i in LabEvidence.CLIENT_ITEMS}, \
         {k: r.reason for k, r in results.items()}
     assert f"client_port {rtp_port}" in results["client.transport"].reason

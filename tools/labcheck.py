@@ -14,7 +14,7 @@ Each rubric item prints PASS / FAIL / N/A with a one-line reason and, for failur
 bytes that show it; then a score.  Exit status 0 when every required item passes, 1 when
 one fails, 2 on a usage error.  `--json` prints the report as JSON for a gradebook;
 `--only`/`--skip` take item keys or prefixes (`--only rtp`).  The rubric itself is
-LabCheck.py (pure, tested with bytes); this file only moves bytes and keeps time.
+LabCheck.py and LabEvidence.py (pure, tested with bytes); this file only moves bytes and keeps time.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 import LabCheck  # noqa: E402
-from LabCheck import Arrival, ClientRecording, Exchange, PlaySession, ServerRecording  # noqa: E402
+import LabEvidence  # noqa: E402
+from LabEvidence import Arrival, ClientRecording, Exchange, PlaySession, ServerRecording  # noqa: E402
 from RtspHeaders import Transport, parse_session  # noqa: E402
 from RtspMessage import Method, Request, Response, RtspError  # noqa: E402
 from RtspParser import RtspParser
@@ -350,9 +351,9 @@ def load_movie(path: str | None) -> list[bytes] | None:
 
 def grade_server(host: str, port: int, file: str, fps: float = 20.0, keys: list[str] | None = None,
                  timing: Timing | None = None, movie_path: str | None = None,
-                 jitter_limit: float = LabCheck.DEFAULT_JITTER_LIMIT) -> list[LabCheck.Result]:
+                 jitter_limit: float = LabCheck.DEFAULT_JITTER_LIMIT) -> list[LabEvidence.Result]:
     """Run the script and the rubric; the entry point tests call in-process."""
-    keys = keys if keys is not None else [i.key for i in LabCheck.SERVER_ITEMS]
+    keys = keys if keys is not None else [i.key for i in LabEvidence.SERVER_ITEMS]
     parts = {"main"} if any(k not in SCRIPT_PARTS for k in keys) else set()
     for k in keys:
         parts |= SCRIPT_PARTS.get(k, set())
@@ -539,19 +540,19 @@ def udp_queue(port: int) -> tuple[int, int] | None:
     return found
 
 
-def probe_port(now: float, state: str, port: int, local: bool) -> LabCheck.PortProbe:
+def probe_port(now: float, state: str, port: int, local: bool) -> LabEvidence.PortProbe:
     if not local:
-        return LabCheck.PortProbe(now, state, None)
+        return LabEvidence.PortProbe(now, state, None)
     bound = port_bound(port)
     queue = udp_queue(port) if bound else None
-    return LabCheck.PortProbe(now, state, bound, *(queue or (None, None)))
+    return LabEvidence.PortProbe(now, state, bound, *(queue or (None, None)))
 
 
 def grade_client(port: int, file: str = "movie.Mjpeg", media_dir: str | None = None, fps: float = 20.0,
                  host: str = "", timeout: float = 120.0, keys: list[str] | None = None,
                  ready: threading.Event | None = None, after_teardown: float = 2.0,
                  port_box: list | None = None,
-                 announce: Callable[[int], None] | None = None) -> list[LabCheck.Result]:
+                 announce: Callable[[int], None] | None = None) -> list[LabEvidence.Result]:
     """Serve with our own server, grade the first client; returns when it has gone."""
     from MediaLibrary import MediaLibrary
     from Server import RtspServer
@@ -650,9 +651,9 @@ def _split(values: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
-    items = LabCheck.SERVER_ITEMS if args.mode == "server" else LabCheck.CLIENT_ITEMS
+    items = LabEvidence.SERVER_ITEMS if args.mode == "server" else LabEvidence.CLIENT_ITEMS
     try:
-        keys = LabCheck.select(items, _split(args.only), _split(args.skip))
+        keys = LabEvidence.select(items, _split(args.only), _split(args.skip))
         if not keys:
             raise UsageError("--only/--skip leave no item to grade")
         if not 0 < args.fps <= 1000:
@@ -682,10 +683,10 @@ def main(argv: list[str] | None = None) -> int:
         print("labcheck: interrupted", file=sys.stderr)
         return 130
     if args.json:
-        print(LabCheck.format_json(results, target, args.mode))
+        print(LabEvidence.format_json(results, target, args.mode))
     else:
-        print(LabCheck.format_text(results, f"labcheck {target}"))
-    return LabCheck.exit_status(results)
+        print(LabEvidence.format_text(results, f"labcheck {target}"))
+    return LabEvidence.exit_status(results)
 
 
 if __name__ == "__main__":
