@@ -10,19 +10,18 @@ a second only while the stream plays (else once per change). Where Tk cannot wat
 
 What the window shows is one of the states INIT, READY, PLAYING (RFC 2326 A.1) or ENDED (the
 stream reached its end: PLAY replays it). A lost server is INIT again: SETUP connects anew.
+
+Beside it: the side panel (:mod:`StatsPanel`), keys and help (:mod:`PlayerKeys`), both parts of
+:class:`Client` (mixins); decoding for the view (:mod:`FrameView`); small widgets (:mod:`TkWidgets`).
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import math
-import os
 import queue
 import signal
-import socket
 import threading
-from struct import error as struct_error   # Pillow raises it for some truncated headers
 import time
 import tkinter as tk
 from tkinter import filedialog, messagebox, ttk
@@ -30,344 +29,33 @@ from typing import Any, Callable
 
 from PIL import Image, ImageTk
 
+from FrameView import FIT_SLACK, SCREEN_MARGIN, VIEW_DEFAULT, decode_for_view, fit_size, reuse_image_memory
+from PlayerKeys import BUTTON_HELP, HELP_TEXT, SEEK_STEP, SHORTCUTS, PlayerKeys
 from ReceiveEngine import ClientError, ClientState, Event, EventKind, Frame, ReceiveEngine
 from RtpStats import StatsSnapshot
+from StatsPanel import StatsPanel, _fmt_time
+from TkWidgets import ReadOnlyText, TkWakeup, Tooltip
+
+# re-exported: what tests, benchmarks and the launcher import from here
+__all__ = ["Client", "run_gui", "FIT_SLACK", "decode_for_view", "fit_size", "SHORTCUTS", "BUTTON_HELP",
+           "HELP_TEXT", "SEEK_STEP", "TkWakeup", "Tooltip", "ReadOnlyText", "_fmt_time"]
 
 log = logging.getLogger(__name__)
 
 GUI_TICK_MS = 15          # queue drain period while playing, where Tk cannot watch a socket
 IDLE_TICK_MS = 100        # the same when nothing plays (button states, log lines)
 STATS_TICK_MS = 250       # statistics panel and plot: 4 updates per second while playing
-IMAGE_BLOCKS = 4          # freed image buffers Pillow keeps for reuse (see reuse_image_memory)
-PLOT_SPAN = 30.0          # seconds shown in the plot
-VIEW_DEFAULT = (1280, 720)  # the default view shows 640x480 and 1280x720 streams 1:1 (screen permitting)
-FIT_SLACK = 8             # px a frame may exceed the view by and still be shown 1:1 (edges clipped):
-                          # resampling a whole frame to gain a few pixels costs more than decoding it
-SCREEN_MARGIN = (32, 96)  # px of the screen left to window decorations and desktop panels
-RESIZE_FILTER = Image.Resampling.BOX  # area average: antialiased for the < 2x reductions left after draft(), and
-                           # ~1/3 cheaper than BILINEAR (1280x720 -> 704x396: 2.9 vs 4.4 ms here)
-MAX_FRAME_PIXELS = 40_000_000   # a frame claiming more (e.g. a SOF of 60000x60000) is refused undecoded
-SEEK_STEP = 5.0           # seconds per Left/Right key
 QUIT_WAIT = 1.0           # longest wait for the TEARDOWN reply when quitting (the window closes anyway)
 CLOSE_PAUSE_WAIT = 0.5    # longest wait for the PAUSE reply when the close box is clicked
-SIDE_WIDTH = 370          # px of the statistics side panel
-
-SHORTCUTS = [
-    ("Space", "play / pause (at the end: play again from the start)"),
-    ("Right / Left", f"seek {SEEK_STEP:g} s forward / back"),
-    ("Home", "back to the start"),
-    ("F11 or f", "full screen on / off"),
-    ("Ctrl+S", "save the frame shown as PNG or JPEG"),
-    ("Ctrl+Q, q or Escape", "quit (TEARDOWN first); Escape leaves full screen first"),
-    ("i", "the packet inspector: every packet as it arrives, field by field"),
-    ("? or F1", "this list"),
-]
-BUTTON_HELP = {
-    "SETUP": "SETUP: open an RTSP session (RTP ports agreed); after a lost server it connects again",
-    "PLAY": "PLAY: start or resume the stream (at the end: play it again from the start)",
-    "PAUSE": "PAUSE: the server stops sending; PLAY resumes at the same frame",
-    "TEARDOWN": "TEARDOWN: end the session and close the player (the lab's Teardown)",
-    "DESCRIBE": "DESCRIBE: ask for the stream's SDP description (shown in the SDP tab)",
-}
-HELP_TEXT = (
-    "Keys (they act when the typing cursor is not in a text box):\n\n"
-    + "".join(f"  {k:<22} {v}\n" for k, v in SHORTCUTS)
-    + "\nButtons:\n\n" + "".join(f"  {v}\n" for v in BUTTON_HELP.values())
-    + "\nClosing the window pauses the stream and asks: quit (TEARDOWN) or keep watching (PLAY).\n"
-      "The seek bar: click where you want to be, or drag the handle.\n"
-      "Loop plays the movie again when it ends; 'Fit to window' scales the picture to the view.\n")
 
 
-def fit_size(frame: tuple[int, int], view: tuple[int, int], slack: int = FIT_SLACK,
-             enlarge: bool = False) -> tuple[int, int]:
-    """The size a frame is shown at in a view: its own when it fits (or overflows by at most ``slack``
-    px, clipped evenly at the edges), else scaled down to fit, aspect ratio kept. ``enlarge`` (fit to
-    window) also scales a smaller frame up to the view. A view not laid out yet (1x1) shows frames 1:1."""
-    fw, fh = frame
-    vw, vh = view
-    if vw <= 1 or vh <= 1:
-        return frame
-    scale = min(vw / fw, vh / fh)
-    if enlarge:
-        if abs(scale - 1.0) * max(fw, fh) < 1:
-            return frame
-        return max(1, min(vw, round(fw * scale))), max(1, min(vh, round(fh * scale)))
-    if fw <= vw + slack and fh <= vh + slack:
-        return frame
-    return max(1, min(vw, round(fw * scale))), max(1, min(vh, round(fh * scale)))
-
-
-def decode_for_view(data: bytes, view: tuple[int, int],
-                    enlarge: bool = False) -> tuple[Image.Image, tuple[int, int]]:
-    """Decode one JPEG from memory at the size :func:`fit_size` gives for ``view``; also returns the
-    frame's own size. Reductions of 2x or more happen in the decoder (``draft``: DCT scaling to 1/2,
-    1/4 or 1/8, never below the target), the rest with :data:`RESIZE_FILTER`. The decoder's mode is
-    kept (a Tk photo takes RGB and L as they are). Raises ValueError for a bad frame: truncated,
-    corrupt, or claiming more than :data:`MAX_FRAME_PIXELS` (a decompression bomb)."""
-    try:
-        img: Image.Image = Image.open(io.BytesIO(data), formats=("JPEG",))  # RFC 2435 carries JPEG only
-        native = img.size
-        if native[0] * native[1] > MAX_FRAME_PIXELS:
-            raise ValueError(f"frame claims {native[0]}x{native[1]} pixels (more than "
-                             f"{MAX_FRAME_PIXELS:,}); not decoded")
-        size = fit_size(native, view, enlarge=enlarge)
-        if size[0] < native[0]:
-            img.draft(None, size)
-        img.load()
-        if img.size != size:
-            img = img.resize(size, RESIZE_FILTER)
-    except Image.DecompressionBombError as exc:    # not an OSError
-        raise ValueError(f"frame too large to decode: {exc}") from None
-    except (OSError, SyntaxError, struct_error) as exc:
-        raise ValueError(f"frame does not decode: {exc}") from None
-    return img, native
-
-
-def _fmt_bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
-
-
-def _fmt_time(seconds: float | None) -> str:
-    if seconds is None:
-        return "--:--"
-    seconds = max(0.0, seconds)
-    return f"{int(seconds // 60):02d}:{seconds % 60:04.1f}"
-
-
-def nice_ceiling(value: float, floor: float) -> float:
-    """The smallest 1, 2 or 5 x 10^k at or above ``value`` (and at least ``floor``): a chart's scale,
-    so small noise stays small (0.03 ms of jitter on a 1 ms scale) and the labels read well."""
-    value = max(value, floor)
-    exp = math.floor(math.log10(value))
-    for m in (1, 2, 5, 10):
-        top = m * 10 ** exp
-        if top >= value * 0.999:
-            return float(top)
-    return float(10 ** (exp + 1))
-
-
-def reuse_image_memory() -> None:
-    """Have Pillow keep a few freed image buffers for the next frames (its block cache; off by
-    default, PILLOW_BLOCKS_MAX). Otherwise each frame's buffers are returned to the system and
-    mapped afresh: ~600 page faults per 640x480 frame, a third of the player's CPU when playing."""
-    set_blocks_max = getattr(Image.core, "set_blocks_max", None)
-    if set_blocks_max is not None and "PILLOW_BLOCKS_MAX" not in os.environ \
-            and Image.core.get_blocks_max() < IMAGE_BLOCKS:
-        set_blocks_max(IMAGE_BLOCKS)
-
-
-class TkWakeup:
-    """Wakes the Tk thread from any thread without a Tk call there: a byte on a socket pair whose
-    reading end Tk watches (``createfilehandler``), which runs ``callback`` on the Tk thread.
-
-    ``available`` is False where Tk cannot watch a file (Windows Tk): the caller polls then.
-    :meth:`catch_signals` has a signal wake Tk too, so that its Python handler runs at once."""
-
-    def __init__(self, master: tk.Misc, callback: Callable[[], None]) -> None:
-        self.master = master
-        # getattr: Windows' Tk has no file handlers (and mypy --platform win32 knows it)
-        create: Any = getattr(master.tk, "createfilehandler", None)
-        self._delete: Any = getattr(master.tk, "deletefilehandler", None)
-        self.available = create is not None and self._delete is not None
-        self._r: socket.socket | None = None
-        self._w: socket.socket | None = None
-        self._signals: int | None = None         # the wakeup fd we replaced, once catching signals
-        if not self.available:
-            return
-        self._r, self._w = socket.socketpair()
-        self._r.setblocking(False)
-        self._w.setblocking(False)
-
-        def readable(fd: int, mask: int) -> None:
-            try:
-                while self._r is not None and self._r.recv(4096):
-                    pass
-            except (BlockingIOError, InterruptedError):
-                pass
-            except OSError:
-                return
-            callback()
-        create(self._r.fileno(), tk.READABLE, readable)
-
-    def wake(self) -> None:
-        """Any thread: have ``callback`` run soon on the Tk thread."""
-        w = self._w
-        if w is not None:
-            try:
-                w.send(b"\0")
-            except OSError:
-                pass        # full (Tk will wake anyway: bytes are waiting) or closed
-
-    def catch_signals(self) -> None:
-        """Main thread: a signal wakes Tk, so its Python handler runs at once (Python handlers run
-        only between Python instructions, and a Tk that waits for events runs none)."""
-        if self._w is not None and self._signals is None:
-            self._signals = signal.set_wakeup_fd(self._w.fileno(), warn_on_full_buffer=False)
-
-    def close(self) -> None:
-        if self._signals is not None:
-            try:
-                signal.set_wakeup_fd(self._signals)
-            except ValueError:
-                pass                     # not the main thread
-            self._signals = None
-        if self._r is not None:
-            try:
-                self._delete(self._r.fileno())
-            except tk.TclError:
-                pass
-            self._r.close()
-        if self._w is not None:
-            self._w.close()
-        self._r = self._w = None
-
-
-class Tooltip:
-    """A small yellow box with ``text`` shown while the pointer rests on ``widget``."""
-
-    DELAY_MS = 500
-
-    def __init__(self, widget: tk.Misc, text: str) -> None:
-        self.widget = widget
-        self.text = text
-        self.tip: tk.Toplevel | None = None
-        self._pending: str | None = None
-        widget.bind("<Enter>", self._schedule, add="+")
-        widget.bind("<Leave>", self.hide, add="+")
-        widget.bind("<ButtonPress>", self.hide, add="+")
-
-    def _schedule(self, _event: Any = None) -> None:
-        self._cancel()
-        self._pending = self.widget.after(self.DELAY_MS, self.show)
-
-    def _cancel(self) -> None:
-        if self._pending is not None:
-            try:
-                self.widget.after_cancel(self._pending)
-            except tk.TclError:
-                pass
-            self._pending = None
-
-    def show(self) -> None:
-        self._pending = None
-        if self.tip is not None:
-            return
-        try:
-            x = self.widget.winfo_rootx() + 12
-            y = self.widget.winfo_rooty() + self.widget.winfo_height() + 4
-            self.tip = tw = tk.Toplevel(self.widget)
-            tw.wm_overrideredirect(True)
-            tw.wm_geometry(f"+{x}+{y}")
-            tk.Label(tw, text=self.text, background="#ffffe0", relief="solid", borderwidth=1,
-                     justify="left", wraplength=380, padx=4, pady=2).pack()
-        except tk.TclError:
-            self.tip = None
-
-    def hide(self, _event: Any = None) -> None:
-        self._cancel()
-        if self.tip is not None:
-            try:
-                self.tip.destroy()
-            except tk.TclError:
-                pass
-            self.tip = None
-
-
-class ReadOnlyText(ttk.Frame):
-    """A text pane the user can read, select and scroll but not type into (scroll bars both ways)."""
-
-    def __init__(self, master: tk.Misc, **kw: Any) -> None:
-        super().__init__(master)
-        self.text = tk.Text(self, wrap="none", font="TkFixedFont", state="disabled", **kw)
-        ys = ttk.Scrollbar(self, orient="vertical", command=self.text.yview)
-        xs = ttk.Scrollbar(self, orient="horizontal", command=self.text.xview)
-        self.text.configure(yscrollcommand=ys.set, xscrollcommand=xs.set)
-        self.text.grid(row=0, column=0, sticky="nsew")
-        ys.grid(row=0, column=1, sticky="ns")
-        xs.grid(row=1, column=0, sticky="ew")
-        self.columnconfigure(0, weight=1)
-        self.rowconfigure(0, weight=1)
-        # a click lets the user select and copy: give the text focus even though it is disabled
-        self.text.bind("<Button-1>", lambda e: self.text.focus_set(), add="+")
-
-    def append(self, text: str, tag: str | None = None) -> None:
-        t = self.text
-        t.configure(state="normal")
-        t.insert("end", text, tag or ())
-        t.configure(state="disabled")
-
-    def set(self, text: str) -> None:
-        t = self.text
-        t.configure(state="normal")
-        t.delete("1.0", "end")
-        t.insert("end", text)
-        t.configure(state="disabled")
-
-    def get(self, *args: Any) -> str:
-        return self.text.get(*args) if args else self.text.get("1.0", "end")
-
-    def see(self, index: str) -> None:
-        self.text.see(index)
-
-
-class Client:
+class Client(StatsPanel, PlayerKeys):
     """The Tk player window. Network work runs on worker threads; widgets change only here.
 
     ``ask_quit`` decides what closing the window does once the stream is paused (True = quit);
     ``ask_save_path`` picks the file Ctrl+S writes. Tests replace them instead of clicking dialogs.
     ``collect_frames`` keeps every frame received (``--save`` with the window).
     """
-
-    # (key, label, tooltip): plain words in the window, the RFC's name in the tooltip; the same
-    # names as the headless line, --stats-json and the README's "Reading the statistics".
-    STAT_ROWS = [
-        ("frame", "Frame shown", "The number of the frame in the view (it counts from 0, as the number "
-                                 "drawn on movie.Mjpeg's pictures) / frames in the movie. "
-                                 "(--stats-json: frame_index, frame_total)"),
-        ("fps", "Frames/s now / average", "Complete frames per second, over the last second / since PLAY "
-                                          "(pauses excluded). One lost packet spoils its whole frame, so "
-                                          "with 5% of packets lost and ~9 packets per frame about a third "
-                                          "of the frames are dropped. (fps_inst, fps_avg)"),
-        ("rate", "kbit/s now / average", "Received RTP data rate (headers included) over the last second "
-                                         "/ since PLAY. (kbps_inst, kbps_avg)"),
-        ("bytes", "Bytes received", "RTP bytes received, headers included. (bytes_received)"),
-        ("packets", "Packets received", "Distinct RTP packets received (duplicates not counted). "
-                                        "(packets_received)"),
-        ("lost", "Packets lost", "Packets lost (RFC 3550 A.3): expected (highest sequence number - first + 1) "
-                                 "minus received. (packets_lost)"),
-        ("loss", "Loss rate", "Packets lost / packets expected (RFC 3550 A.3), cumulative. (loss_percent)"),
-        ("dups", "Duplicates", "Packets that arrived twice (dropped). (duplicates)"),
-        ("ooo", "Out of order", "Packets that arrived after a later one (put back in order). (out_of_order)"),
-        ("frames", "Frames complete / dropped", "Frames completed / frames dropped because a packet of theirs "
-                                                "was lost or damaged (RFC 2435). (frames_completed, "
-                                                "frames_dropped)"),
-        ("jitter", "Jitter", "Interarrival jitter (RFC 3550 A.8): how much packet transit times vary, "
-                             "smoothed over 16 packets. Restarted at each PLAY (a seek changes the "
-                             "timeline). (jitter_ms)"),
-        ("delay", "One-way delay", "Time from the sender's clock at a frame (mapped through its last RTCP "
-                                   "sender report, RFC 3550 6.4.1) to its arrival here; right only when "
-                                   "both clocks agree (same machine, NTP). '-' until a sender report "
-                                   "maps the current PLAY. (delay_ms)"),
-        ("rtt", "Round-trip time", "Round trip to the server from RTCP XR RRTR/DLRR (RFC 3611 4.4-4.5). "
-                                   "(rtt_ms)"),
-        ("sender", "Sender reported packets", "The packet count in the sender's last RTCP sender report "
-                                              "(RFC 3550 6.4.1): what it had sent at its last SR, so it "
-                                              "lags behind 'Packets received'. (sender_packets)"),
-        ("octets", "Payload in / reported", "RTP payload octets received / the octet count in the "
-                                                  "sender's last SR. (payload_octets, sender_octets)"),
-        ("clock", "Sender clock at frame", "The sender's wall clock when the frame shown was sampled, from "
-                                           "its SR. (sender_clock)"),
-        ("rtcp", "Sender reports in / RR out", "RTCP sender reports received / receiver reports we sent "
-                                               "(RFC 3550 6.4). (sr_received, rr_sent)"),
-        ("state", "RTSP state", "INIT, READY, PLAYING (RFC 2326 A.1) or ENDED (the end of the stream)."),
-    ]
-    # (history index, colour, title, floor of the scale, format)
-    PLOT_SERIES = [(1, "#1f77b4", "kbit/s", 100.0, ".0f"), (2, "#2ca02c", "frames/s", 5.0, ".0f"),
-                   (3, "#d62728", "loss %", 1.0, ".1f"), (4, "#9467bd", "jitter ms", 1.0, ".1f")]
-    PLOT_ROW = 40            # px per chart
-    PLOT_LEFT = 40           # px for the scale labels
 
     def __init__(self, master: tk.Tk, engine: ReceiveEngine, *, simple: bool = False,
                  start: float | None = None, loop: bool = False, collect_frames: bool = False) -> None:
@@ -499,55 +187,6 @@ class Client:
         menu.add_cascade(label="Help", menu=h)
         self.master.configure(menu=menu)
 
-    def _build_side(self, main: ttk.Frame) -> None:
-        """The statistics, plot and impairment panel, in a canvas that scrolls when the window is short."""
-        outer = ttk.Frame(main)
-        outer.grid(row=0, column=1, rowspan=5, sticky="ns", padx=(6, 0))
-        outer.rowconfigure(0, weight=1)
-        self.side_outer = outer
-        canvas = tk.Canvas(outer, highlightthickness=0, borderwidth=0, width=SIDE_WIDTH, height=200)
-        bar = ttk.Scrollbar(outer, orient="vertical", command=canvas.yview)
-        canvas.configure(yscrollcommand=bar.set)
-        canvas.grid(row=0, column=0, sticky="ns")
-        bar.grid(row=0, column=1, sticky="ns")
-        self.side_canvas, self.side_scroll = canvas, bar
-        side = ttk.Frame(canvas)
-        canvas.create_window(0, 0, window=side, anchor="nw")
-        side.bind("<Configure>", lambda e: self._side_resized())
-        canvas.bind("<Configure>", lambda e: self._side_resized())
-        for w in (canvas, side):
-            w.bind("<Button-4>", lambda e: canvas.yview_scroll(-2, "units"))
-            w.bind("<Button-5>", lambda e: canvas.yview_scroll(2, "units"))
-            w.bind("<MouseWheel>", lambda e: canvas.yview_scroll(-1 if e.delta > 0 else 1, "units"))
-        self.side = side
-        stats = ttk.LabelFrame(side, text="Statistics (point at a name for what it means)", padding=6)
-        stats.grid(row=0, column=0, sticky="new")
-        self.stats_frame = stats
-        stats.columnconfigure(1, weight=1)
-        self.stat_vars: dict[str, tk.StringVar] = {}
-        self.stat_labels: dict[str, ttk.Label] = {}
-        for i, (key, label, tip) in enumerate(self.STAT_ROWS):
-            name = ttk.Label(stats, text=label + ":")
-            name.grid(row=i, column=0, sticky="w")
-            var = tk.StringVar(value="-")
-            ttk.Label(stats, textvariable=var, width=20, anchor="e", font="TkFixedFont").grid(
-                row=i, column=1, sticky="e")
-            self.stat_vars[key] = var
-            self.stat_labels[key] = name
-            self.tooltips[f"stat:{key}"] = Tooltip(name, tip)
-        plot_frame = ttk.LabelFrame(side, text=f"Last {PLOT_SPAN:.0f} s", padding=4)
-        plot_frame.grid(row=1, column=0, sticky="new", pady=(6, 0))
-        self.plot = tk.Canvas(plot_frame, width=SIDE_WIDTH - 24,
-                              height=self.PLOT_ROW * len(self.PLOT_SERIES) + 16,
-                              background="white", highlightthickness=0)
-        self.plot.grid(row=0, column=0)
-        self._build_impairment(side)
-
-    def _side_resized(self) -> None:
-        c = self.side_canvas
-        c.configure(scrollregion=(0, 0, self.side.winfo_reqwidth(), self.side.winfo_reqheight()),
-                    width=self.side.winfo_reqwidth())
-
     def _build_seek_bar(self, main: ttk.Frame) -> None:
         pos = ttk.Frame(main)
         pos.grid(row=1, column=0, sticky="ew", pady=(4, 0))
@@ -671,111 +310,6 @@ class Client:
         self._set_minsize()
         if not was_withdrawn:
             m.deiconify()
-
-    def _build_impairment(self, side: ttk.Frame) -> None:
-        """The network-impairment panel: a spec (as --impair) applied to incoming RTP while playing."""
-        box = ttk.LabelFrame(side, text="Network impairment (incoming RTP)", padding=4)
-        box.grid(row=2, column=0, sticky="new", pady=(6, 0))
-        box.columnconfigure(0, weight=1)
-        imp = self.engine.impairer
-        active = imp is not None and imp.spec.active
-        self.impair_var = tk.StringVar(value=str(imp.spec) if active and imp is not None else "")
-        self.impair_entry = ttk.Entry(box, textvariable=self.impair_var, width=24, font="TkFixedFont")
-        self.impair_entry.grid(row=0, column=0, sticky="ew")
-        self.impair_entry.bind("<Return>", lambda e: self.apply_impairment())
-        self.impair_entry.bind("<Escape>", self._leave_entry)
-        self.impair_apply = ttk.Button(box, text="Apply", width=6, command=self.apply_impairment, takefocus=0)
-        self.impair_apply.grid(row=0, column=1, padx=(4, 0))
-        ttk.Button(box, text="Off", width=4, command=lambda: self.apply_impairment("off"), takefocus=0).grid(
-            row=0, column=2, padx=(2, 0))
-        self.impair_status = tk.StringVar(value="applied" if active else
-                                          "off - type e.g. loss=5%,seed=1 and press Apply")
-        ttk.Label(box, textvariable=self.impair_status, font=("TkDefaultFont", 8),
-                  wraplength=SIDE_WIDTH - 40, justify="left").grid(row=1, column=0, columnspan=3, sticky="w")
-        self.tooltips["impair"] = Tooltip(self.impair_entry, "loss=5%,burst=3,reorder=2%,dup=1%,delay=20ms,"
-                                                             "jitter=10ms,seed=1 (as --impair); Return applies")
-
-    def _leave_entry(self, event: object = None) -> str:
-        """Escape in a text box: the keys go back to the view (the player's shortcuts)."""
-        self.view.focus_set()
-        return "break"
-
-    def apply_impairment(self, text: str | None = None) -> None:
-        """Apply (or switch off) the impairment typed in the panel; a bad spec shows its error."""
-        if text is not None:
-            self.impair_var.set(text)
-        typed = self.impair_var.get().strip() or "off"
-        try:
-            spec = self.engine.set_impairment(typed)
-        except ValueError as exc:
-            self.impair_status.set(f"error: {exc}")
-            return
-        self.impair_var.set(str(spec) if spec.active else "")
-        self.impair_status.set("applied" if spec.active else "off")
-
-    # -- keys ------------------------------------------------------------------------------------
-    def _bind_keys(self) -> None:
-        """Shortcuts on the whole window, ignored while the typing cursor is in a text box (a space or
-        a 'q' typed into the impairment box is text, not a command). Ctrl+ keys act anywhere."""
-        m = self.master
-        plain = {"<space>": self.toggle_play, "<Right>": lambda: self.seek_by(SEEK_STEP),
-                 "<Left>": lambda: self.seek_by(-SEEK_STEP), "<Home>": lambda: self.seek(0.0),
-                 "<F11>": self.toggle_fullscreen, "<KeyPress-f>": self.toggle_fullscreen,
-                 "<KeyPress-q>": self.quit_app, "<Escape>": self._escape,
-                 "<question>": self.show_help, "<F1>": self.show_help, "<KeyPress-i>": self.open_inspector}
-        for seq, fn in plain.items():
-            m.bind(seq, self._key(fn, in_text=False))
-        for seq, fn in {"<Control-q>": self.quit_app, "<Control-Q>": self.quit_app,
-                        "<Control-s>": self.save_frame, "<Control-S>": self.save_frame}.items():
-            m.bind(seq, self._key(fn, in_text=True))
-
-    @staticmethod
-    def _typing(widget: Any) -> bool:
-        """True when key presses go into a text field (an editable entry or text)."""
-        if isinstance(widget, (tk.Entry, ttk.Entry, tk.Spinbox)):
-            return True
-        if isinstance(widget, tk.Text):
-            return str(widget.cget("state")) == "normal"
-        return False
-
-    def _key(self, fn: Callable[[], Any], in_text: bool) -> Callable[[Any], str | None]:
-        def handler(event: Any) -> str | None:
-            if self.closed or (not in_text and self._typing(event.widget)):
-                return None
-            fn()
-            return "break"
-        return handler
-
-    def _escape(self) -> None:
-        if self.fullscreen:
-            self.toggle_fullscreen()
-        else:
-            self.quit_app()
-
-    def toggle_fullscreen(self) -> None:
-        self.fullscreen = not self.fullscreen
-        try:
-            self.master.attributes("-fullscreen", self.fullscreen)
-        except tk.TclError as exc:
-            log.info("full screen: %s", exc)
-
-    def show_help(self) -> None:
-        """The keys and what each button does (Help menu, '?')."""
-        if self.help_window is not None and self.help_window.winfo_exists():
-            self.help_window.lift()
-            return
-        w = tk.Toplevel(self.master)
-        w.title("RTP player - keys and buttons")
-        pane = ReadOnlyText(w, width=96, height=min(30, HELP_TEXT.count("\n") + 2))
-        pane.set(HELP_TEXT)
-        pane.text.configure(wrap="word")
-        pane.grid(row=0, column=0, sticky="nsew", padx=6, pady=6)
-        ttk.Button(w, text="Close", command=w.destroy).grid(row=1, column=0, pady=(0, 6))
-        w.columnconfigure(0, weight=1)
-        w.rowconfigure(0, weight=1)
-        w.bind("<Escape>", lambda e: w.destroy())
-        w.bind("<question>", lambda e: w.destroy())
-        self.help_window = w
 
     def save_frame(self) -> None:
         """Ctrl+S: the frame shown, as PNG (decoded) or JPEG (the bytes received)."""
@@ -1234,102 +768,10 @@ class Client:
             self._status(f"{s.fps_inst:4.1f} fps   {s.kbps_inst:5.0f} kbit/s   "
                          f"loss {s.loss_percent:.2f} % ({s.packets_lost} of {s.packets_expected} packets)")
 
-    def _fill_stats(self, s: StatsSnapshot, state: str) -> None:
-        shown_text = self._shown_text
-
-        def put(key: str, text: str) -> None:      # set a label only when its text changes
-            if shown_text.get(key) != text:
-                shown_text[key] = text
-                self.stat_vars[key].set(text)
-        total = f"{s.frame_total}" if s.frame_total else "?"
-        shown = self.shown_frame
-        put("frame", f"{shown.index} / {total}" if shown is not None else f"- / {total}")
-        put("fps", f"{s.fps_inst:5.1f} / {s.fps_avg:5.1f}")
-        put("bytes", f"{s.bytes_received:,}")
-        put("rate", f"{s.kbps_inst:6.0f} / {s.kbps_avg:6.0f}")
-        # packets that arrived but could not be used (bad header, payload type, SSRC...): not the
-        # ones the impairment panel dropped, which never reached the player
-        unusable = self.engine.diag.dropped
-        put("packets", f"{s.packets_received:,}" if not unusable
-            else f"{s.packets_received:,} (+{unusable:,} unusable)")
-        put("lost", f"{s.packets_lost:,}")
-        put("loss", f"{s.loss_percent:.2f} %")
-        put("dups", f"{s.duplicates}")
-        put("ooo", f"{s.out_of_order}")
-        put("frames", f"{s.frames_completed} / {s.frames_dropped}")
-        put("jitter", f"{s.jitter_ms:.2f} ms")
-        put("delay", f"{s.delay_ms:.1f} ms" if s.delay_ms is not None else "-")
-        put("rtt", f"{s.rtt_ms:.2f} ms" if s.rtt_ms is not None else "-")
-        put("sender", f"{s.sender_packets:,}" if s.sender_packets is not None else "-")
-        put("octets", f"{_fmt_bytes(s.payload_octets)} / {_fmt_bytes(s.sender_octets)}")
-        put("clock", time.strftime("%H:%M:%S", time.localtime(s.sender_clock))
-            + f".{int(s.sender_clock * 1000) % 1000:03d}" if s.sender_clock is not None else "-")
-        put("rtcp", f"{s.sr_received} / {s.rr_sent}" + (f" ({s.rtcp_errors} bad)" if s.rtcp_errors else ""))
-        if s.impairment is not None and not self.impair_status.get().startswith("error"):
-            i = s.impairment
-            self._set_text(self.impair_status, f"the impairer (ground truth) dropped {i['dropped']}, "
-                           f"duplicated {i['duplicated']}, reordered {i['reordered']} of {i['sent']} packets")
-        put("state", state)
-        self._diagnose(s)
-
-    def _diagnose(self, s: StatsSnapshot) -> None:
-        why = self.engine.diagnosis(s.time)
-        if why is not None and not self.busy and self.status_var.get() != why:
-            self._status(why, error=True)      # packets arrive but make no frames: say why
-            if self.frames_shown == 0:         # ... and in full where the picture would be
-                self.view.itemconfigure(self.view_text, text=why, fill="#e66",
-                                        width=max(200, self.view.winfo_width() - 40))
-
-    def _set_text(self, var: tk.StringVar, text: str) -> None:
-        """Set a label's variable only when its text changes (each set redraws the label)."""
-        if var.get() != text:
-            var.set(text)
-
     def _set_title(self, title: str) -> None:
         if title != self.title:
             self.master.title(title)
             self.title = title
-
-    def _draw_plot(self, s: StatsSnapshot) -> None:
-        """One small chart per metric, each with its own scale (0 and a round maximum) on the left,
-        and a shared time axis (seconds before now) at the bottom."""
-        hist = s.history
-        key = (len(hist), hist[-1][0] if hist else None)
-        if key == self._plot_key:
-            return                       # a new sample every 0.5 s (RtpStats.PlaybackStats)
-        self._plot_key = key
-        c = self.plot
-        c.delete("all")
-        w = int(c.cget("width"))
-        left, row = self.PLOT_LEFT, self.PLOT_ROW
-        span_w = w - left - 4
-        font = ("TkDefaultFont", 7)
-        hist = s.history
-        for n, (i, color, name, floor, fmt) in enumerate(self.PLOT_SERIES):
-            top, bottom = n * row + 3, (n + 1) * row - 3
-            vals = [p[i] for p in hist if len(p) > i and not math.isnan(p[i])]
-            peak = max(vals) if vals else 0.0
-            scale = nice_ceiling(peak, floor)
-            c.create_rectangle(left, top, left + span_w, bottom, outline="#ddd")
-            c.create_text(left - 3, top, text=f"{scale:g}", anchor="ne", font=font, fill="#555")
-            c.create_text(left - 3, bottom, text="0", anchor="se", font=font, fill="#555")
-            now = f"{vals[-1]:{fmt}}" if vals else "-"
-            c.create_text(left + 3, top + 1, text=f"{name}: {now}", anchor="nw", font=font, fill=color)
-            pts: list[float] = []
-            for p in hist:
-                if len(p) <= i or math.isnan(p[i]):
-                    continue
-                px = left + span_w * (1 - (s.time - p[0]) / PLOT_SPAN)
-                py = bottom - (bottom - top) * min(1.0, p[i] / scale)
-                pts += [px, py]
-            if len(pts) >= 4:
-                c.create_line(*pts, fill=color, width=1.5)
-        axis = len(self.PLOT_SERIES) * row + 2
-        for k in range(0, int(PLOT_SPAN) + 1, 10):
-            x = left + span_w * (1 - k / PLOT_SPAN)
-            c.create_line(x, axis - 3, x, axis, fill="#888")
-            c.create_text(x, axis, text="now" if k == 0 else f"-{k} s", anchor="ne" if k == 0 else "n",
-                          font=font, fill="#555")
 
 
 def run_gui(engine: ReceiveEngine, args: Any) -> int:
