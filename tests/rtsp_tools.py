@@ -163,3 +163,23 @@ def frames_from_packets(packets):
         if frame is not None:
             frames.append(frame)
     return frames
+
+
+# GStreamer's rtspsrc, on EOS after the server's RTCP BYE, sends PAUSE from its streaming thread
+# while gst-launch, also on that EOS, takes the pipeline down and sends TEARDOWN: when the
+# teardown closes the connection first, the PAUSE thread reads end-of-file and posts an error
+# (exit 1), although the server answered both requests (its log shows PAUSE then TEARDOWN, 200
+# each). Reproduced here in 2 of 25 runs against our server with nothing else different. Only
+# that error, at that place, is forgiven; the tests still count every frame.
+_GST_EOS_RACE = ("gst_rtspsrc_pause", "gst_rtspsrc_try_send", "Could not send message. (Received end-of-file)")
+
+
+def gst_exit_ok(returncode: int, stderr: str) -> bool:
+    """True when gst-launch succeeded, or failed only by the PAUSE/TEARDOWN race at the end."""
+    if returncode == 0:
+        return True
+    errors = [line for line in stderr.splitlines() if line.startswith("ERROR:")]
+    return (returncode == 1 and "gst_rtspsrc_pause" in stderr
+            and all("Could not write to resource" in line for line in errors)
+            and all(marker in stderr for marker in _GST_EOS_RACE)
+            and "Could not read" not in stderr and "Internal data stream error" not in stderr)
