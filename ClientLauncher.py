@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rtcp-min", type=float, default=RTCP_MIN_TIME, metavar="SECONDS",
                    help="minimum RTCP report interval (RFC 3550 §6.2; default 5, halved for the "
                         "first report; unicast receivers may use less)")
-    p.add_argument("--log-level", default="WARNING",
+    p.add_argument("--log-level", default="WARNING", type=str.upper,
                    choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="diagnostics on stderr")
     return p
 

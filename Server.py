@@ -240,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--auth", metavar="USER:PASSWORD", help="require RTSP Digest authentication (RFC 2617)")
     parser.add_argument("--users", metavar="FILE", help="require authentication; FILE has user:password lines")
     parser.add_argument("--auth-basic", action="store_true", help="also accept Basic authentication")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-level", default="INFO", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
 
