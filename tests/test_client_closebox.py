@@ -17,6 +17,7 @@ import time
 import pytest
 
 from conftest import ROOT
+from x11_tools import find_window, wait_title
 
 FPS = 50
 TOOLS = ("Xvfb", "openbox", "wmctrl", "xdotool")
@@ -47,32 +48,10 @@ def wm_display():
         proc.wait(timeout=10)
 
 
-def find_window(env, name: str, proc, timeout: float = 10.0) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        r = subprocess.run(["xdotool", "search", "--name", name], env=env, capture_output=True, text=True,
-                           timeout=10)
-        if r.stdout.split():
-            return r.stdout.split()[0]
-        assert time.monotonic() < deadline and proc.poll() is None, f"no window named {name!r}"
-        time.sleep(0.05)
-
-
-def wait_title(env, win: str, proc, pattern: str, timeout: float = 10.0) -> str:
-    deadline = time.monotonic() + timeout
-    title = ""
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"player exited: {proc.communicate()[1][-2000:]}"
-        title = subprocess.run(["xdotool", "getwindowname", win], env=env, capture_output=True, text=True,
-                               timeout=10).stdout.strip()
-        if re.search(pattern, title):
-            return title
-        time.sleep(0.05)
-    raise AssertionError(f"title never matched {pattern!r}; last: {title!r}")
 
 
 def answer_dialog(env, proc, key: str) -> None:
-    dialog = find_window(env, "Quit the player", proc)
+    dialog = find_window(env, proc, "Quit the player")
     subprocess.run(["xdotool", "windowactivate", "--sync", dialog], env=env, timeout=10)
     subprocess.run(["xdotool", "key", key], env=env, check=True, timeout=10)
 
@@ -84,7 +63,7 @@ def test_close_box_pauses_asks_no_keeps_watching_yes_quits_with_teardown(wm_disp
     proc = subprocess.Popen([sys.executable, str(ROOT / "ClientLauncher.py"), srv.url()], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        win = find_window(env, "RTP player", proc)
+        win = find_window(env, proc)
         wait_title(env, win, proc, r" - INIT 00:00\.0 / 00:\d\d\.\d$")      # DESCRIBE done
         subprocess.run(["xdotool", "windowactivate", "--sync", win], env=env, timeout=10)
         subprocess.run(["xdotool", "key", "space"], env=env, check=True, timeout=10)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import gc
 import io
 import os
-import re
 import random
 import shutil
 import subprocess
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, ImageChops, ImageStat
+
+from x11_tools import find_window, wait_title
 
 tk = pytest.importorskip("tkinter")  # before Client: a Python without Tk skips, saying why
 
@@ -206,22 +207,6 @@ def test_gui_decode_display_time(display, start_server, tmp_path, size, capsys):
             app.close()
 
 
-def window_title(env, win):
-    r = subprocess.run(["xdotool", "getwindowname", win], env=env, capture_output=True, text=True, timeout=10)
-    return r.stdout.strip()
-
-
-def wait_title(env, win, proc, pattern, timeout=10.0):
-    """Poll the window title (the player writes state and position there) until it matches."""
-    deadline = time.monotonic() + timeout
-    title = ""
-    while time.monotonic() < deadline and proc.poll() is None:
-        title = window_title(env, win)
-        match = re.search(pattern, title)
-        if match:
-            return match
-        time.sleep(0.05)
-    raise AssertionError(f"window title never matched {pattern!r}; last: {title!r}")
 
 
 def test_cli_window_real_keys(display, start_server, tmp_path):
@@ -236,14 +221,7 @@ def test_cli_window_real_keys(display, start_server, tmp_path):
     proc = subprocess.Popen([sys.executable, str(ROOT / "ClientLauncher.py"), srv.url(), "--stats-json", str(stats)],
                             env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 10
-        win = ""
-        while not win:
-            assert time.monotonic() < deadline and proc.poll() is None, "player window did not appear"
-            r = subprocess.run(["xdotool", "search", "--name", "RTP player"], env=env, capture_output=True,
-                               text=True, timeout=10)
-            win = r.stdout.split()[0] if r.stdout.split() else ""
-            time.sleep(0.05)
+        win = find_window(env, proc)
         # DESCRIBE done: the title knows the duration (before it, "--:--")
         wait_title(env, win, proc, r" - INIT 00:00\.0 / 00:\d\d\.\d$")
         subprocess.run(["xdotool", "windowfocus", win], env=env, timeout=10)

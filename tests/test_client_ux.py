@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from x11_tools import find_window, wait_title
+
 import fuzz_server
 from ReceiveEngine import ReceiveEngine
 from RtspClient import ClientState
@@ -142,7 +144,7 @@ def test_killed_server_then_ctrl_q_quits_within_2s(display, xdotool):
                              f"rtsp://127.0.0.1:{srv.port}/movie.Mjpeg"], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        win = wait_window(env, proc)
+        win = find_window(env, proc)
         title = wait_title(env, win, proc, r" - INIT 00:00\.0 / 00:25\.0$")       # DESCRIBE done
         subprocess.run(["xdotool", "windowfocus", "--sync", win], env=env, timeout=10)
         subprocess.run(["xdotool", "key", "space"], env=env, check=True, timeout=10)
@@ -291,27 +293,6 @@ def test_typing_q_and_space_in_the_impairment_box_keeps_playing(display, start_s
         finish(root, eng, app)
 
 
-def wait_window(env, proc, timeout=10.0) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        assert time.monotonic() < deadline and proc.poll() is None, "player window did not appear"
-        r = subprocess.run(["xdotool", "search", "--name", "RTP player"], env=env, capture_output=True,
-                           text=True, timeout=10)
-        if r.stdout.split():
-            return r.stdout.split()[0]
-        time.sleep(0.05)
-
-
-def wait_title(env, win, proc, pattern, timeout=10.0) -> str:
-    deadline = time.monotonic() + timeout
-    title = ""
-    while time.monotonic() < deadline and proc.poll() is None:
-        title = subprocess.run(["xdotool", "getwindowname", win], env=env, capture_output=True, text=True,
-                               timeout=10).stdout.strip()
-        if re.search(pattern, title):
-            return title
-        time.sleep(0.05)
-    raise AssertionError(f"window title never matched {pattern!r}; last: {title!r}")
 
 
 # --------------------------------------------------------------------------- item 4: seek bar
@@ -624,7 +605,7 @@ def test_save_with_the_window_writes_the_frames(display, start_server, tmp_path,
     proc = subprocess.Popen([sys.executable, str(ROOT / "ClientLauncher.py"), srv.url(), "--save", str(out)],
                             env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        win = wait_window(env, proc)
+        win = find_window(env, proc)
         wait_title(env, win, proc, r" - INIT 00:00\.0 / ")
         subprocess.run(["xdotool", "windowfocus", "--sync", win], env=env, timeout=10)
         subprocess.run(["xdotool", "key", "space"], env=env, check=True, timeout=10)

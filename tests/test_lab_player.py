@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from x11_tools import find_window, wait_title
+
 import ClientLauncher
 from lab_servers import VARIANTS, LabServer
 from ReceiveEngine import LAB_FPS, ReceiveEngine
@@ -329,16 +331,6 @@ def test_window_says_why_packets_make_no_frames(display, lab_server):
         app.close()
 
 
-def wait_title(env, win, proc, pattern, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    title = ""
-    while not re.search(pattern, title):
-        assert time.monotonic() < deadline and proc.poll() is None, f"title {title!r} never matched {pattern!r}"
-        r = subprocess.run(["xdotool", "getwindowname", win], env=env, capture_output=True, text=True, timeout=10)
-        title = r.stdout.strip()
-        time.sleep(0.05)
-    return title
-
 
 @needs_tk
 def test_cli_window_lab_server_real_keys(display, lab_server, tmp_path):
@@ -355,14 +347,7 @@ def test_cli_window_lab_server_real_keys(display, lab_server, tmp_path):
                              "movie.Mjpeg", "--stats-json", str(stats), "--idle-timeout", "1"],
                             env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 10
-        win = ""
-        while not win:
-            assert time.monotonic() < deadline and proc.poll() is None, "player window did not appear"
-            r = subprocess.run(["xdotool", "search", "--name", "RTP player"], env=env, capture_output=True,
-                               text=True, timeout=10)
-            win = r.stdout.split()[0] if r.stdout.split() else ""
-            time.sleep(0.05)
+        win = find_window(env, proc)
         deadline = time.monotonic() + 10
         while srv.connections < 2:                        # the probe went unanswered: reconnected
             assert time.monotonic() < deadline, "no lab-dialect reconnection"
@@ -371,7 +356,7 @@ def test_cli_window_lab_server_real_keys(display, lab_server, tmp_path):
         subprocess.run(["xdotool", "key", "space"], env=env, check=True, timeout=10)
         last = re.escape(_fmt_time((FRAMES - 1) / LAB_FPS))
         # the last frame is on screen (no duration known: "LIVE 00:01.9", or "00:01.9 / --:--")
-        wait_title(env, win, proc, rf" - PLAYING (LIVE )?{last}( / --:--)?$")
+        wait_title(env, win, proc, rf" - PLAYING (LIVE )?{last}( / --:--)?$", timeout=15.0)
         subprocess.run(["xdotool", "key", "q"], env=env, check=True, timeout=10)
         out, err = proc.communicate(timeout=15)
     finally:
