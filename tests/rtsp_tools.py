@@ -179,7 +179,7 @@ def gst_exit_ok(returncode: int, stderr: str) -> bool:
     if returncode == 0:
         return True
     errors = [line for line in stderr.splitlines() if line.startswith("ERROR:")]
-    return (returncode == 1 and "gst_rtspsrc_pause" in stderr
+    return (returncode == 1
             and all("Could not write to resource" in line for line in errors)
             and all(marker in stderr for marker in _GST_EOS_RACE)
             and "Could not read" not in stderr and "Internal data stream error" not in stderr)
