@@ -117,6 +117,8 @@ class ServerWorker:
     def finish(self) -> None:
         for session in list(self.sessions.values()):
             self.protocol.end_session(session, "connection closed")
+        with self._write_lock:  # the Streamer's send_interleaved sees _closing, never a closed fd
+            self._closing = True
         try:
             self.conn.close()
         finally:
@@ -186,8 +188,12 @@ class ServerWorker:
 
         select() with no timeout, then one send() on the (timeout-mode, so non-blocking) socket:
         the portable form of send(MSG_DONTWAIT), which Windows lacks. Called with the write lock
-        held, so no other writer fills the buffer in between."""
-        _, writable, _ = select.select([], [self.conn], [], 0)
+        held, so no other writer fills the buffer in between. A socket the handler has closed
+        meanwhile (fileno -1: select() raises ValueError) is an OSError like any failed send."""
+        try:
+            _, writable, _ = select.select([], [self.conn], [], 0)
+        except ValueError as closed:
+            raise ConnectionResetError("RTSP connection closed") from closed
         if not writable:
             return 0
         try:

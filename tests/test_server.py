@@ -591,3 +591,32 @@ def test_plays_at_the_same_moment_are_spread_over_the_frame_interval(start_serve
         conn.close()
         for r in receivers:
             r.close()
+
+
+def test_interleaved_send_after_the_connection_closed_is_refused_not_raised():
+    """The Streamer may send a '$' frame just as the handler closes the connection (CI saw
+    select() raise ValueError on fd -1 in the streamer thread): the send is refused instead."""
+    import random
+
+    from MediaLibrary import MediaLibrary
+    from RtspServerProtocol import ServerConfig, SessionRegistry
+    from ServerWorker import ServerWorker
+
+    frame = b"$\x00\x00\x04abcd"
+    for close in ("finish", "socket"):
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            theirs = socket.create_connection(listener.getsockname())
+            ours, _ = listener.accept()
+        try:
+            worker = ServerWorker(ours, ("127.0.0.1", 1), ServerConfig(media=MediaLibrary(MOVIE.parent),
+                                  rng=random.Random(1)), None, (5000, 5001), SessionRegistry())
+            worker.setup()
+            assert worker.send_interleaved(frame) is True
+            assert theirs.recv(64) == frame
+            if close == "finish":
+                worker.finish()
+            else:
+                ours.close()  # closed under the worker, as a race would
+            assert worker.send_interleaved(frame) is False, close
+        finally:
+            theirs.close()
