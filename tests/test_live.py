@@ -268,7 +268,14 @@ def live(request):
         server.stop()
 
 
+SOURCE_START = 30.0  # a source command's first frame may take this long on a loaded, cold machine
+
+
 def interleaved_viewer(srv, name, rcvbuf=None):
+    # The server gives a source with no picture yet 5 s, then 503 (tested on its own); these
+    # tests are about what viewers get once it has one, so they wait for that first.
+    feed = srv.feeds[name]
+    assert feed.wait_first_frame(SOURCE_START), f"{name}: no frame in {SOURCE_START:.0f} s: {feed.describe_status()}"
     conn = RtspConn(srv.port)
     if rcvbuf:
         conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
