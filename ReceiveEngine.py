@@ -589,6 +589,8 @@ class ReceiveEngine(RtpReceivePath):
                 return                       # replaced: a reconnect or the lab fallback
             if data == b"":
                 with self._reply_cond:
+                    if sock is not self.rtsp_sock:
+                        return               # replaced meanwhile: its EOF is not the new connection's
                     if self.proto.unterminated:
                         # a lab server's last reply has no end: the close ends it
                         self._on_rtsp_events(self.proto.finish_unterminated(), now, sock)
@@ -601,6 +603,8 @@ class ReceiveEngine(RtpReceivePath):
                 return
             if data:
                 with self._reply_cond:
+                    if sock is not self.rtsp_sock:
+                        return
                     self._on_rtsp_events(self.proto.feed(data), now, sock)
                     self._unterminated_since = now if self.proto.unterminated else None
             elif since is not None and now - since >= LAB_QUIET:
