@@ -24,20 +24,43 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("script,title,timeout", CASES, ids=[c[0] for c in CASES])
-def test_benchmark_runs_quick(script, title, timeout):
-    if script == "player_cpu.py":
-        import shutil
-        if not (shutil.which("Xvfb") and shutil.which("xdotool")):
-            pytest.skip("no Xvfb or xdotool for the player CPU benchmark")
-    if script in ("client_display.py", "inspector_cpu.py") and not os.environ.get("DISPLAY"):
-        import shutil
-        if not shutil.which("Xvfb"):
-            pytest.skip("no $DISPLAY and no Xvfb for the Tk client benchmark")
+def _skip_reason(script: str) -> str | None:
+    import shutil
+    if script == "player_cpu.py" and not (shutil.which("Xvfb") and shutil.which("xdotool")):
+        return "no Xvfb or xdotool for the player CPU benchmark"
+    if script in ("client_display.py", "inspector_cpu.py") and not os.environ.get("DISPLAY") \
+            and not shutil.which("Xvfb"):
+        return "no $DISPLAY and no Xvfb for the Tk client benchmark"
+    return None
+
+
+def _run(script: str, timeout: float) -> subprocess.CompletedProcess:
     # env=os.environ, not the process's C environment: Tk writes DISPLAY there when a GUI test opens
     # a window on its own Xvfb (tk.Tk(screenName=...)), and that Xvfb is gone by now.
-    proc = subprocess.run([sys.executable, str(BENCH / script), "--quick"], capture_output=True, text=True,
-                          timeout=timeout, cwd=BENCH.parent, env=dict(os.environ))
+    try:
+        return subprocess.run([sys.executable, str(BENCH / script), "--quick"], capture_output=True, text=True,
+                              timeout=timeout, cwd=BENCH.parent, env=dict(os.environ))
+    except subprocess.TimeoutExpired as exc:
+        return subprocess.CompletedProcess(exc.cmd, -9, "", f"timed out after {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[str, subprocess.CompletedProcess]:
+    """Every runnable benchmark, three at a time: the quick figures are noisy anyway (they are
+    printed, never asserted), and most of a quick run is waiting on paced streams."""
+    from concurrent.futures import ThreadPoolExecutor
+    todo = [(script, timeout) for script, _, timeout in CASES if _skip_reason(script) is None]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        done = dict(zip([s for s, _ in todo], pool.map(lambda job: _run(*job), todo)))
+    return done
+
+
+@pytest.mark.parametrize("script,title,timeout", CASES, ids=[c[0] for c in CASES])
+def test_benchmark_runs_quick(script, title, timeout, runs):
+    why = _skip_reason(script)
+    if why is not None:
+        pytest.skip(why)
+    proc = runs[script]
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
     assert f"# {title}" in out, out[-2000:]
