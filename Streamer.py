@@ -426,6 +426,7 @@ class Streamer(threading.Thread):
         late_skip = max(0.2, 2.0 / movie.fps)
         if lateness > late_skip:
             session.frames_skipped += 1
+            log.debug("session %s: frame %d skipped, %.0f ms late", session.id, position % count, lateness * 1000)
             return True
         if lateness > session.max_lateness:
             session.max_lateness = lateness

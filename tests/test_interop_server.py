@@ -5,6 +5,7 @@ decoded pixels; counts must equal the movie's frame count exactly.
 """
 
 import io
+import re
 import logging
 import shutil
 import subprocess
@@ -167,6 +168,17 @@ def uncarriable_movies(tmp_path_factory):
     return folder, frames
 
 
+SKIPPED = re.compile(r"session \S+: frame (\d+) skipped, \d+ ms late")
+
+
+def frames_sent(caplog, source):
+    """The source frames the server sent: all but those its Streamer skipped for being over
+    0.2 s late (a starved streamer thread on a loaded machine; logged at DEBUG, one line each)."""
+    skipped = {int(m[1]) for r in caplog.records if (m := SKIPPED.fullmatch(r.getMessage()))}
+    assert len(skipped) <= len(source) // 10, f"the server skipped frames {sorted(skipped)}"
+    return [frame for i, frame in enumerate(source) if i not in skipped]
+
+
 def assert_close_to_source(received, source, kind):
     from media import psnr
     assert len(received) == len(source), f"{kind}: {len(received)} of {len(source)} frames decoded"
@@ -185,33 +197,37 @@ KINDS = ["444", "422-optimized", "optimized", "progressive", "grayscale"]
 @need_ffmpeg
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_ffmpeg_plays_converted_movies(start_server, uncarriable_movies, tmp_path, kind, transport):
+def test_ffmpeg_plays_converted_movies(start_server, uncarriable_movies, tmp_path, kind, transport, caplog):
+    caplog.set_level(logging.DEBUG, logger="Streamer")
     folder, frames = uncarriable_movies
     srv = start_server(folder, fps=CONVERTED_FPS)
     out = tmp_path / "got.mjpeg"
     result = ffmpeg_copy(srv.url(f"{kind}.Mjpeg"), transport, out)
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "", f"ffmpeg reported: {result.stderr}"
-    assert_close_to_source(split_jpegs(out.read_bytes()), frames[kind], kind)
+    assert_close_to_source(split_jpegs(out.read_bytes()), frames_sent(caplog, frames[kind]), kind)
 
 
 @need_gst
 @pytest.mark.parametrize("protocol", ["udp", "tcp"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_gstreamer_plays_converted_movies(start_server, uncarriable_movies, tmp_path, kind, protocol):
+def test_gstreamer_plays_converted_movies(start_server, uncarriable_movies, tmp_path, kind, protocol, caplog):
+    caplog.set_level(logging.DEBUG, logger="Streamer")
     folder, frames = uncarriable_movies
     srv = start_server(folder, fps=CONVERTED_FPS)
     result = gst_copy(srv.url(f"{kind}.Mjpeg"), protocol, tmp_path)
     assert gst_exit_ok(result.returncode, result.stderr), result.stderr
     # no other error than the end-of-stream race gst_exit_ok forgives, and no warning at all
     assert "WARN" not in result.stderr and (result.returncode != 0 or "ERROR" not in result.stderr), result.stderr
-    assert_close_to_source([f.read_bytes() for f in sorted(tmp_path.glob("f*.jpg"))], frames[kind], kind)
+    assert_close_to_source([f.read_bytes() for f in sorted(tmp_path.glob("f*.jpg"))],
+                           frames_sent(caplog, frames[kind]), kind)
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_our_player_plays_converted_movies(start_server, uncarriable_movies, tmp_path, kind, transport):
+def test_our_player_plays_converted_movies(start_server, uncarriable_movies, tmp_path, kind, transport, caplog):
     import json
+    caplog.set_level(logging.DEBUG, logger="Streamer")
     import ClientLauncher
     folder, frames = uncarriable_movies
     srv = start_server(folder, fps=CONVERTED_FPS)
@@ -220,9 +236,10 @@ def test_our_player_plays_converted_movies(start_server, uncarriable_movies, tmp
                               "--save", str(save), "--stats-json", str(stats), "--duration", "30"])
     assert rc == 0
     st = json.loads(stats.read_text())
-    assert st["frames_completed"] == CONVERTED_FRAMES and st["frames_dropped"] == 0, st
+    sent = frames_sent(caplog, frames[kind])
+    assert st["frames_completed"] == len(sent) and st["frames_dropped"] == 0, st
     got = VideoStream(save)
-    assert_close_to_source([got.frame(i) for i in range(len(got))], frames[kind], kind)
+    assert_close_to_source([got.frame(i) for i in range(len(got))], sent, kind)
 
 
 @need_ffmpeg

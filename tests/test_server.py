@@ -620,3 +620,30 @@ def test_interleaved_send_after_the_connection_closed_is_refused_not_raised():
             assert worker.send_interleaved(frame) is False, close
         finally:
             theirs.close()
+
+
+def test_frames_a_stalled_streamer_skips_are_logged_and_the_rest_arrive(start_server, receiver, caplog):
+    """A streamer thread held up (a loaded machine) skips the frames already over 0.2 s late
+    instead of bursting them; each skip is a DEBUG line naming the frame, which is what tests
+    of real clients use to know which frames were sent (test_interop_server.frames_sent)."""
+    import logging
+    import threading
+
+    caplog.set_level(logging.DEBUG, logger="Streamer")
+    srv = start_server(fps=20)
+    conn = RtspConn(srv.port)
+    _, sid = setup_udp(conn, srv.url(), receiver)
+    assert conn.request("PLAY", srv.url(), {"Session": sid}).status == 200
+    assert receiver.receive(lambda p: sum(x.marker for x in p) >= 3, timeout=5)
+    with srv.server.streamer._lock:           # the streamer thread stalls for 0.6 s
+        threading.Event().wait(0.6)
+    packets = receiver.receive(lambda p: sum(x.marker for x in p) >= 10, timeout=5)
+    conn.request("TEARDOWN", srv.url(), {"Session": sid})
+    skipped = sorted(int(m[1]) for r in caplog.records
+                     if (m := re.fullmatch(r"session \S+: frame (\d+) skipped, (\d+) ms late", r.getMessage())))
+    assert 5 <= len(skipped) <= 12, skipped   # ~0.6 s of 50 ms frames, less the last 0.2 s
+    assert skipped == list(range(skipped[0], skipped[-1] + 1))
+    got = [source_index_of(j, range(skipped[0] - 6, skipped[-1] + 12)) for j in frames_from_packets(packets)]
+    assert not set(got) & set(skipped) and None not in got, (got, skipped)
+    assert skipped[-1] + 1 in got             # the stream goes on with the next frame
+    conn.close()
