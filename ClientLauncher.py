@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "'Transport: RTP/UDP; client_port= N', no OPTIONS/DESCRIBE/keepalive/RTCP) from "
                         "the start; without it the player falls back to it when OPTIONS/DESCRIBE get no "
                         "reply within 1 s")
+    p.add_argument("--rtsp", action="store_true",
+                   help="speak RTSP 1.0 only, never the lab dialect: no 1 s probe, so a slow server's "
+                        "OPTIONS/DESCRIBE reply is waited for (the reply timeout) instead of taken "
+                        "for a lab server's silence")
     p.add_argument("--transport", choices=("udp", "tcp", "multicast"), default="udp",
                    help="udp: RTP on its own UDP ports; tcp: RTP interleaved on the RTSP connection; "
                         "multicast: join the group the server gives (servers with multicast)")
@@ -294,6 +298,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--rtcp-min must be positive, got {args.rtcp_min:g}")
         if args.lab and url is None:
             raise ValueError("--lab needs a server (it has no meaning with --sdp)")
+        if args.lab and args.rtsp:
+            raise ValueError("--lab and --rtsp contradict each other: choose the dialect the server speaks")
         username = password = None
         if args.user is not None:
             if url is None:
@@ -302,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         engine = ReceiveEngine(url, rtp_port=rtp_port, transport=args.transport, sdp_text=sdp_text,
                                reorder_window=args.reorder_window, idle_timeout=args.idle_timeout,
                                impair=impair, rtcp_min_time=args.rtcp_min,
-                               username=username, password=password, lab=True if args.lab else None)
+                               username=username, password=password, lab=True if args.lab else False if args.rtsp else None)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

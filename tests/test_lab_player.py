@@ -124,6 +124,69 @@ def test_our_server_still_speaks_rtsp(start_server, capsys):
     assert "lab dialect" not in err
 
 
+class SlowFirstReply:
+    """A TCP relay to a real RTSP server that holds the server's first reply back for ``delay`` s
+    (an RTSP server slow to answer OPTIONS, e.g. one that starts a camera first)."""
+
+    def __init__(self, port: int, delay: float) -> None:
+        self.target, self.delay = port, delay
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            threading.Thread(target=self._pipe, args=(client, upstream, 0.0), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, self.delay), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket, first_delay: float) -> None:
+        try:
+            while data := src.recv(65536):
+                if first_delay:
+                    time.sleep(first_delay)   # a slow server, not a wait on a condition
+                    first_delay = 0.0
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_rtsp_flag_waits_for_a_slow_rtsp_server_instead_of_the_lab_fallback(start_server, tmp_path, capsys):
+    """--rtsp: no 1 s probe, so an RTSP server that takes 1.5 s to answer OPTIONS is still
+    played as one (without the flag the probe takes it for a lab server, README)."""
+    srv = start_server(fps=100)
+    relay = SlowFirstReply(srv.port, delay=1.5)
+    stats = tmp_path / "s.json"
+    try:
+        rc, err = run_headless([f"rtsp://127.0.0.1:{relay.port}/movie.Mjpeg", "--rtsp", "--headless",
+                                "--duration", "1", "--stats-json", str(stats)], capsys)
+    finally:
+        relay.close()
+    assert rc == 0, err
+    assert "lab dialect" not in err
+    st = json.loads(stats.read_text())
+    assert st["dialect"] != "lab" and st["frames_completed"] > 50, st
+
+
+def test_lab_and_rtsp_flags_are_refused_together(capsys):
+    rc, err = run_headless(["127.0.0.1", "1", "0", "movie.Mjpeg", "--lab", "--rtsp", "--headless"], capsys)
+    assert rc == 2 and "error: --lab and --rtsp contradict each other" in err
+
+
 def test_our_server_in_the_lab_dialect(start_server, tmp_path, capsys):
     """--lab against our own server: it recognises the form and answers in kind (README)."""
     srv = start_server(fps=100)
