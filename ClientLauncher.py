@@ -225,14 +225,6 @@ def run_headless(engine: ReceiveEngine, args: argparse.Namespace, out: TextIO | 
                 out.write(("\r" + line + "\x1b[K") if interactive else line + "\n")
                 out.flush()
         # Drain the frames that completed before the end was noticed.
-        while True:
-            try:
-                ev = engine.events.get_nowait()
-            except queue.Empty:
-                break
-            if ev.kind is EventKind.FRAME and args.save:
-                frames.append(ev.payload.data)
-        snap = engine.snapshot()
         if engine.proto is not None and not engine.connection_lost and engine.failure is None:
             try:
                 engine.teardown()
@@ -243,6 +235,16 @@ def run_headless(engine: ReceiveEngine, args: argparse.Namespace, out: TextIO | 
         raise
     finally:
         engine.close()
+    # After close, so the figures are final: packets that came in while TEARDOWN was answered
+    # are counted (and, with --dump, printed) and their frames saved, the same ones everywhere.
+    while True:
+        try:
+            ev = engine.events.get_nowait()
+        except queue.Empty:
+            break
+        if ev.kind is EventKind.FRAME and args.save:
+            frames.append(ev.payload.data)
+    snap = engine.snapshot()
     out.write(("\r" if out.isatty() else "") + progress_line(snap) + "\n")
     out.write(f"stopped: {end_reason}\n")
     if args.save:

@@ -11,23 +11,17 @@ import gc
 import io
 import socket
 import struct
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
-TESTS = Path(__file__).resolve().parent
-ROOT = TESTS.parent
-sys.path.insert(0, str(ROOT))
-
-from RtcpPacket import Bye, serialize_compound  # noqa: E402
-from ReceiveEngine import ClientError, ReceiveEngine  # noqa: E402
-from RtpJpeg import JpegDepacketizer, packetize  # noqa: E402
-from RtpPacket import RtpPacket  # noqa: E402
-from media import scene_jpeg  # noqa: E402
+from RtcpPacket import Bye, serialize_compound
+from ReceiveEngine import ClientError, ReceiveEngine
+from RtpJpeg import JpegDepacketizer, packetize
+from RtpPacket import RtpPacket
+from media import scene_jpeg
 
 GOOD_SDP = (b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\na=range:npt=0-1.000\r\n"
             b"m=video 0 RTP/AVP 26\r\na=control:trackID=0\r\n")

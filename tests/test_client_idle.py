@@ -15,17 +15,14 @@ import sys
 import threading
 import time
 import types
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import ReceiveEngine as engine_module  # noqa: E402
-import RtpReceivePath as receive_module  # noqa: E402
-from ReceiveEngine import TIMER_CAP, ReceiveEngine  # noqa: E402
-from RtspClient import ClientState  # noqa: E402
+import ReceiveEngine as engine_module
+import RtpReceivePath as receive_module
+from conftest import ROOT
+from ReceiveEngine import TIMER_CAP, ReceiveEngine
+from RtspClient import ClientState
 
 
 def count_selects(monkeypatch) -> collections.Counter:

@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -26,8 +25,7 @@ from RtpJpeg import packetize, parse_payload
 from RtpPacket import RtpPacket, ts_diff
 from VideoStream import VideoStream
 
-sys.path.insert(0, str(ROOT / "tools"))
-from capture_rtp import read_records  # noqa: E402
+from capture_rtp import read_records  # tools/capture_rtp.py (on the path from conftest.py)
 
 FIXTURES = ROOT / "tests" / "fixtures"
 RTP_FIXTURES = sorted(FIXTURES.glob("*.rtp"))

@@ -20,11 +20,9 @@ from urllib.parse import quote
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import PythonVersion  # noqa: E402
-from VideoStream import VideoStream  # noqa: E402
+import PythonVersion
+from conftest import ROOT
+from VideoStream import VideoStream
 
 SIM = str(ROOT / "tests" / "platform_sim.py")
 FPS = 100

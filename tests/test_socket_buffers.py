@@ -6,14 +6,10 @@ from __future__ import annotations
 import errno
 import logging
 import socket
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from SocketBuffers import request_buffer  # noqa: E402
+from SocketBuffers import request_buffer
 
 MB = 1 << 20
 
