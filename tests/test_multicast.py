@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -274,3 +275,39 @@ def test_ipv6_group(media, tmp_path):
             server.terminate()
             server.wait(timeout=10)
             log.close()
+
+
+RR_LINE = re.compile(r"session group-(?P<name>\S+): RR fraction lost (?P<fraction>[\d.]+)%, cumulative lost "
+                     r"(?P<lost>-?\d+), jitter (?P<jitter>[\d.]+) ms, RTT (?P<rtt>[^,]+), from SSRC (?P<ssrc>[0-9A-F]{8})")
+
+
+def group_reports(text, name, ssrc):
+    """(fraction lost %, cumulative lost, jitter ms) of each RR the group session `name` logged from `ssrc`."""
+    return [(float(m["fraction"]), int(m["lost"]), float(m["jitter"])) for m in RR_LINE.finditer(text)
+            if m["name"] == name and int(m["ssrc"], 16) == ssrc]
+
+
+def test_server_reads_members_receiver_reports_on_the_group(server, tmp_path):
+    """RFC 3550 6.2: our player reports to the group's RTCP port (every 0.3 s here); the server
+    joined that port while the group sends and logs each RR per reporter SSRC: loss 0, jitter
+    small, about one report per 0.3 s (the first comes sooner, RFC 3550 6.3 halves it)."""
+    before = len(server.text())
+    result = server.run([sys.executable, str(ROOT / "ClientLauncher.py"), server.url("cam"), "--transport",
+                         "multicast", "--headless", "--duration", "3", "--rtcp-min", "0.3",
+                         "--stats-json", str(tmp_path / "stats.json")])
+    assert result.returncode == 0, result.stderr[-2000:]
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    deadline = time.monotonic() + 5  # the last RR (with the BYE) may be read just after the player exits
+    while len(group_reports(server.text()[before:], "cam", stats["our_ssrc"])) < stats["rr_sent"] - 1:
+        assert time.monotonic() < deadline, server.text()[before:][-3000:]
+        time.sleep(0.1)
+    reports = group_reports(server.text()[before:], "cam", stats["our_ssrc"])
+    print(f"group cam: {len(reports)} RRs from SSRC {stats['our_ssrc']:08X} read of {stats['rr_sent']} sent; "
+          f"loss {max(r[0] for r in reports)}% / {max(r[1] for r in reports)} packets, "
+          f"jitter max {max(r[2] for r in reports):.2f} ms")
+    assert stats["rr_sent"] >= 6, stats  # 3 s at 0.3 s: the player did report
+    assert len(reports) >= stats["rr_sent"] - 1  # each one heard on the group (one may cross the BYE)
+    assert all(fraction == 0.0 and lost == 0 for fraction, lost, _ in reports), reports
+    assert all(jitter < 20.0 for _, _, jitter in reports), reports
+    own = server.text()[before:].count(f"from SSRC {stats['sender_ssrc']:08X}")
+    assert own == 0, "the group's own SRs, looped back, were taken for a member's report"
