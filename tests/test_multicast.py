@@ -311,3 +311,20 @@ def test_server_reads_members_receiver_reports_on_the_group(server, tmp_path):
     assert all(jitter < 20.0 for _, _, jitter in reports), reports
     own = server.text()[before:].count(f"from SSRC {stats['sender_ssrc']:08X}")
     assert own == 0, "the group's own SRs, looped back, were taken for a member's report"
+
+
+@pytest.mark.skipif(FFMPEG is None, reason="ffmpeg missing")
+def test_server_reads_ffmpeg_receiver_reports_on_the_group(server):
+    """ffmpeg (-rtsp_transport udp_multicast) reports to the group too, about every 280 KB
+    received (libavformat rtpdec): 80 frames of cam (4 s) bring >= 2 RRs, all read, loss 0."""
+    before = len(server.text())
+    result = server.run([FFMPEG, "-nostdin", "-loglevel", "error", "-rtsp_transport", "udp_multicast", "-i",
+                         server.url("cam"), "-frames:v", "80", "-f", "null", "-"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    time.sleep(0.5)
+    found = [m for m in RR_LINE.finditer(server.text()[before:]) if m["name"] == "cam"]
+    reporters = {m["ssrc"] for m in found}
+    print(f"group cam: {len(found)} RRs from ffmpeg (SSRC {', '.join(sorted(reporters))}), "
+          f"jitter max {max(float(m['jitter']) for m in found) if found else 0:.2f} ms")
+    assert len(reporters) == 1 and len(found) >= 2, server.text()[before:][-3000:]
+    assert all(float(m["fraction"]) == 0.0 and int(m["lost"]) == 0 for m in found), [m[0] for m in found]
