@@ -59,7 +59,7 @@ def truth():
 class NsServer:
     """Server.py inside a fresh namespace, with a stored movie and a live source."""
 
-    def __init__(self, ns, folder, multicast=True):
+    def __init__(self, ns, folder, multicast=True, extra=()):
         self.ns = ns
         self.log_path = folder / f"server-{ns}.log"
         self.log = open(self.log_path, "w")
@@ -67,6 +67,7 @@ class NsServer:
                 "--fps", "100", "--live", f"cam={sys.executable} {FEEDER} {MOVIE} --fps 20 --frames {LOOP}"]
         if multicast:
             argv += ["--multicast", RANGE]
+        argv += list(extra)
         self.proc = subprocess.Popen(netns.exec_args(ns, argv), stderr=self.log, cwd=str(ROOT))
         self.wait_log("live cam: started", 15)
         self.wait_log("on RTSP port", 15)
@@ -328,3 +329,23 @@ def test_server_reads_ffmpeg_receiver_reports_on_the_group(server):
           f"jitter max {max(float(m['jitter']) for m in found) if found else 0:.2f} ms")
     assert len(reporters) == 1 and len(found) >= 2, server.text()[before:][-3000:]
     assert all(float(m["fraction"]) == 0.0 and int(m["lost"]) == 0 for m in found), [m[0] for m in found]
+
+
+def test_group_rtcp_keeps_a_member_session_alive(media):
+    """RFC 2326 12.37: a member that sends no RTSP request but reports to the group (RTCP) stays;
+    with --session-timeout 2, 4 s of RRs only keep the session (GET_PARAMETER 200), 4 s of
+    silence end it (454 Session Not Found)."""
+    with netns.namespace() as ns:
+        srv = NsServer(ns, media, extra=["--session-timeout", "2"])
+        try:
+            result = srv.run([sys.executable, PROBE, "liveness", srv.url("cam"), "4"])
+            assert result.returncode == 0, result.stderr
+            out = json.loads(result.stdout)
+            print(f"liveness: {out}")
+            assert out["reports_sent"] >= 8, out
+            assert out["status_while_reporting"] == 200, (out, srv.text()[-3000:])
+            assert out["status_after_silence"] != 200, (out, srv.text()[-3000:])
+            assert srv.text().count("no request or RTCP for 2 s, torn down") == 1, srv.text()[-3000:]
+            assert len([m for m in RR_LINE.finditer(srv.text()) if m["ssrc"] == "5EED0001"]) >= 8
+        finally:
+            srv.stop()
