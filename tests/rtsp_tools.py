@@ -1,5 +1,6 @@
 """Test-side helpers: a scripted RTSP connection and an RTP receiver, every wait bounded."""
 
+import re
 import select
 import socket
 import time
@@ -183,3 +184,14 @@ def gst_exit_ok(returncode: int, stderr: str) -> bool:
             and all("Could not write to resource" in line for line in errors)
             and all(marker in stderr for marker in _GST_EOS_RACE)
             and "Could not read" not in stderr and "Internal data stream error" not in stderr)
+
+
+SKIPPED_FRAME = re.compile(r"session \S+: frame (\d+) skipped, \d+ ms late")
+
+
+def skipped_frames(caplog) -> set[int]:
+    """Frames the in-process server's Streamer skipped for being over 0.2 s late (a stalled
+    streamer thread on a loaded machine): one DEBUG line each, so capture the Streamer logger
+    at DEBUG (caplog.set_level(logging.DEBUG, logger="Streamer")). Those frames took no
+    sequence numbers and reached no client."""
+    return {int(m[1]) for r in caplog.records if (m := SKIPPED_FRAME.fullmatch(r.getMessage()))}

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from conftest import ROOT
-from x11_tools import find_window, wait_title
+from x11_tools import find_window, press, wait_title
 
 FPS = 50
 TOOLS = ("Xvfb", "openbox", "wmctrl", "xdotool")
@@ -52,8 +52,7 @@ def wm_display():
 
 def answer_dialog(env, proc, key: str) -> None:
     dialog = find_window(env, proc, "Quit the player")
-    subprocess.run(["xdotool", "windowactivate", "--sync", dialog], env=env, timeout=10)
-    subprocess.run(["xdotool", "key", key], env=env, check=True, timeout=10)
+    press(env, dialog, key, activate=True)
 
 
 def test_close_box_pauses_asks_no_keeps_watching_yes_quits_with_teardown(wm_display, start_server, caplog):
@@ -65,8 +64,7 @@ def test_close_box_pauses_asks_no_keeps_watching_yes_quits_with_teardown(wm_disp
     try:
         win = find_window(env, proc)
         wait_title(env, win, proc, r" - INIT 00:00\.0 / 00:\d\d\.\d$")      # DESCRIBE done
-        subprocess.run(["xdotool", "windowactivate", "--sync", win], env=env, timeout=10)
-        subprocess.run(["xdotool", "key", "space"], env=env, check=True, timeout=10)
+        press(env, win, "space", activate=True)
         wait_title(env, win, proc, r" - PLAYING 00:0(0\.[5-9]|[1-7]\.\d)")  # 0.5 s in, well before the end
 
         # the close box: the window manager asks the window to close; it pauses and asks

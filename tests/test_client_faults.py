@@ -23,6 +23,7 @@ import fuzz_server
 from media import pixels
 from rtsp_tools import wait_for
 from VideoStream import VideoStream
+from x11_tools import find_window, press
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -192,13 +193,9 @@ def test_window_ctrl_c_tears_down_and_exits_within_a_second(server, display):
         if shutil.which("xdotool") is None:
             print("SKIP reason: xdotool missing")
             pytest.skip("xdotool missing")
-        wait_for(lambda: subprocess.run(["xdotool", "search", "--name", "RTP player"], env=env,
-                                        capture_output=True, timeout=10).returncode == 0, 10, "the window")
-        win = subprocess.run(["xdotool", "search", "--name", "RTP player"], env=env, capture_output=True,
-                             text=True, timeout=10).stdout.split()[0]
-        subprocess.run(["xdotool", "windowfocus", win], env=env, timeout=10)
+        win = find_window(env, proc)
         for _ in range(10):      # space = Play; ignored while the window's DESCRIBE is outstanding
-            subprocess.run(["xdotool", "key", "space"], env=env, check=True, timeout=10)
+            press(env, win, "space")
             try:
                 wait_for(lambda: " PLAY " in server.text(), 1.0, "PLAY")
                 break

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from x11_tools import find_window, wait_title
+from x11_tools import find_window, press, wait_title
 
 tk = pytest.importorskip("tkinter")  # before Client: a Python without Tk skips, saying why
 
@@ -224,11 +224,10 @@ def test_cli_window_real_keys(display, start_server, tmp_path):
         win = find_window(env, proc)
         # DESCRIBE done: the title knows the duration (before it, "--:--")
         wait_title(env, win, proc, r" - INIT 00:00\.0 / 00:\d\d\.\d$")
-        subprocess.run(["xdotool", "windowfocus", win], env=env, timeout=10)
-        subprocess.run(["xdotool", "key", "space"], env=env, check=True, timeout=10)
+        press(env, win, "space")
         # playing, at least 0.5 s in (25 frames at 50 fps)
         wait_title(env, win, proc, r" - PLAYING 00:(0[1-9]|00\.[5-9])")
-        subprocess.run(["xdotool", "key", "q"], env=env, check=True, timeout=10)
+        press(env, None, "q")
         out, err = proc.communicate(timeout=15)
     finally:
         if proc.poll() is None:

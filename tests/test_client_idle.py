@@ -23,6 +23,7 @@ import RtpReceivePath as receive_module
 from conftest import ROOT
 from ReceiveEngine import TIMER_CAP, ReceiveEngine
 from RtspClient import ClientState
+from x11_tools import find_window, wait_title
 
 
 def count_selects(monkeypatch) -> collections.Counter:
@@ -125,15 +126,8 @@ def test_idle_window_ctrl_c_exits_within_a_second(display, start_server):
     proc = subprocess.Popen([sys.executable, str(ROOT / "ClientLauncher.py"), srv.url()], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 15
-        title = ""
-        while " INIT 00:00.0 / " not in title:         # the window is up, DESCRIBE done: idle
-            assert time.monotonic() < deadline and proc.poll() is None, f"no idle window ({title!r})"
-            found = subprocess.run(["xdotool", "search", "--name", "RTP player"], env=env,
-                                   capture_output=True, text=True, timeout=10).stdout.split()
-            title = subprocess.run(["xdotool", "getwindowname", found[0]], env=env, capture_output=True,
-                                   text=True, timeout=10).stdout if found else ""
-            time.sleep(0.05)
+        win = find_window(env, proc, timeout=15)
+        wait_title(env, win, proc, r" INIT 00:00\.0 / ", timeout=15)   # the window is up, DESCRIBE done: idle
         time.sleep(0.5)                                 # idle for a while: nothing would wake Tk
         t0 = time.monotonic()
         proc.send_signal(signal.SIGINT)

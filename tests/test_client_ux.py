@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from x11_tools import find_window, wait_title
+from x11_tools import find_window, press, wait_title
 
 import fuzz_server
 from ReceiveEngine import ReceiveEngine
@@ -146,15 +146,14 @@ def test_killed_server_then_ctrl_q_quits_within_2s(display, xdotool):
     try:
         win = find_window(env, proc)
         title = wait_title(env, win, proc, r" - INIT 00:00\.0 / 00:25\.0$")       # DESCRIBE done
-        subprocess.run(["xdotool", "windowfocus", "--sync", win], env=env, timeout=10)
-        subprocess.run(["xdotool", "key", "space"], env=env, check=True, timeout=10)
+        press(env, win, "space")
         wait_title(env, win, proc, r" - PLAYING 00:0[1-9]")
         os.kill(srv.proc.pid, signal.SIGKILL)
         srv.proc.wait(5)
         title = wait_title(env, win, proc, r" - INIT ", timeout=5)
         assert "PLAYING" not in title
         t0 = time.monotonic()
-        subprocess.run(["xdotool", "key", "ctrl+q"], env=env, check=True, timeout=10)
+        press(env, None, "ctrl+q")
         proc.wait(5)
         took = time.monotonic() - t0
         out, err = proc.communicate()
@@ -607,10 +606,9 @@ def test_save_with_the_window_writes_the_frames(display, start_server, tmp_path,
     try:
         win = find_window(env, proc)
         wait_title(env, win, proc, r" - INIT 00:00\.0 / ")
-        subprocess.run(["xdotool", "windowfocus", "--sync", win], env=env, timeout=10)
-        subprocess.run(["xdotool", "key", "space"], env=env, check=True, timeout=10)
+        press(env, win, "space")
         wait_title(env, win, proc, r" - PLAYING 00:0[2-9]")
-        subprocess.run(["xdotool", "key", "q"], env=env, check=True, timeout=10)
+        press(env, None, "q")
         _, err = proc.communicate(timeout=15)
     finally:
         if proc.poll() is None:

@@ -5,14 +5,13 @@ decoded pixels; counts must equal the movie's frame count exactly.
 """
 
 import io
-import re
 import logging
 import shutil
 import subprocess
 
 import pytest
 
-from rtsp_tools import gst_exit_ok
+from rtsp_tools import gst_exit_ok, skipped_frames
 from PIL import Image
 
 from conftest import MOVIE
@@ -168,13 +167,10 @@ def uncarriable_movies(tmp_path_factory):
     return folder, frames
 
 
-SKIPPED = re.compile(r"session \S+: frame (\d+) skipped, \d+ ms late")
-
-
 def frames_sent(caplog, source):
     """The source frames the server sent: all but those its Streamer skipped for being over
     0.2 s late (a starved streamer thread on a loaded machine; logged at DEBUG, one line each)."""
-    skipped = {int(m[1]) for r in caplog.records if (m := SKIPPED.fullmatch(r.getMessage()))}
+    skipped = skipped_frames(caplog)
     assert len(skipped) <= len(source) // 10, f"the server skipped frames {sorted(skipped)}"
     return [frame for i, frame in enumerate(source) if i not in skipped]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from x11_tools import find_window, wait_title
+from x11_tools import find_window, press, wait_title
 
 import ClientLauncher
 from lab_servers import VARIANTS, LabServer
@@ -415,12 +415,11 @@ def test_cli_window_lab_server_real_keys(display, lab_server, tmp_path):
         while srv.connections < 2:                        # the probe went unanswered: reconnected
             assert time.monotonic() < deadline, "no lab-dialect reconnection"
             time.sleep(0.02)
-        subprocess.run(["xdotool", "windowfocus", win], env=env, timeout=10)
-        subprocess.run(["xdotool", "key", "space"], env=env, check=True, timeout=10)
+        press(env, win, "space")
         last = re.escape(_fmt_time((FRAMES - 1) / LAB_FPS))
         # the last frame is on screen (no duration known: "LIVE 00:01.9", or "00:01.9 / --:--")
         wait_title(env, win, proc, rf" - PLAYING (LIVE )?{last}( / --:--)?$", timeout=15.0)
-        subprocess.run(["xdotool", "key", "q"], env=env, check=True, timeout=10)
+        press(env, None, "q")
         out, err = proc.communicate(timeout=15)
     finally:
         if proc.poll() is None:

@@ -37,3 +37,13 @@ def wait_title(env: dict[str, str], win: str, proc: subprocess.Popen, pattern: s
         time.sleep(0.05)
     raise AssertionError(f"window title never matched {pattern!r}; last: {title!r}"
                          + ("" if proc.poll() is None else f" (the player exited with {proc.returncode})"))
+
+
+def press(env: dict[str, str], win: str | None, key: str, activate: bool = False) -> None:
+    """Press ``key`` (xdotool's names: space, q, ctrl+q, alt+n, Return) in window ``win``: focus
+    it first (``activate``: raise and activate it through the window manager), then the key.
+    ``win`` None presses into whatever has the focus (it was given just before)."""
+    if win is not None:
+        subprocess.run(["xdotool", "windowactivate" if activate else "windowfocus", "--sync", win], env=env,
+                       timeout=10)
+    subprocess.run(["xdotool", "key", key], env=env, check=True, timeout=10)
