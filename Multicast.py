@@ -7,10 +7,13 @@ can never be told to send somewhere else (RFC 2326 section 16, no reflection).
 
 :class:`MulticastGroups` keeps, per stream, one group session (a Streamer.StreamSession
 whose destination is the group) and the RTSP sessions that are its members.  The group
-sends while at least one member plays and sends BYE when the last one leaves.  A stored
+sends while at least one member plays and sends BYE when the last one leaves; while it sends,
+the server listens on the group's RTCP port (RFC 3550 6.2: the members report to the group),
+and each member's reports are read by the group session.  A stored
 movie is one shared broadcast timeline: it starts at the beginning when its first viewer
 plays and every later viewer joins where it is (no PAUSE, no seeking).  The sockets are
-the caller's (Server.py); this module only decides.
+the caller's (Server.py: it also opens the socket that joins a group's RTCP port); this
+module only decides.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import logging
 import random
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from RtspMessage import RtspError, Status
 from RtspSession import State
@@ -104,8 +107,12 @@ class MulticastGroups:
     """Per stream, the group session that sends and the RTSP sessions that watch it."""
 
     def __init__(self, pool: MulticastPool, streamer, rtp_sock, rtcp_sock,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 rtcp_listener: Callable[[GroupAddress], Any] | None = None) -> None:
         self.pool = pool
+        # opens a socket that joined a group's RTCP port (raises OSError); None: reports unread
+        self.rtcp_listener = rtcp_listener
+        self._listening: dict[str, Any] = {}  # stream name -> its group's RTCP socket
         self.streamer = streamer
         self.rtp_sock = rtp_sock
         self.rtcp_sock = rtcp_sock
@@ -161,6 +168,7 @@ class MulticastGroups:
                 self._sending[name] = True
                 log.info("multicast %s: sending to %s port %d-%d ttl %d", name, group.address.group,
                          *group.address.port, group.address.ttl)
+                self._listen(name, group)
             with group.lock:
                 now = time.monotonic()
                 position = 0.0 if group.live else group.media_position(now) / group.movie.fps
@@ -178,6 +186,7 @@ class MulticastGroups:
                 self._sending[name] = False
                 group.state = State.READY
                 self.streamer.remove(group, bye="last viewer left")
+                self._unlisten(name)
                 log.info("multicast %s: last viewer left, %d frames sent, stopped", name, group.frames_sent)
 
     def leave(self, member) -> None:
@@ -199,3 +208,25 @@ class MulticastGroups:
             for name in names:
                 self._sending[name] = False
                 self.streamer.remove(self._groups[name], bye="server shutting down")
+                self._unlisten(name)
+
+    def _listen(self, name: str, group) -> None:
+        """Join the group's RTCP port (RFC 3550 6.2) so the members' reports are read; a failure
+        costs only those reports (called with the lock held)."""
+        if self.rtcp_listener is None or name in self._listening:
+            return
+        address = group.address
+        try:
+            sock = self.rtcp_listener(address)
+        except OSError as exc:
+            log.warning("multicast %s: cannot listen for RTCP on %s port %d: %s (members' reports unread)",
+                        name, address.group, address.port[1], exc.strerror or exc)
+            return
+        self._listening[name] = sock
+        self.streamer.watch_rtcp(group, sock)
+        log.debug("multicast %s: listening for members' RTCP on %s port %d", name, address.group, address.port[1])
+
+    def _unlisten(self, name: str) -> None:
+        sock = self._listening.pop(name, None)
+        if sock is not None:
+            self.streamer.unwatch_rtcp(sock)  # the Streamer closes it, which leaves the group

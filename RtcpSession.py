@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any
 
 from RtcpPacket import (RTCP_MIN_TIME, Bye, ExtendedReport, RandomSource, ReceiverReport,
@@ -30,6 +31,26 @@ from RtpPacket import JPEG_CLOCK_RATE
 log = logging.getLogger(__name__)
 
 RRTR_MEMORY = 16      # our last RRTR times kept to match the sender's DLRR answers
+REPORTER_MEMORY = 256  # receivers remembered per stream: a group flooded with SSRCs stays bounded
+
+
+class Origin(IntEnum):
+    """Who sent a compound RTCP packet the sender took (false only for a malformed one)."""
+
+    MALFORMED = 0   # dropped, logged
+    OWN = 1         # our own report looped back by the group (IP_MULTICAST_LOOP; RFC 3550 §8.2)
+    PEER = 2        # a receiver's
+
+
+@dataclass
+class Reporter:
+    """What one receiver's latest report block about our SSRC said (RFC 3550 §6.4.1); on a
+    multicast group there is one per member heard (§6.2, §6.3.2)."""
+
+    reports: int = 0
+    fraction_lost: float = 0.0
+    cumulative_lost: int = 0
+    jitter_ms: float = 0.0
 
 
 class RtcpSender:
@@ -52,6 +73,8 @@ class RtcpSender:
         self.rr_jitter_ms = 0.0
         self.rtt_ms: float | None = None
         self.last_rrtr: tuple[int, int, float] | None = None  # (reporter SSRC, LRR, monotonic arrival)
+        self.reporters: dict[int, Reporter] = {}  # reporter SSRC -> its latest block (§6.4.1)
+        self.own_echoes = 0                  # our own reports heard back from a group (§8.2)
 
     # -- building ------------------------------------------------------------------------
     def report(self, wall: float, now: float, rtp_timestamp: int, packets_sent: int,
@@ -94,39 +117,51 @@ class RtcpSender:
         return interval
 
     # -- what the receiver said -----------------------------------------------------------
-    def receive(self, data: bytes, wall: float, now: float) -> bool:
+    def receive(self, data: bytes, wall: float, now: float) -> Origin:
         """Take a compound RTCP packet from the receiver: RR blocks about our SSRC (loss, jitter,
-        RTT, §6.4), XR RRTR (remembered for the next DLRR), BYE (logged). False: malformed
-        (dropped, logged)."""
+        RTT, §6.4), XR RRTR (remembered for the next DLRR), BYE (logged). Our own reports, heard
+        back from a multicast group, are recognised by their SSRC and only counted (§8.2).
+        Returns who sent it; Origin.MALFORMED (false): dropped, logged."""
         arrival = ntp_middle32(ntp_from_unix(wall))
         try:
             packets = parse_compound(data)
         except RtcpError as exc:
             self.log.info("%s: bad RTCP dropped: %s", self.label, exc)
-            return False
+            return Origin.MALFORMED
+        first = packets[0] if packets else None
+        if isinstance(first, (ReceiverReport, SenderReport)) and first.ssrc == self.ssrc:
+            self.own_echoes += 1
+            return Origin.OWN
         for packet in packets:
             if isinstance(packet, (ReceiverReport, SenderReport)):
                 for block in packet.reports:
                     if block.ssrc == self.ssrc:
-                        self._report_block(block, arrival)
+                        self._report_block(packet.ssrc, block, arrival)
             elif isinstance(packet, ExtendedReport):
                 for xr in packet.blocks:
                     if xr.block_type == XrBlockType.RRTR:
                         self.last_rrtr = (packet.ssrc, ntp_middle32(xr.ntp_timestamp), now)
             elif isinstance(packet, Bye):
                 self.log.info("%s: receiver sent BYE (%s)", self.label, packet.reason_text or "no reason")
-        return True
+        return Origin.PEER
 
-    def _report_block(self, block: ReportBlock, arrival: int) -> None:
+    def _report_block(self, reporter: int, block: ReportBlock, arrival: int) -> None:
         self.rr_count += 1
         self.rr_fraction_lost = block.fraction_lost / 256.0
         self.rr_cumulative_lost = block.packets_lost
         self.rr_jitter_ms = block.jitter * 1000.0 / self.clock_rate
         rtt = rtt_seconds(arrival, block.lsr, block.dlsr)
         self.rtt_ms = None if rtt is None else rtt * 1000.0
-        self.log.info("%s: RR fraction lost %.1f%%, cumulative lost %d, jitter %.2f ms, RTT %s",
-                 self.label, 100 * self.rr_fraction_lost, self.rr_cumulative_lost, self.rr_jitter_ms,
-                 "-" if self.rtt_ms is None else f"{self.rtt_ms:.2f} ms")
+        seen = self.reporters.pop(reporter, None) or Reporter()
+        self.reporters[reporter] = seen  # the most recent last: the oldest is forgotten first
+        while len(self.reporters) > REPORTER_MEMORY:
+            del self.reporters[next(iter(self.reporters))]
+        seen.reports += 1
+        seen.fraction_lost, seen.cumulative_lost = self.rr_fraction_lost, self.rr_cumulative_lost
+        seen.jitter_ms = self.rr_jitter_ms
+        self.log.info("%s: RR fraction lost %.1f%%, cumulative lost %d, jitter %.2f ms, RTT %s, from SSRC %08X",
+                      self.label, 100 * self.rr_fraction_lost, self.rr_cumulative_lost, self.rr_jitter_ms,
+                      "-" if self.rtt_ms is None else f"{self.rtt_ms:.2f} ms", reporter)
 
 
 @dataclass(frozen=True)

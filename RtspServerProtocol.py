@@ -396,6 +396,7 @@ class RtspServerProtocol:
             session = StreamSession(self.registry.new_id(), movie, self.config.rng,
                                     send_interleaved=self.send_interleaved, expire=self.expire)
             session.lab = self.lab
+            session.peer = self.peer  # a multicast member's group RTCP is matched by this host
             if session.lab:
                 # Lab clients use the sequence number as the frame number and drop any frame
                 # whose number is not above the last one: count from 1, one packet per frame.

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import errno
+import ipaddress
 import logging
+import os
 import signal
 import socket
 import struct
@@ -23,7 +25,7 @@ PythonVersion.require("Server.py")
 from LiveReader import LiveFeed
 from LiveSource import parse_live_spec
 from MediaLibrary import LAB_MAX_FRAME, MAX_DATAGRAM_PAYLOAD, MediaLibrary
-from Multicast import MulticastGroups, MulticastPool
+from Multicast import GroupAddress, MulticastGroups, MulticastPool
 from RtspAuth import AuthError, Authenticator, UserDatabase
 from SocketBuffers import request_buffer
 from ServerWorker import SOCKET_BUFFER, ServerConfig, ServerWorker, SessionRegistry
@@ -98,6 +100,72 @@ def multicast_sockets(pool: MulticastPool, interface: str | None) -> tuple[socke
     return pair[0], pair[1]
 
 
+class GroupRtcpSocket:
+    """A UDP socket on a group's RTCP port that joined the group (RFC 3550 6.2: the members
+    send their receiver reports to the group, port + 1).  Bound to the group itself where the
+    platform allows (Linux, macOS: only that group's datagrams), to the wildcard on Windows;
+    shared with the players and ffmpeg of this host (SO_REUSEADDR, and SO_REUSEPORT where it
+    exists).  The group is joined on the interface multicast is sent on (--multicast-interface,
+    else the system's choice).  Our own reports come back too (IP_MULTICAST_LOOP): the
+    Streamer knows them by SSRC.  close() leaves the group and closes."""
+
+    def __init__(self, address: GroupAddress, interface: str | None) -> None:
+        group = ipaddress.ip_address(address.group)
+        self.v6 = group.version == 6
+        self.port = address.port[1]
+        self.sock = socket.socket(socket.AF_INET6 if self.v6 else socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if hasattr(socket, "SO_REUSEPORT"):
+                try:
+                    self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                except OSError:
+                    pass
+            wildcard = "::" if self.v6 else "0.0.0.0"
+            self.sock.bind((address.group if os.name != "nt" else wildcard, self.port))
+            if self.v6:
+                index = 0 if not interface else int(interface) if interface.isdigit() \
+                    else socket.if_nametoindex(interface)
+                self.mreq = group.packed + struct.pack("@I", index)  # struct ipv6_mreq
+                self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, self.mreq)
+            else:
+                self.mreq = group.packed + _ipv4_interface(interface)  # struct ip_mreq(n)
+                self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, self.mreq)
+            self.sock.setblocking(False)  # the Streamer's loop reads it after select
+        except OSError:
+            self.sock.close()
+            raise
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def recvfrom(self, size: int) -> tuple[bytes, object]:
+        return self.sock.recvfrom(size)
+
+    def close(self) -> None:
+        if self.sock.fileno() < 0:
+            return
+        try:
+            if self.v6:
+                self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_LEAVE_GROUP, self.mreq)
+            else:
+                self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_DROP_MEMBERSHIP, self.mreq)
+        except OSError:
+            pass  # closing leaves it too
+        self.sock.close()
+
+
+def _ipv4_interface(interface: str | None) -> bytes:
+    """The interface half of an IPv4 membership request: its address (struct ip_mreq), or for a
+    name its index (struct ip_mreqn, Linux); none given: INADDR_ANY, the system's choice."""
+    if not interface:
+        return socket.inet_aton("0.0.0.0")
+    try:
+        return socket.inet_aton(interface)
+    except OSError:
+        return struct.pack("=4si", b"\0" * 4, socket.if_nametoindex(interface))
+
+
 class RtspServer:
     """Listens for RTSP connections and owns the Streamer and every worker."""
 
@@ -127,7 +195,9 @@ class RtspServer:
         if config.multicast is not None:
             mcast_rtp, mcast_rtcp = multicast_sockets(config.multicast, config.multicast_interface)
             self._mcast_socks = (mcast_rtp, mcast_rtcp)
-            self.groups = MulticastGroups(config.multicast, self.streamer, mcast_rtp, mcast_rtcp, rng=config.rng)
+            interface = config.multicast_interface
+            self.groups = MulticastGroups(config.multicast, self.streamer, mcast_rtp, mcast_rtcp, rng=config.rng,
+                                          rtcp_listener=lambda address: GroupRtcpSocket(address, interface))
         for feed in config.media.live.values():
             feed.listeners.append(self.streamer.live_frame)
         self.registry = SessionRegistry()

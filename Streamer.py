@@ -15,7 +15,9 @@ callables its connection gave it (send interleaved '$' frames; expire the sessio
 Live sources (LiveReader.LiveFeed) are not paced by the heap: their reader thread hands
 each frame over (`live_frame`), and the loop sends it at once to every session playing
 that source, stamped with the source's arrival clock.  A multicast group is one session
-whose destination is the group (Multicast.py keeps its members): one send for all.
+whose destination is the group (Multicast.py keeps its members): one send for all.  The
+members' receiver reports go to the group too (RFC 3550 6.2); while a group sends, the loop
+also reads the socket that joined the group's RTCP port (:meth:`Streamer.watch_rtcp`).
 """
 
 from __future__ import annotations
@@ -32,11 +34,11 @@ import struct
 import sys
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from MediaLibrary import FrameUnavailable, Movie
 from PacketTrain import PacketTrain
-from RtcpSession import RtcpSender
+from RtcpSession import Origin, RtcpSender
 from RtpPacket import JPEG_CLOCK_RATE
 from RtspHeaders import Transport
 from RtspMessage import InterleavedFrame
@@ -59,6 +61,17 @@ POLL_INTERVAL = 0.25  # how often the idle loop looks at shutdown / timeouts
 CONVERT_WAIT_STEP = 0.005  # a session whose next frame is still being converted waits this long...
 CONVERT_WAIT_STEPS = 400  # ... at most this many times (2 s) before converting it itself
 ENDED_ROUTE_TTL = 2.0  # seconds a removed session's RTCP is still recognised (and logged)
+
+
+class GroupSocket(Protocol):
+    """A socket that joined a multicast group's RTCP port (Server.GroupRtcpSocket): its close()
+    also leaves the group."""
+
+    def fileno(self) -> int: ...
+
+    def recvfrom(self, size: int) -> tuple[bytes, Any]: ...
+
+    def close(self) -> None: ...
 
 
 def unmapped(host: str) -> str:
@@ -88,6 +101,7 @@ class StreamSession:
         self.lab = False
         self.live = getattr(movie, "live", False)  # a LiveFeed: frames come when they arrive
         self.group: StreamSession | None = None  # a multicast member: the group that sends
+        self.peer: str | None = None  # the RTSP client's host (a member's reports come from it)
         self.members: set | None = None  # a multicast group: its member sessions
         self.address: Any = None  # a multicast group: its Multicast.GroupAddress
         self.rtp_sock: socket.socket | None = None  # None: the Streamer's unicast sockets
@@ -178,9 +192,10 @@ class StreamSession:
         members = 2 if self.members is None else len(self.members) + 1
         return self.rtcp.interval(max(self.movie.byte_rate, 1000.0), members, rng, time.monotonic())
 
-    def receive_rtcp(self, data: bytes) -> None:
-        """The receiver's RTCP: loss, jitter, RTT, RRTR (RFC 3550 6.4, RFC 3611)."""
-        self.rtcp.receive(data, time.time(), time.monotonic())
+    def receive_rtcp(self, data: bytes) -> Origin:
+        """The receiver's RTCP: loss, jitter, RTT, RRTR (RFC 3550 6.4, RFC 3611); on a group, each
+        member's, and our own reports looped back (Origin.OWN)."""
+        return self.rtcp.receive(data, time.time(), time.monotonic())
 
 
 class Streamer(threading.Thread):
@@ -213,6 +228,8 @@ class Streamer(threading.Thread):
         self._phase_load = [0] * START_PHASES  # playing sessions per start slot
         self._live: dict[object, list[StreamSession]] = {}  # live source -> its playing sessions
         self._live_queue: "collections.deque" = collections.deque()  # (source, frame) to send
+        self._group_rtcp: dict[GroupSocket, StreamSession] = {}  # joined RTCP port -> its group
+        self._closing: list[GroupSocket] = []  # unwatched: the loop closes them (never mid-select)
         self.send_errors = 0
         self._send_errnos: set = set()
 
@@ -226,6 +243,20 @@ class Streamer(threading.Thread):
             if fresh and not session.lab and session.group is None:
                 due = time.monotonic() + session.rtcp_interval(self.rng)
                 heapq.heappush(self._heap, (due, next(self._counter), session.rtcp_epoch, session, RTCP))
+        self._wake()
+
+    def watch_rtcp(self, group: StreamSession, sock: GroupSocket) -> None:
+        """Read the members' RTCP that arrives on `sock` (it joined `group`'s RTCP port) while the
+        group sends (RFC 3550 6.2: receivers report to the group)."""
+        with self._lock:
+            self._group_rtcp[sock] = group
+        self._wake()
+
+    def unwatch_rtcp(self, sock: GroupSocket) -> None:
+        """Stop reading `sock`; the loop closes it (leaving the group) before its next select."""
+        with self._lock:
+            if self._group_rtcp.pop(sock, None) is not None:
+                self._closing.append(sock)
         self._wake()
 
     def session_count(self) -> int:
@@ -332,8 +363,12 @@ class Streamer(threading.Thread):
             now = time.monotonic()
             with self._lock:
                 timeout = self._heap[0][0] - now if self._heap else POLL_INTERVAL
+                closing, self._closing = self._closing, []
+                groups = dict(self._group_rtcp)
+            for sock in closing:
+                sock.close()
             timeout = max(0.0, min(timeout, POLL_INTERVAL, next_reap - now))
-            ready, _, _ = select.select([self._wake_r, self.rtcp_sock], [], [], timeout)
+            ready, _, _ = select.select([self._wake_r, self.rtcp_sock, *groups], [], [], timeout)
             if self._wake_r in ready:
                 try:
                     while self._wake_r.recv(4096):
@@ -342,12 +377,20 @@ class Streamer(threading.Thread):
                     pass
             if self.rtcp_sock in ready:
                 self._receive_rtcp()
+            for sock, group in groups.items():
+                if sock in ready:
+                    self._receive_group_rtcp(sock, group)
             if self._live_queue:
                 self._send_live()
             self._send_due()
             if time.monotonic() >= next_reap:
                 next_reap = time.monotonic() + 1.0
                 self._reap_idle()
+        with self._lock:
+            closing = self._closing + list(self._group_rtcp)
+            self._closing, self._group_rtcp = [], {}
+        for sock in closing:
+            sock.close()
         self._wake_r.close()
         self._wake_w.close()
 
@@ -570,6 +613,23 @@ class Streamer(threading.Thread):
             return
         session.touch()  # RFC 2326 12.37: RTCP counts as liveness
         session.receive_rtcp(data)
+
+    def _receive_group_rtcp(self, sock: GroupSocket, group: StreamSession) -> None:
+        """A datagram on a group's RTCP port: a member's report (logged per reporter SSRC by the
+        group's RtcpSender, and liveness, RFC 2326 12.37, for the member sessions whose RTSP
+        client is on the reporting host), or our own report looped back (ignored)."""
+        try:
+            data, addr = sock.recvfrom(65536)
+        except OSError:
+            return
+        if group.receive_rtcp(data) is not Origin.PEER:
+            return
+        host = unmapped(addr[0])
+        members = [m for m in tuple(group.members or ()) if m.peer == host]  # (a copy: joins go on)
+        for member in members:
+            member.touch()
+        if not members:
+            log.debug("session %s: RTCP from %s, which has no member session", group.id, host)
 
     def _reap_idle(self) -> None:
         limit = self.session_timeout

@@ -2,6 +2,7 @@
 
     python3 tests/mcast_probe.py teardown URL      # join, TEARDOWN, is the group silent 1 s later?
     python3 tests/mcast_probe.py refuse URL        # multicast PAUSE / seek / bad destinations
+    python3 tests/mcast_probe.py liveness URL S    # only RRs to the group for S s, then silence
 Prints one JSON object.
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from RtcpPacket import Bye, parse_compound  # noqa: E402
+from RtcpPacket import Bye, ReceiverReport, ReportBlock, parse_compound, serialize_compound  # noqa: E402
 from RtspHeaders import Transport  # noqa: E402
 from rtsp_tools import RtspConn  # noqa: E402
 
@@ -90,6 +91,34 @@ def refuse(url):
     return out
 
 
+def liveness(url, seconds):
+    """PLAY, then no RTSP request: only an RR to the group's RTCP port every 0.4 s for `seconds`
+    (RFC 2326 12.37: RTCP is liveness), then one GET_PARAMETER; then silence for `seconds`
+    and another GET_PARAMETER (the session should have timed out by then)."""
+    conn = connect(url)
+    session, tr = setup_multicast(conn, url)
+    conn.request("PLAY", url, {"Session": session})
+    out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    out.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+    sent = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        report = ReceiverReport(0x5EED0001, [ReportBlock(tr.ssrc or 0, jitter=90)])
+        out.sendto(serialize_compound([report]), (tr.destination, tr.port[1]))
+        sent += 1
+        time.sleep(0.4)
+    alive = conn.request("GET_PARAMETER", url, {"Session": session}).status
+    time.sleep(seconds)
+    try:
+        after = conn.request("GET_PARAMETER", url, {"Session": session}).status
+    except (OSError, AssertionError, TimeoutError) as exc:
+        after = f"no reply: {exc}"
+    return {"reports_sent": sent, "status_while_reporting": alive, "status_after_silence": after}
+
+
 if __name__ == "__main__":
     mode, url = sys.argv[1], sys.argv[2]
-    print(json.dumps({"teardown": teardown, "refuse": refuse}[mode](url)))
+    if mode == "liveness":
+        print(json.dumps(liveness(url, float(sys.argv[3]))))
+    else:
+        print(json.dumps({"teardown": teardown, "refuse": refuse}[mode](url)))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -58,7 +59,7 @@ def truth():
 class NsServer:
     """Server.py inside a fresh namespace, with a stored movie and a live source."""
 
-    def __init__(self, ns, folder, multicast=True):
+    def __init__(self, ns, folder, multicast=True, extra=()):
         self.ns = ns
         self.log_path = folder / f"server-{ns}.log"
         self.log = open(self.log_path, "w")
@@ -66,6 +67,7 @@ class NsServer:
                 "--fps", "100", "--live", f"cam={sys.executable} {FEEDER} {MOVIE} --fps 20 --frames {LOOP}"]
         if multicast:
             argv += ["--multicast", RANGE]
+        argv += list(extra)
         self.proc = subprocess.Popen(netns.exec_args(ns, argv), stderr=self.log, cwd=str(ROOT))
         self.wait_log("live cam: started", 15)
         self.wait_log("on RTSP port", 15)
@@ -274,3 +276,76 @@ def test_ipv6_group(media, tmp_path):
             server.terminate()
             server.wait(timeout=10)
             log.close()
+
+
+RR_LINE = re.compile(r"session group-(?P<name>\S+): RR fraction lost (?P<fraction>[\d.]+)%, cumulative lost "
+                     r"(?P<lost>-?\d+), jitter (?P<jitter>[\d.]+) ms, RTT (?P<rtt>[^,]+), from SSRC (?P<ssrc>[0-9A-F]{8})")
+
+
+def group_reports(text, name, ssrc):
+    """(fraction lost %, cumulative lost, jitter ms) of each RR the group session `name` logged from `ssrc`."""
+    return [(float(m["fraction"]), int(m["lost"]), float(m["jitter"])) for m in RR_LINE.finditer(text)
+            if m["name"] == name and int(m["ssrc"], 16) == ssrc]
+
+
+def test_server_reads_members_receiver_reports_on_the_group(server, tmp_path):
+    """RFC 3550 6.2: our player reports to the group's RTCP port (every 0.3 s here); the server
+    joined that port while the group sends and logs each RR per reporter SSRC: loss 0, jitter
+    small, about one report per 0.3 s (the first comes sooner, RFC 3550 6.3 halves it)."""
+    before = len(server.text())
+    result = server.run([sys.executable, str(ROOT / "ClientLauncher.py"), server.url("cam"), "--transport",
+                         "multicast", "--headless", "--duration", "3", "--rtcp-min", "0.3",
+                         "--stats-json", str(tmp_path / "stats.json")])
+    assert result.returncode == 0, result.stderr[-2000:]
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    deadline = time.monotonic() + 5  # the last RR (with the BYE) may be read just after the player exits
+    while len(group_reports(server.text()[before:], "cam", stats["our_ssrc"])) < stats["rr_sent"] - 1:
+        assert time.monotonic() < deadline, server.text()[before:][-3000:]
+        time.sleep(0.1)
+    reports = group_reports(server.text()[before:], "cam", stats["our_ssrc"])
+    print(f"group cam: {len(reports)} RRs from SSRC {stats['our_ssrc']:08X} read of {stats['rr_sent']} sent; "
+          f"loss {max(r[0] for r in reports)}% / {max(r[1] for r in reports)} packets, "
+          f"jitter max {max(r[2] for r in reports):.2f} ms")
+    assert stats["rr_sent"] >= 6, stats  # 3 s at 0.3 s: the player did report
+    assert len(reports) >= stats["rr_sent"] - 1  # each one heard on the group (one may cross the BYE)
+    assert all(fraction == 0.0 and lost == 0 for fraction, lost, _ in reports), reports
+    assert all(jitter < 20.0 for _, _, jitter in reports), reports
+    own = server.text()[before:].count(f"from SSRC {stats['sender_ssrc']:08X}")
+    assert own == 0, "the group's own SRs, looped back, were taken for a member's report"
+
+
+@pytest.mark.skipif(FFMPEG is None, reason="ffmpeg missing")
+def test_server_reads_ffmpeg_receiver_reports_on_the_group(server):
+    """ffmpeg (-rtsp_transport udp_multicast) reports to the group too, about every 280 KB
+    received (libavformat rtpdec): 80 frames of cam (4 s) bring >= 2 RRs, all read, loss 0."""
+    before = len(server.text())
+    result = server.run([FFMPEG, "-nostdin", "-loglevel", "error", "-rtsp_transport", "udp_multicast", "-i",
+                         server.url("cam"), "-frames:v", "80", "-f", "null", "-"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    time.sleep(0.5)
+    found = [m for m in RR_LINE.finditer(server.text()[before:]) if m["name"] == "cam"]
+    reporters = {m["ssrc"] for m in found}
+    print(f"group cam: {len(found)} RRs from ffmpeg (SSRC {', '.join(sorted(reporters))}), "
+          f"jitter max {max(float(m['jitter']) for m in found) if found else 0:.2f} ms")
+    assert len(reporters) == 1 and len(found) >= 2, server.text()[before:][-3000:]
+    assert all(float(m["fraction"]) == 0.0 and int(m["lost"]) == 0 for m in found), [m[0] for m in found]
+
+
+def test_group_rtcp_keeps_a_member_session_alive(media):
+    """RFC 2326 12.37: a member that sends no RTSP request but reports to the group (RTCP) stays;
+    with --session-timeout 2, 4 s of RRs only keep the session (GET_PARAMETER 200), 4 s of
+    silence end it (454 Session Not Found)."""
+    with netns.namespace() as ns:
+        srv = NsServer(ns, media, extra=["--session-timeout", "2"])
+        try:
+            result = srv.run([sys.executable, PROBE, "liveness", srv.url("cam"), "4"])
+            assert result.returncode == 0, result.stderr
+            out = json.loads(result.stdout)
+            print(f"liveness: {out}")
+            assert out["reports_sent"] >= 8, out
+            assert out["status_while_reporting"] == 200, (out, srv.text()[-3000:])
+            assert out["status_after_silence"] != 200, (out, srv.text()[-3000:])
+            assert srv.text().count("no request or RTCP for 2 s, torn down") == 1, srv.text()[-3000:]
+            assert len([m for m in RR_LINE.finditer(srv.text()) if m["ssrc"] == "5EED0001"]) >= 8
+        finally:
+            srv.stop()

@@ -14,7 +14,7 @@ import pytest
 from RtcpPacket import (COMPENSATION, RTCP_MIN_TIME, Bye, ExtendedReport, ReceiverReport, ReportBlock,
                         SenderReport, SourceDescription, XrBlockType, ntp_from_unix, ntp_middle32,
                         parse_compound, rtcp_deterministic_interval, serialize_compound, unix_from_ntp)
-from RtcpSession import RRTR_MEMORY, RtcpReceiver, RtcpSender
+from RtcpSession import REPORTER_MEMORY, RRTR_MEMORY, Origin, RtcpReceiver, RtcpSender
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 WALL = 1_700_000_000.0          # a Unix time; monotonic times are small numbers beside it
@@ -75,6 +75,25 @@ def test_sender_ignores_blocks_about_other_sources_and_counts_nothing_for_garbag
     assert side.rr_count == 0 and side.rtt_ms is None
     assert not side.receive(b"\x80\xc8\x00\x09garbage", WALL, 1.0)   # logged and dropped
     assert side.rr_count == 0
+
+
+def test_group_sender_tells_its_own_echo_from_each_members_reports():
+    """On a multicast group (RFC 3550 §6.2) the sender hears its own SR back (§8.2: same SSRC,
+    only counted) and every member's RR, kept per reporter SSRC."""
+    side = sender(0x12345678)
+    assert side.receive(side.sender_report(WALL, 1.0, 0, 10, 1000), WALL, 1.0) is Origin.OWN
+    assert side.receive(side.bye("end", WALL, 1.0, 0, 10, 1000), WALL, 1.0) is Origin.OWN
+    assert side.own_echoes == 2 and side.rr_count == 0
+    for member, lost, jitter in ((0xA1, 3, 90), (0xB2, 0, 180), (0xA1, 5, 45)):
+        rr = ReceiverReport(member, [ReportBlock(0x12345678, fraction_lost=0, packets_lost=lost, jitter=jitter)])
+        assert side.receive(serialize_compound([rr]), WALL, 2.0) is Origin.PEER
+    assert side.rr_count == 3 and sorted(side.reporters) == [0xA1, 0xB2]
+    assert (side.reporters[0xA1].reports, side.reporters[0xA1].cumulative_lost) == (2, 5)
+    assert side.reporters[0xA1].jitter_ms == pytest.approx(0.5)
+    assert side.reporters[0xB2].jitter_ms == pytest.approx(2.0)
+    for member in range(REPORTER_MEMORY + 10):  # a flood of SSRCs is bounded
+        side.receive(serialize_compound([ReceiverReport(0x1000 + member, [ReportBlock(0x12345678)])]), WALL, 3.0)
+    assert len(side.reporters) == REPORTER_MEMORY and 0xA1 not in side.reporters
 
 
 def test_sender_report_maps_wall_clock_to_media_clock():
