@@ -95,3 +95,18 @@ def psnr(reference: bytes, test: bytes, mode: str = "RGB") -> dict[str, float]:
     """PSNR (dB) of decoded ``test`` against decoded ``reference``, per band and "all"."""
     from JpegConvert import psnr as image_psnr
     return image_psnr(decode(reference), decode(test), mode)
+
+
+def split_jpegs(data: bytes) -> list[bytes]:
+    """Split ffmpeg's ``-f mjpeg`` output into its frames. Its RTP/JPEG depacketizer always
+    appends an EOI, so frames whose payload carried one (ours do) end in FFD9 FFD9: the extra
+    one is skipped."""
+    from RtpJpeg import find_jpeg_end
+    frames, pos = [], 0
+    while pos < len(data):
+        end = find_jpeg_end(data, pos)
+        frames.append(data[pos:end])
+        pos = end
+        while data[pos:pos + 2] == b"\xff\xd9":
+            pos += 2
+    return frames

@@ -15,8 +15,8 @@ from rtsp_tools import gst_exit_ok, skipped_frames
 from PIL import Image
 
 from conftest import MOVIE
-from media import decode, noise_jpeg, pixels, scene_jpeg
-from RtpJpeg import find_jpeg_end
+from media import decode, noise_jpeg, pixels, scene_jpeg, split_jpegs
+
 from VideoStream import VideoStream, write_mjpeg
 
 FFMPEG = shutil.which("ffmpeg")
@@ -28,17 +28,6 @@ need_gst = pytest.mark.skipif(GST is None, reason="gst-launch-1.0 not installed 
 FAST_FPS = 100  # the 500-frame movie in 5 s instead of 25
 
 
-def split_jpegs(data):
-    """Split ffmpeg's -f mjpeg output.  Its RTP/JPEG depacketizer always appends an EOI,
-    so frames whose payload carried one (ours do) end in FFD9 FFD9: skip the extra one."""
-    frames, pos = [], 0
-    while pos < len(data):
-        end = find_jpeg_end(data, pos)
-        frames.append(data[pos:end])
-        pos = end
-        while data[pos:pos + 2] == b"\xff\xd9":
-            pos += 2
-    return frames
 
 
 def assert_same_frames(received, source):

@@ -29,8 +29,9 @@ from conftest import MOVIE, ROOT
 from LiveReader import LiveFeed
 from LiveSource import parse_live_spec
 from MediaLibrary import MediaLibrary
-from RtpJpeg import JpegDepacketizer, find_jpeg_end
+from RtpJpeg import JpegDepacketizer
 from RtpPacket import RtpPacket
+from media import split_jpegs
 from rtsp_tools import RtpReceiver, RtspConn, gst_exit_ok
 from Server import RtspServer
 import RtspServerProtocol
@@ -70,15 +71,6 @@ def check_consecutive(received, index_of, what, want=WANT):
     return indexes
 
 
-def split_jpegs(data: bytes):
-    frames, pos = [], 0
-    while pos < len(data):
-        end = find_jpeg_end(data, pos)
-        frames.append(data[pos:end])
-        pos = end
-        while data[pos:pos + 2] == b"\xff\xd9":  # ffmpeg's depacketizer appends a second EOI
-            pos += 2
-    return frames
 
 
 # ------------------------------------------------------------------ an HTTP MJPEG camera

@@ -7,6 +7,7 @@ import time
 import pytest
 
 import media
+from rtsp_tools import wait_for
 from MediaLibrary import FrameUnavailable, MAX_DATAGRAM_PAYLOAD, MediaLibrary, Movie
 from RtpJpeg import JpegDepacketizer, parse_jpeg, parse_payload
 from RtpPacket import RtpPacket
@@ -27,11 +28,6 @@ def rebuilt(train):
     return out[-1]
 
 
-def wait_for(condition, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 def test_444_movie_rtp_sessions_get_conversions_lab_sessions_the_file(tmp_path, caplog):
@@ -56,7 +52,7 @@ def test_converter_runs_ahead_of_a_session(tmp_path):
     movie = movie_of(tmp_path, frames)
     # opening the movie already started converting from frame 0; a PLAY at frame 10 prepares 10
     movie.prepare(10, False, "s1")
-    wait_for(lambda: all((i, False) in movie._store for i in range(40)))
+    wait_for(lambda: all((i, False) in movie._store for i in range(40)), 20, "40 frames converted")
     before = movie.inline_conversions
     for index in range(10, 40):
         assert parse_jpeg(movie.jpeg(index)).jpeg_type == 1

@@ -24,13 +24,14 @@ from pathlib import Path
 
 import pytest
 
+from media import split_jpegs
 from rtsp_tools import gst_exit_ok
 from PIL import Image
 
 import netns
 from conftest import MOVIE, ROOT
 from VideoStream import VideoStream, write_mjpeg
-from RtpJpeg import find_jpeg_end
+
 
 REASON = netns.unavailable()
 if REASON:
@@ -119,15 +120,6 @@ def server(media):
         srv.stop()
 
 
-def split_jpegs(data: bytes):
-    frames, pos = [], 0
-    while pos < len(data):
-        end = find_jpeg_end(data, pos)
-        frames.append(data[pos:end])
-        pos = end
-        while data[pos:pos + 2] == b"\xff\xd9":
-            pos += 2
-    return frames
 
 
 def wait_group_idle(srv, name, stops):
