@@ -17,6 +17,8 @@ import io
 import json
 import re
 import shutil
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -25,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from media import split_jpegs
-from rtsp_tools import gst_exit_ok
+from rtsp_tools import gst_exit_ok, wait_for
 from PIL import Image
 
 import netns
@@ -330,9 +332,16 @@ def test_group_rtcp_keeps_a_member_session_alive(media):
     with netns.namespace() as ns:
         srv = NsServer(ns, media, extra=["--session-timeout", "2"])
         try:
-            result = srv.run([sys.executable, PROBE, "liveness", srv.url("cam"), "4"])
-            assert result.returncode == 0, result.stderr
-            out = json.loads(result.stdout)
+            probe = srv.popen([sys.executable, PROBE, "liveness", srv.url("cam"), "4"])
+            srv.wait_log("multicast cam: sending to", 15)
+            group = re.search(r"multicast cam: sending to (\S+) port", srv.text())[1]
+            # the probe never joins: the group's membership here is the server's, for its RTCP port
+            wait_for(lambda: group in igmp_groups(srv), 5, f"the server joining {group}")
+            stdout, stderr = probe.communicate(timeout=40)
+            assert probe.returncode == 0, stderr
+            srv.wait_log("multicast cam: last viewer left", 5)
+            wait_for(lambda: group not in igmp_groups(srv), 5, f"the server leaving {group}")
+            out = json.loads(stdout)
             print(f"liveness: {out}")
             assert out["reports_sent"] >= 8, out
             assert out["status_while_reporting"] == 200, (out, srv.text()[-3000:])
@@ -341,3 +350,13 @@ def test_group_rtcp_keeps_a_member_session_alive(media):
             assert len([m for m in RR_LINE.finditer(srv.text()) if m["ssrc"] == "5EED0001"]) >= 8
         finally:
             srv.stop()
+
+
+def igmp_groups(srv) -> set[str]:
+    """The IPv4 groups joined on any interface of the server's namespace (/proc/net/igmp lists
+    each as 8 hex digits, the address as a little-endian 32-bit number)."""
+    text = srv.run(["cat", "/proc/net/igmp"], timeout=10).stdout
+    found = set()
+    for word in re.findall(r"^\s+([0-9A-F]{8})\s", text, re.M):
+        found.add(socket.inet_ntoa(struct.pack("<I", int(word, 16))))
+    return found
