@@ -60,7 +60,7 @@ class ReceiveEngine(RtpReceivePath):
                  sdp_text: str | None = None, reorder_window: float = 0.05,
                  reply_timeout: float = 10.0, connect_timeout: float = 5.0,
                  idle_timeout: float = 3.0, frame_queue: int = 512, fps_hint: float | None = None,
-                 log_frames: bool = True, impair: ImpairSpec | str | None = None,
+                 impair: ImpairSpec | str | None = None,
                  impair_record: bool = False, rtcp_min_time: float = RTCP_MIN_TIME,
                  rtcp_rng: random.Random | None = None, cname: str | None = None,
                  username: str | None = None, password: str | None = None,
@@ -82,7 +82,7 @@ class ReceiveEngine(RtpReceivePath):
         self.idle_timeout = idle_timeout
         self.fps_hint = fps_hint
         self.events = EventQueue()
-        self.frame_queue_max = frame_queue
+        self.frame_queue_max = frame_queue   # FRAME events waiting at most (memory bound)
         self.proto: RtspClientProtocol | None = \
             RtspClientProtocol(url, username=username, password=password,
                                dialect=Dialect.LAB if lab else Dialect.RTSP) if url else None
@@ -124,6 +124,7 @@ class ReceiveEngine(RtpReceivePath):
         self._lost_at: float | None = None   # when the RTSP connection closed mid-session (UDP)
         self._keepalive_sent: float | None = None   # an unanswered keepalive went out then
         self._pos_base: tuple[int, float] | None = None   # (rtp timestamp, media seconds) anchor
+        self._pending_pos = 0.0        # the position PLAY asked for, until the first frame anchors it
         self._position = 0.0
         self._skip_before: int | None = None              # RTP-Info seq after a seek
         self._hold: list | None = None                     # packets held while a PLAY is outstanding
@@ -149,7 +150,6 @@ class ReceiveEngine(RtpReceivePath):
             self.set_impairment(impair)
         self.interleaved = (0, 1)
         self.group: tuple[str, int, int] | None = None    # multicast (group, RTP port, RTCP port)
-        self.log_frames = log_frames
         self.final_snapshot: StatsSnapshot | None = None
         # The packet inspector's tap (PacketInspector.PacketRing.add): (arrival, is RTCP, datagram,
         # sent by us), called with the lock held for every datagram as it comes off the wire.

@@ -76,6 +76,7 @@ class EventQueue(queue.Queue):
         super().__init__()
         self.waker: Callable[[], None] | None = None
         self._armed = False
+        self.frames_waiting = 0  # FRAME events in the queue (the engine bounds them)
 
     def arm(self) -> bool:
         """Have the next put() call the waker; False (not armed) when events are waiting already."""
@@ -87,9 +88,17 @@ class EventQueue(queue.Queue):
 
     def _put(self, item: Event) -> None:
         super()._put(item)
+        if item.kind is EventKind.FRAME:
+            self.frames_waiting += 1
         if self._armed and self.waker is not None:
             self._armed = False
             self.waker()
+
+    def _get(self) -> Event:
+        item = super()._get()
+        if item.kind is EventKind.FRAME:
+            self.frames_waiting -= 1
+        return item
 
 
 @dataclass(frozen=True)

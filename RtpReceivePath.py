@@ -98,7 +98,10 @@ class RtpReceivePath:
     _lost_at: float | None
     _keepalive_sent: float | None
     _pos_base: tuple[int, float] | None
+    _pending_pos: float
     _position: float
+    frame_queue_max: int
+    queue_dropped: int
     _skip_before: int | None
     _hold: list | None
     generation: int
@@ -509,7 +512,7 @@ class RtpReceivePath:
             position = index / self.fps
         else:
             if self._pos_base is None:
-                self._pos_base = (ts, getattr(self, "_pending_pos", 0.0))
+                self._pos_base = (ts, self._pending_pos)
             base_ts, base_pos = self._pos_base
             position = base_pos + ts_diff(ts, base_ts) / JPEG_CLOCK_RATE
             index = int(round(position * self.fps))
@@ -525,6 +528,14 @@ class RtpReceivePath:
         frame = Frame(jpeg, ts, index, position, now, self.generation)
         self.last_frame = frame
         self.frames_displayable += 1
+        if self.events.frames_waiting >= self.frame_queue_max:
+            # Nobody takes frames (a window whose event loop is blocked: a modal dialog, a drag on
+            # Windows): memory stays bounded; the window shows last_frame when it is back.
+            self.queue_dropped += 1
+            if self.queue_dropped == 1:
+                log.warning("the window took no frames for a while: frames beyond %d waiting are "
+                            "not queued (not shown, not saved)", self.frame_queue_max)
+            return
         self.events.put(Event(EventKind.FRAME, frame))
 
     def _on_rtcp(self, data: bytes, now: float, addr: Any = None) -> None:

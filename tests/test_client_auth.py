@@ -159,8 +159,7 @@ def test_stale_nonce_mid_session_is_answered_and_the_session_goes_on(start_serve
     now = [1_000_000.0]
     auth = Authenticator(UserDatabase.parse(USERS), nonce_lifetime=60, clock=lambda: now[0])
     srv = start_server(fps=100, auth=auth)
-    eng = ReceiveEngine(srv.url().replace("rtsp://", "rtsp://alice:s3cr%3Aet@"), transport="tcp",
-                        log_frames=False)
+    eng = ReceiveEngine(srv.url().replace("rtsp://", "rtsp://alice:s3cr%3Aet@"), transport="tcp")
     try:
         eng.open()
         eng.describe()

@@ -90,7 +90,7 @@ def test_frozen_server_noticed_while_paused_by_the_keepalive():
     from ReceiveEngine import EventKind, ReceiveEngine
 
     srv = fuzz_server.ServerProcess("--session-timeout", "2")      # keepalive every second
-    eng = ReceiveEngine(f"rtsp://127.0.0.1:{srv.port}/movie.Mjpeg", reply_timeout=1.5, log_frames=False)
+    eng = ReceiveEngine(f"rtsp://127.0.0.1:{srv.port}/movie.Mjpeg", reply_timeout=1.5)
     try:
         eng.open()
         eng.describe()

@@ -124,3 +124,38 @@ def test_foreign_ssrc_ignored(frames):
     intruder = RtpPacket(26, 40000, 0, 0xBAD, b"\xff\xd8\xff" + b"x" * 10, marker=True)
     eng, got, s = run(pk[:3] + [intruder] + pk[3:])
     assert len(got) == 5 and eng.foreign_packets == 1 and s.packets_lost == 0
+
+
+def test_frames_nobody_takes_are_bounded_and_counted(start_server):
+    """A window whose event loop is blocked takes no frames: at most frame_queue FRAME events
+    wait (memory stays bounded), the rest are counted in queue_dropped, and frames flow again
+    once the queue is drained."""
+    from rtsp_tools import wait_for, wait_settled
+
+    srv = start_server(fps=100)
+    eng = ReceiveEngine(srv.url(), frame_queue=10)
+    eng.open()
+    try:
+        eng.setup()
+        eng.play()
+        wait_for(lambda: eng.frames_displayable >= 40, 10, "40 frames")
+        eng.pause()
+        received = wait_settled(lambda: eng.frames_displayable, 0.2, 5, "frames in flight at PAUSE")
+
+        def drain() -> int:
+            count = 0
+            while True:
+                try:
+                    ev = eng.events.get_nowait()
+                except queue.Empty:
+                    return count
+                count += ev.kind is EventKind.FRAME
+        assert drain() == 10 and eng.events.frames_waiting == 0
+        assert eng.queue_dropped == received - 10
+        eng.play()
+        wait_for(lambda: eng.frames_displayable >= received + 5, 10, "5 more frames")
+        eng.pause()
+        now = wait_settled(lambda: eng.frames_displayable, 0.2, 5, "frames in flight at PAUSE")
+        assert drain() == min(10, now - received)
+    finally:
+        eng.close()
