@@ -3,6 +3,7 @@
 import re
 import select
 import socket
+import subprocess
 import time
 
 from RtpPacket import RtpPacket
@@ -195,3 +196,13 @@ def skipped_frames(caplog) -> set[int]:
     at DEBUG (caplog.set_level(logging.DEBUG, logger="Streamer")). Those frames took no
     sequence numbers and reached no client."""
     return {int(m[1]) for r in caplog.records if (m := SKIPPED_FRAME.fullmatch(r.getMessage()))}
+
+
+def communicate(proc: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """``proc.communicate(timeout=...)``, killing ``proc`` if it is not done by then: its output
+    so far (the caller's checks then fail on the exit status, with what it printed)."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()

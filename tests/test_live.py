@@ -32,7 +32,7 @@ from MediaLibrary import MediaLibrary
 from RtpJpeg import JpegDepacketizer
 from RtpPacket import RtpPacket
 from media import split_jpegs
-from rtsp_tools import RtpReceiver, RtspConn, gst_exit_ok
+from rtsp_tools import RtpReceiver, RtspConn, communicate, gst_exit_ok
 from Server import RtspServer
 import RtspServerProtocol
 import ServerWorker
@@ -199,11 +199,7 @@ def test_live_source_plays_in_ffmpeg_gstreamer_and_our_player(live_server, sourc
              for k, v in jobs.items()}  # all three at once: one shared source
     results = {}
     for k, proc in procs.items():
-        try:
-            _, err = proc.communicate(timeout=40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
+        _, err = communicate(proc, 40)
         results[k] = (proc.returncode, err)
     for k, (code, err) in results.items():
         assert (gst_exit_ok(code, err) if k == "gst" else code == 0), f"{k}: exit {code}: {err[-2000:]}"

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from rtsp_tools import communicate
+
 ROOT = Path(__file__).resolve().parent.parent
 PLATFORMS = ("linux", "win32", "darwin")
 MAX_ERRORS = 0  # errors on each platform: none anywhere (issue 12); keep it so
@@ -47,11 +49,7 @@ def reports(tmp_path_factory) -> dict[str, set[tuple[str, str, str]]]:
              "--no-error-summary", "--no-pretty", "--show-error-codes", "--no-color-output", *modules()],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for platform, proc in runs.items():
-        try:
-            stdout, stderr = proc.communicate(timeout=300)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            stdout, stderr = proc.communicate()
+        stdout, stderr = communicate(proc, 300)
         assert proc.returncode in (0, 1), f"mypy itself failed for {platform}:\n{stdout}{stderr}"
         errors = {(m["path"], m["line"], m["message"]) for m in map(ERROR.match, stdout.splitlines()) if m}
         found[platform] = errors
