@@ -217,8 +217,6 @@ def run_headless(engine: ReceiveEngine, args: argparse.Namespace, out: TextIO | 
                         engine.play(0.0)
                         continue
                     end_reason = ev.payload
-                elif ev.kind is EventKind.ERROR:
-                    raise ClientError(ev.payload)
             if now >= next_print:
                 next_print = now + (0.25 if interactive else 2.0)
                 line = progress_line(engine.snapshot())

@@ -42,8 +42,7 @@ class EventKind(enum.Enum):
     FRAME = "frame"
     LOG = "log"          # RTSP request/reply text, for the log view
     STATE = "state"      # ClientState changed
-    END = "end"          # the stream ended (reason text)
-    ERROR = "error"      # a request failed (one line)
+    END = "end"          # the stream ended (reason text; a failure is in ReceiveEngine.failure)
     STATS = "stats"      # RTCP in or out: the statistics changed while maybe no frame flows
 
 
