@@ -351,7 +351,7 @@ class Client(StatsPanel, PlayerKeys):
                 err = str(exc)
             except OSError as exc:
                 err = f"{name}: {exc}"
-            self.engine.events.put(Event(EventKind.STATE, ("done", name, err, done, always)))
+            self.engine.events.put(Event(EventKind.DONE, (name, err, done, always)))
 
         threading.Thread(target=worker, name=f"rtsp-{name}", daemon=True).start()
         return True
@@ -576,8 +576,8 @@ class Client(StatsPanel, PlayerKeys):
                     self._log(*ev.payload)
                 elif ev.kind is EventKind.END:
                     self._on_end(str(ev.payload))
-                elif ev.kind is EventKind.STATE and isinstance(ev.payload, tuple):
-                    _, name, err, done, always = ev.payload
+                elif ev.kind is EventKind.DONE:
+                    name, err, done, always = ev.payload
                     if not self.closing or name == "TEARDOWN":
                         self.busy = False
                     if err:

@@ -44,6 +44,7 @@ class EventKind(enum.Enum):
     STATE = "state"      # ClientState changed
     END = "end"          # the stream ended (reason text; a failure is in ReceiveEngine.failure)
     STATS = "stats"      # RTCP in or out: the statistics changed while maybe no frame flows
+    DONE = "done"        # the window's request thread finished: (name, error or None, on success, always)
 
 
 @dataclass
