@@ -624,6 +624,14 @@ class JpegDepacketizer:
         """End of stream: an unfinished frame counts as dropped."""
         self._abandon()
 
+    def new_timeline(self) -> None:
+        """A seek: the half-built frame from before it is discarded, not counted as dropped, and
+        the duplicate check forgets the last frame (the new timeline may reuse its timestamp);
+        the counters go on."""
+        self._frame = None
+        self._last_done = None
+        self._last_first = b""
+
     def _abandon(self) -> None:
         if self._frame is not None:
             self.frames_dropped += 1

@@ -491,10 +491,7 @@ class RtpReceivePath:
                 if seq_diff(pkt.sequence_number, self._skip_before) < 0:
                     continue                      # from before the seek
                 self._skip_before = None
-                # A half-built frame from before the seek is discarded, not counted as dropped.
-                old, self.depack = self.depack, JpegDepacketizer()
-                for name in ("frames_completed", "frames_dropped", "bad_packets", "duplicates"):
-                    setattr(self.depack, name, getattr(old, name))
+                self.depack.new_timeline()   # a half-built frame from before the seek is not a drop
             bad = self.depack.bad_packets
             jpeg = self.depack.push(pkt.payload, pkt.rtp_timestamp, pkt.marker, r.missing_before)
             if self.depack.bad_packets != bad:

@@ -655,3 +655,22 @@ def test_ffmpeg_rtpdec_jpeg_decodes_our_packets(tmp_path):
     assert stream_.frame_count == count
     for i in range(count):
         assert media.pixels(stream_.frame(i)) in wanted
+
+
+def test_new_timeline_discards_the_half_built_frame_without_counting_it():
+    """A seek (RtpReceivePath): the frame cut in half by it is neither returned nor dropped,
+    a frame of the new timeline with the same timestamp is not taken for a duplicate, and
+    the counters go on."""
+    frame = VideoStream(media.MOVIE).frame(0)
+    parts = packetize(frame, 400)
+    assert len(parts) > 2
+    depack = JpegDepacketizer()
+    for i, payload in enumerate(parts):
+        got = depack.push(payload, 9000, i == len(parts) - 1)
+    assert got is not None and depack.frames_completed == 1
+    depack.push(parts[0], 18000, False)          # the next frame's first fragment, then a seek
+    depack.new_timeline()
+    for i, payload in enumerate(parts):         # the new timeline starts at the same timestamp
+        got = depack.push(payload, 9000, i == len(parts) - 1)
+    assert got is not None and media.pixels(got) == media.pixels(frame)
+    assert (depack.frames_completed, depack.frames_dropped, depack.duplicates) == (2, 0, 0)
