@@ -16,15 +16,14 @@ hook :meth:`RtpReceivePath._drop_session`, which the engine overrides.
 
 from __future__ import annotations
 
-import os
 import logging
 import select
 import socket
-import struct
 import threading
 import time
 from typing import Any, Callable
 
+from GroupSocket import join_group
 from Impair import Impairer, ImpairSpec
 from RtcpPacket import ReportBlock, unix_from_ntp
 from RtcpSession import RtcpReceiver
@@ -264,34 +263,21 @@ class RtpReceivePath:
         if not addr.is_multicast:
             raise ClientError(f"the server gave destination {group}, which is not a multicast group")
         v6 = addr.version == 6
-        family = socket.AF_INET6 if v6 else socket.AF_INET
         local = self.rtsp_sock.getsockname()[0] if self.rtsp_sock is not None else "0.0.0.0"
         if not v6 and ":" in local:
             local = local[7:] if local.startswith("::ffff:") else "0.0.0.0"
         socks = []
         try:
             for port in ports:
-                sock = socket.socket(family, socket.SOCK_DGRAM)
+                # shared with other viewers on this host; IPv6 joins on interface 0
+                sock, _ = join_group(group, port, v6_index=0) if v6 else \
+                    join_group(group, port, socket.inet_aton(local))
                 socks.append(sock)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if hasattr(socket, "SO_REUSEPORT"):
-                    try:
-                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # other viewers here
-                    except OSError:
-                        pass
-                # Binding to the group itself filters other traffic to the port (Linux, macOS);
-                # Windows only binds local addresses.
-                bind_host = group if os.name != "nt" else ("::" if v6 else "0.0.0.0")
-                sock.bind((bind_host, port))
                 sock.setblocking(False)  # the reader drains both sockets in turn
                 if v6:
-                    mreq = addr.packed + struct.pack("@I", 0)  # struct ipv6_mreq, interface 0
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
                     if ttl is not None:
                         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, ttl)
                 else:
-                    mreq = addr.packed + socket.inet_aton(local)
-                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
                     sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(local))
                     if ttl is not None:
                         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import errno
-import ipaddress
 import logging
-import os
 import signal
 import socket
 import struct
@@ -25,6 +23,7 @@ PythonVersion.require("Server.py")
 from LiveReader import LiveFeed
 from LiveSource import parse_live_spec
 from MediaLibrary import LAB_MAX_FRAME, MAX_DATAGRAM_PAYLOAD, MediaLibrary
+from GroupSocket import ANY_INTERFACE, join_group, leave_group
 from Multicast import GroupAddress, MulticastGroups, MulticastPool
 from RtspAuth import AuthError, Authenticator, UserDatabase
 from SocketBuffers import request_buffer
@@ -86,8 +85,7 @@ def multicast_sockets(pool: MulticastPool, interface: str | None) -> tuple[socke
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, pool.ttl)
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 1)
                 if interface:
-                    index = int(interface) if interface.isdigit() else socket.if_nametoindex(interface)
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, _ipv6_index(interface))
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
             sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
         except OSError as exc:
@@ -102,39 +100,18 @@ def multicast_sockets(pool: MulticastPool, interface: str | None) -> tuple[socke
 
 class GroupRtcpSocket:
     """A UDP socket on a group's RTCP port that joined the group (RFC 3550 6.2: the members
-    send their receiver reports to the group, port + 1).  Bound to the group itself where the
-    platform allows (Linux, macOS: only that group's datagrams), to the wildcard on Windows;
-    shared with the players and ffmpeg of this host (SO_REUSEADDR, and SO_REUSEPORT where it
-    exists).  The group is joined on the interface multicast is sent on (--multicast-interface,
-    else the system's choice).  Our own reports come back too (IP_MULTICAST_LOOP): the
-    Streamer knows them by SSRC.  close() leaves the group and closes."""
+    send their receiver reports to the group, port + 1), made by GroupSocket.join_group (shared
+    with this host's players and ffmpeg), joined on the interface multicast is sent on
+    (--multicast-interface, else the system's choice).  Our own reports come back too
+    (IP_MULTICAST_LOOP): the Streamer knows them by SSRC.  close() leaves the group and closes."""
 
     def __init__(self, address: GroupAddress, interface: str | None) -> None:
-        group = ipaddress.ip_address(address.group)
-        self.v6 = group.version == 6
         self.port = address.port[1]
-        self.sock = socket.socket(socket.AF_INET6 if self.v6 else socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if hasattr(socket, "SO_REUSEPORT"):
-                try:
-                    self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                except OSError:
-                    pass
-            wildcard = "::" if self.v6 else "0.0.0.0"
-            self.sock.bind((address.group if os.name != "nt" else wildcard, self.port))
-            if self.v6:
-                index = 0 if not interface else int(interface) if interface.isdigit() \
-                    else socket.if_nametoindex(interface)
-                self.mreq = group.packed + struct.pack("@I", index)  # struct ipv6_mreq
-                self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, self.mreq)
-            else:
-                self.mreq = group.packed + _ipv4_interface(interface)  # struct ip_mreq(n)
-                self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, self.mreq)
-            self.sock.setblocking(False)  # the Streamer's loop reads it after select
-        except OSError:
-            self.sock.close()
-            raise
+        if ":" in address.group:
+            self.sock, self.mreq = join_group(address.group, self.port, v6_index=_ipv6_index(interface))
+        else:
+            self.sock, self.mreq = join_group(address.group, self.port, _ipv4_interface(interface))
+        self.sock.setblocking(False)  # the Streamer's loop reads it after select
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -145,13 +122,7 @@ class GroupRtcpSocket:
     def close(self) -> None:
         if self.sock.fileno() < 0:
             return
-        try:
-            if self.v6:
-                self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_LEAVE_GROUP, self.mreq)
-            else:
-                self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_DROP_MEMBERSHIP, self.mreq)
-        except OSError:
-            pass  # closing leaves it too
+        leave_group(self.sock, self.mreq)
         self.sock.close()
 
 
@@ -159,11 +130,18 @@ def _ipv4_interface(interface: str | None) -> bytes:
     """The interface half of an IPv4 membership request: its address (struct ip_mreq), or for a
     name its index (struct ip_mreqn, Linux); none given: INADDR_ANY, the system's choice."""
     if not interface:
-        return socket.inet_aton("0.0.0.0")
+        return ANY_INTERFACE
     try:
         return socket.inet_aton(interface)
     except OSError:
         return struct.pack("=4si", b"\0" * 4, socket.if_nametoindex(interface))
+
+
+def _ipv6_index(interface: str | None) -> int:
+    """--multicast-interface as an IPv6 interface index: a number, or a name; none: 0."""
+    if not interface:
+        return 0
+    return int(interface) if interface.isdigit() else socket.if_nametoindex(interface)
 
 
 class RtspServer:
