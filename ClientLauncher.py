@@ -222,7 +222,6 @@ def run_headless(engine: ReceiveEngine, args: argparse.Namespace, out: TextIO | 
                 line = progress_line(engine.snapshot())
                 out.write(("\r" + line + "\x1b[K") if interactive else line + "\n")
                 out.flush()
-        # Drain the frames that completed before the end was noticed.
         if engine.proto is not None and not engine.connection_lost and engine.failure is None:
             try:
                 engine.teardown()
@@ -300,6 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError("--lab needs a server (it has no meaning with --sdp)")
         if args.lab and args.rtsp:
             raise ValueError("--lab and --rtsp contradict each other: choose the dialect the server speaks")
+        lab_mode = True if args.lab else (False if args.rtsp else None)   # None: probe (auto)
         username = password = None
         if args.user is not None:
             if url is None:
@@ -308,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         engine = ReceiveEngine(url, rtp_port=rtp_port, transport=args.transport, sdp_text=sdp_text,
                                reorder_window=args.reorder_window, idle_timeout=args.idle_timeout,
                                impair=impair, rtcp_min_time=args.rtcp_min,
-                               username=username, password=password, lab=True if args.lab else False if args.rtsp else None)
+                               username=username, password=password, lab=lab_mode)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -585,12 +585,12 @@ class ReceiveEngine(RtpReceivePath):
             except (OSError, ValueError):
                 data = b""
             now = time.monotonic()
-            if sock is not self.rtsp_sock:
-                return                       # replaced: a reconnect or the lab fallback
-            if data == b"":
-                with self._reply_cond:
-                    if sock is not self.rtsp_sock:
-                        return               # replaced meanwhile: its EOF is not the new connection's
+            with self._reply_cond:
+                # Checked under the lock: a reconnect or the lab fallback that replaced this socket
+                # meanwhile has reset the connection state, and this socket's EOF is not the new one's.
+                if sock is not self.rtsp_sock:
+                    return
+                if data == b"":
                     if self.proto.unterminated:
                         # a lab server's last reply has no end: the close ends it
                         self._on_rtsp_events(self.proto.finish_unterminated(), now, sock)
@@ -600,16 +600,12 @@ class ReceiveEngine(RtpReceivePath):
                         if not (self._probing() and self.proto.session_id is None):
                             self._on_connection_lost(now)   # (while probing, the probe decides)
                     self._reply_cond.notify_all()
-                return
-            if data:
-                with self._reply_cond:
-                    if sock is not self.rtsp_sock:
-                        return
+                    return
+                if data:
                     self._on_rtsp_events(self.proto.feed(data), now, sock)
                     self._unterminated_since = now if self.proto.unterminated else None
-            elif since is not None and now - since >= LAB_QUIET:
-                # a reply without a blank line (the lab form) and nothing more: it is complete
-                with self._reply_cond:
+                elif since is not None and now - since >= LAB_QUIET:
+                    # a reply without a blank line (the lab form) and nothing more: it is complete
                     self._unterminated_since = None
                     if self.proto.unterminated:
                         self._on_rtsp_events(self.proto.finish_unterminated(), now, sock)
